@@ -1,0 +1,1 @@
+"""WebSocket gateway worker: protocol core, connection I/O, fan-out and drain."""

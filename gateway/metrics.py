@@ -1,0 +1,33 @@
+"""Prometheus metrics of a gateway worker (served on ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+__all__ = [
+    "ACKS",
+    "CLOSES",
+    "CONNECTIONS",
+    "DELIVERIES",
+    "DRAINS",
+    "FEEDS",
+    "FEED_READS",
+    "LAG",
+    "REPLAYED",
+    "SLOW",
+]
+
+CONNECTIONS = Gauge("botgw_gateway_connections", "open WebSocket connections")
+FEEDS = Gauge("botgw_gateway_feeds", "bots with at least one connection on this worker")
+DELIVERIES = Counter("botgw_gateway_deliveries_total", "updates sent to connections (live)")
+REPLAYED = Counter("botgw_gateway_replayed_total", "updates sent from the log (replay, catch-up)")
+ACKS = Counter("botgw_gateway_acks_total", "cumulative acks received")
+CLOSES = Counter("botgw_gateway_closes_total", "connections closed, by close code", ["code"])
+DRAINS = Counter("botgw_gateway_drains_total", "drains started")
+SLOW = Counter("botgw_gateway_fell_behind_total", "live connections that fell behind")
+FEED_READS = Counter("botgw_gateway_feed_reads_total", "batches read by feeds")
+LAG = Gauge(
+    "botgw_gateway_consumer_lag",
+    "update ids between the log head seen by the feed and the consumer's ack",
+    ["bot", "consumer"],
+)

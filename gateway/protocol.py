@@ -1,0 +1,917 @@
+"""Sans-I/O core of the gateway protocol, version 1 (``docs/protocol.md``).
+
+One :class:`ServerConnection` per WebSocket connection. It is a state machine:
+client frames go in through :meth:`~ServerConnection.receive_frame`, the side
+effects the I/O layer has to perform come out of
+:meth:`~ServerConnection.events_received`, and the control frames to send come
+out of :meth:`~ServerConnection.data_to_send`. Time is passed in by the caller
+(``now``, seconds on any monotonic clock); nothing here reads a clock, touches a
+socket or talks to Redis, so every behaviour is testable by feeding frames.
+
+Update batches are the exception to ``data_to_send``: the fan-out encodes one
+batch once with :func:`encode_updates_frame`, sends the same bytes to every
+connection that wants it and reports the high-water mark with
+:meth:`~ServerConnection.updates_sent`.
+
+Bad client input never raises out of this module: it becomes a last ``close``
+frame followed by a :class:`CloseConnection` event. Misuse of the API by the
+I/O layer is a bug and fails an ``assert``.
+
+States::
+
+    AWAIT_IDENTIFY --identify--> IDENTIFYING --accept()--> ACTIVE --start_drain()--> DRAINING
+          |                           |                      |                          |
+          +---------------------------+----------------------+--------------------------+
+                                 any close --> CLOSED
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+import msgpack
+
+from shared.codecs import CodecError, json_dumps, json_loads, pack, unpack
+from shared.ids import MAX_ID, Cursor
+
+__all__ = [
+    "MAX_SHARDS",
+    "PROTOCOL_VERSION",
+    "UPDATE_TYPES",
+    "AckReceived",
+    "CloseCode",
+    "CloseConnection",
+    "Encoding",
+    "Event",
+    "GapPolicy",
+    "GapReason",
+    "Identify",
+    "Limits",
+    "RequestReceived",
+    "ServerConnection",
+    "State",
+    "encode_updates_frame",
+    "is_resumable",
+]
+
+PROTOCOL_VERSION = 1
+
+#: Update types a client may name in ``identify.allowed_updates``.
+UPDATE_TYPES: frozenset[str] = frozenset(
+    {
+        "message",
+        "edited_message",
+        "callback_query",
+        "my_chat_member",
+        "message_reaction",
+        "poll",
+        "poll_answer",
+    }
+)
+
+#: Upper bound of ``n`` in ``shard: [i, n]``.
+MAX_SHARDS = 1024
+
+Encoding: TypeAlias = Literal["json", "msgpack"]
+GapPolicy: TypeAlias = Literal["fail", "oldest", "newest"]
+GapReason: TypeAlias = Literal["retention", "epoch"]
+
+_ENCODINGS: dict[str, Encoding] = {"json": "json", "msgpack": "msgpack"}
+_GAP_POLICIES: dict[str, GapPolicy] = {"fail": "fail", "oldest": "oldest", "newest": "newest"}
+
+_CONSUMER_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Ids below 2**53 have at most 16 digits; the range is checked after parsing.
+_DECIMAL_RE = re.compile(r"[0-9]{1,16}")
+_MAX_TOKEN_CHARS = 512
+_MAX_EPOCH_CHARS = 64
+_MAX_REQUEST_ID_CHARS = 64
+_MAX_METHOD_CHARS = 64
+_MAX_PARAMS_DEPTH = 32
+# RFC 6455 leaves 123 bytes for the reason in a close frame.
+_MAX_REASON_BYTES = 123
+# A flooding client gets its connection closed; it may come back after a second
+# with a full bucket (the identify rate limit stops a reconnect loop).
+_RATE_LIMITED_RETRY_MS = 1000
+_BACKEND_RETRY_MS = 1000
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes used by the gateway.
+
+    4000-4499: the client should reconnect (with backoff) and resume from its
+    cursor. 4500-4999: terminal, reconnecting with the same parameters would fail
+    again. Every close is preceded by a ``close`` frame that repeats the code and
+    says whether it is resumable.
+
+    ====  =====================  =========  ===============================================
+    code  name                   resumable  meaning
+    ====  =====================  =========  ===============================================
+    1000  NORMAL                 no         the server ended the session deliberately
+    1001  GOING_AWAY             yes        the server is shutting down without a drain
+    1012  SERVICE_RESTART        yes        drain deadline reached (after ``reconnect``)
+    4000  INTERNAL_ERROR         yes        a server-side problem
+    4001  HEARTBEAT_TIMEOUT      yes        no frame for two heartbeat intervals
+    4002  IDENTIFY_TIMEOUT       yes        no ``identify`` within the identify timeout
+    4003  RATE_LIMITED           yes        client frame rate exceeded (``retry_after_ms``)
+    4004  TOO_MANY_CONNECTIONS   yes        connections per bot exceeded (``retry_after_ms``)
+    4005  IDENTIFY_RATE_LIMITED  yes        identifies per minute exceeded (``retry_after_ms``)
+    4006  BACKEND_UNAVAILABLE    yes        the update log could not be reached
+    4500  BAD_FRAME              no         undecodable frame, unknown op, bad field
+    4501  AUTH_FAILED            no         missing, malformed, unknown or revoked token
+    4502  TAKEN_OVER             no         a newer connection for the same bot/consumer/shard
+    4503  FRAME_TOO_LARGE        no         a client frame exceeded ``max_frame_bytes``
+    4504  CURSOR_GAP             no         the cursor fell out of the log and ``on_gap`` is fail
+    4505  BOT_INACTIVE           no         the bot was revoked
+    4506  INVALID_ACK            no         an ack beyond the last delivered update
+    ====  =====================  =========  ===============================================
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    SERVICE_RESTART = 1012
+    INTERNAL_ERROR = 4000
+    HEARTBEAT_TIMEOUT = 4001
+    IDENTIFY_TIMEOUT = 4002
+    RATE_LIMITED = 4003
+    TOO_MANY_CONNECTIONS = 4004
+    IDENTIFY_RATE_LIMITED = 4005
+    BACKEND_UNAVAILABLE = 4006
+    BAD_FRAME = 4500
+    AUTH_FAILED = 4501
+    TAKEN_OVER = 4502
+    FRAME_TOO_LARGE = 4503
+    CURSOR_GAP = 4504
+    BOT_INACTIVE = 4505
+    INVALID_ACK = 4506
+
+
+# Standard codes after which a resume is the right reaction (1006 is never sent,
+# a client observes it when the connection drops without a close frame).
+_RESUMABLE_STANDARD_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+
+
+def is_resumable(code: int) -> bool:
+    """Whether a client should reconnect and resume after a close with ``code``."""
+    if 4000 <= code < 4500:
+        return True
+    if 4500 <= code < 5000:
+        return False
+    return code in _RESUMABLE_STANDARD_CODES
+
+
+class State(enum.Enum):
+    """Lifecycle of one gateway connection."""
+
+    AWAIT_IDENTIFY = enum.auto()  # hello sent, waiting for identify/resume
+    IDENTIFYING = enum.auto()  # identify received, waiting for accept() or reject()
+    ACTIVE = enum.auto()  # ready sent, delivering updates
+    DRAINING = enum.auto()  # reconnect sent, delivering until the deadline
+    CLOSED = enum.auto()  # close frame queued, nothing more is sent
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits, advertised to the client in ``hello``."""
+
+    heartbeat_interval_s: float = 30.0
+    identify_timeout_s: float = 10.0
+    max_frame_bytes: int = 65536
+    max_frames_per_s: float = 50.0
+    frame_burst: int = 100
+    max_pending_requests: int = 32
+    max_connections_per_bot: int = 100
+    identify_per_minute: int = 60
+    retention_s: int = 86400
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_s <= 0 or self.identify_timeout_s <= 0:
+            raise ValueError("heartbeat_interval_s and identify_timeout_s must be positive")
+        if self.max_frame_bytes < 1 or self.max_frames_per_s <= 0 or self.frame_burst < 1:
+            raise ValueError("frame limits must be positive")
+        if self.max_pending_requests < 0:
+            raise ValueError("max_pending_requests must not be negative")
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identify:
+    """The client identified: authenticate, look up the log, then accept() or reject().
+
+    ``token`` is None when the upgrade request was already authenticated.
+    ``cursor`` None means the consumer's committed cursor. ``allowed_updates``
+    None means every update type.
+    """
+
+    token: str | None
+    cursor: Cursor | None
+    consumer: str
+    shard: tuple[int, int]
+    encoding: Encoding
+    allowed_updates: frozenset[str] | None
+    on_gap: GapPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """A new cumulative ack, strictly above the previous one and not above delivered.
+
+    The I/O layer need not commit each one: :meth:`ServerConnection.take_commit`
+    coalesces them.
+    """
+
+    update_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A Bot API call over the socket; answer with :meth:`ServerConnection.send_result`."""
+
+    request_id: str
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    """Send what ``data_to_send()`` still holds, then close the WebSocket with ``code``."""
+
+    code: int
+    reason: str
+
+
+Event: TypeAlias = Identify | AckReceived | RequestReceived | CloseConnection
+
+
+class _Violation(Exception):
+    """Client input that ends the connection; caught inside receive_frame()."""
+
+    def __init__(self, code: CloseCode, reason: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.retry_after_ms = retry_after_ms
+
+
+def _bad(reason: str) -> _Violation:
+    return _Violation(CloseCode.BAD_FRAME, reason)
+
+
+def _show(value: object) -> str:
+    """A short ASCII rendering of client-supplied data for a close reason."""
+    text = ascii(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _truncate_reason(reason: str) -> str:
+    data = reason.encode()
+    if len(data) <= _MAX_REASON_BYTES:
+        return reason
+    return data[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def _utf8_len(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    # surrogatepass: a lone surrogate must be measured, not raise; decoding rejects it.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _id_str(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_id(value: object, field: str) -> int:
+    """An update id as int or decimal string, 0 <= id < 2**53."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _DECIMAL_RE.fullmatch(value):
+        number = int(value)
+    else:
+        raise _bad(f"{field} must be an integer or a decimal string, got {_show(value)}")
+    if not 0 <= number < MAX_ID:
+        raise _bad(f"{field} must be in [0, 2**53), got {_show(value)}")
+    return number
+
+
+def _parse_cursor(value: object) -> Cursor | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _bad("identify.cursor must be an object {epoch, update_id} or null")
+    epoch = value.get("epoch")
+    if not isinstance(epoch, str) or not 1 <= len(epoch) <= _MAX_EPOCH_CHARS:
+        raise _bad(f"identify.cursor.epoch must be a string of 1-{_MAX_EPOCH_CHARS} characters")
+    return Cursor(epoch=epoch, update_id=_parse_id(value.get("update_id"), "cursor.update_id"))
+
+
+def _parse_shard(value: object) -> tuple[int, int]:
+    if value is None:
+        return (0, 1)
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(part, int) and not isinstance(part, bool) for part in value)
+        and 0 <= value[0] < value[1] <= MAX_SHARDS
+    ):
+        return (value[0], value[1])
+    raise _bad(f"identify.shard must be [i, n] with 0 <= i < n <= {MAX_SHARDS}")
+
+
+def _parse_allowed_updates(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _bad("identify.allowed_updates must be a list of update types")
+    for item in value:
+        if not isinstance(item, str) or item not in UPDATE_TYPES:
+            raise _bad(f"identify.allowed_updates has an unknown update type {_show(item)}")
+    # An empty list means "all", as in Telegram's getUpdates.
+    return frozenset(value) or None
+
+
+def _is_json_value(value: object, depth: int = 0) -> bool:
+    """Whether msgpack- or JSON-decoded ``value`` is plain JSON data (no bytes, ext types)."""
+    if depth > _MAX_PARAMS_DEPTH:
+        return False
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list):
+        return all(_is_json_value(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and _is_json_value(item, depth + 1) for key, item in value.items()
+        )
+    return False
+
+
+def _encode(frame: dict[str, Any], encoding: Encoding) -> str | bytes:
+    if encoding == "json":
+        return json_dumps(frame).decode()
+    return pack(frame)
+
+
+# --- the connection -----------------------------------------------------------------
+
+
+class ServerConnection:
+    """Protocol state of one gateway WebSocket connection, server side.
+
+    The constructor queues ``hello``. Feed every received message to
+    :meth:`receive_frame` (``str`` for text, ``bytes`` for binary), call
+    :meth:`tick` no later than :meth:`next_deadline`, and after each call drain
+    :meth:`events_received` and :meth:`data_to_send`. After a
+    :class:`CloseConnection` event, send the remaining frames and close the socket.
+    """
+
+    def __init__(
+        self, *, connection_id: str, limits: Limits, authenticated: bool, now: float
+    ) -> None:
+        self._connection_id = connection_id
+        self._limits = limits
+        self._authenticated = authenticated
+        self._state = State.AWAIT_IDENTIFY
+        self._encoding: Encoding = "json"
+        self._frames: list[str | bytes] = []
+        self._events: list[Event] = []
+
+        self._opened_at = now
+        self._identified_at = now
+        self._last_activity = now
+        self._drain_deadline = now
+        self._tokens = float(limits.frame_burst)
+        self._bucket_time = now
+
+        self._on_gap: GapPolicy = "fail"
+        self._consumer = "default"
+        self._shard = (0, 1)
+        self._epoch: str | None = None
+        self._acked: int | None = None
+        self._delivered: int | None = None
+        self._committed: int | None = None
+        self._pending: set[str] = set()
+        self._close_code: int | None = None
+        self._internal_error: Exception | None = None
+
+        self._send(self._hello())
+
+    # -- read-only state --
+
+    @property
+    def connection_id(self) -> str:
+        """The id announced in ``hello``."""
+        return self._connection_id
+
+    @property
+    def state(self) -> State:
+        """Current :class:`State`."""
+        return self._state
+
+    @property
+    def encoding(self) -> Encoding:
+        """Encoding of server frames: ``"json"`` (text) until identify chose msgpack."""
+        return self._encoding
+
+    @property
+    def on_gap(self) -> GapPolicy:
+        """The client's gap policy from identify (``"fail"`` before identify)."""
+        return self._on_gap
+
+    @property
+    def epoch(self) -> str | None:
+        """Epoch of the log being delivered (from accept, or a later epoch gap)."""
+        return self._epoch
+
+    @property
+    def acked(self) -> int | None:
+        """Last cumulative ack (the start cursor right after accept); None before."""
+        return self._acked
+
+    @property
+    def delivered(self) -> int | None:
+        """Highest update id sent on this connection (the start cursor right after accept)."""
+        return self._delivered
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests received and not yet answered with send_result()."""
+        return len(self._pending)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once CLOSED."""
+        return self._close_code
+
+    @property
+    def internal_error(self) -> Exception | None:
+        """The exception behind a 4000 close caused by a defect of this module, for logging."""
+        return self._internal_error
+
+    # -- I/O layer interface --
+
+    def receive_frame(self, data: str | bytes, now: float) -> None:
+        """Process one client message: ``str`` is a JSON text frame, ``bytes`` msgpack.
+
+        Never raises for any input; a protocol violation closes the connection.
+        """
+        if self._state is State.CLOSED:
+            return
+        try:
+            self._receive(data, now)
+        except _Violation as exc:
+            self._close(exc.code, exc.reason, exc.retry_after_ms)
+        except AssertionError:
+            raise
+        except Exception as exc:
+            # A defect here must not crash the worker's reader task: fail this
+            # connection the way websockets fails on a parser error, and keep the
+            # exception for the I/O layer to log.
+            self._internal_error = exc
+            self._close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def events_received(self) -> list[Event]:
+        """Events since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[str | bytes]:
+        """Control frames to send, in order: ``str`` as text, ``bytes`` as binary messages."""
+        frames, self._frames = self._frames, []
+        return frames
+
+    def tick(self, now: float) -> None:
+        """Apply the identify timeout, zombie detection and the drain deadline."""
+        due = [deadline for deadline in self._deadlines() if now >= deadline[0]]
+        if due:
+            _, code, reason, retry_after_ms = min(due, key=lambda deadline: deadline[0])
+            self._close(code, reason, retry_after_ms)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must next be called; None once CLOSED."""
+        deadlines = self._deadlines()
+        return min(deadline[0] for deadline in deadlines) if deadlines else None
+
+    def accept(
+        self,
+        *,
+        bot_id: int,
+        bot_username: str,
+        epoch: str,
+        cursor: Cursor,
+        head: int,
+        resumed: bool,
+    ) -> None:
+        """Identify succeeded: queue ``ready`` and start delivering after ``cursor``.
+
+        ``cursor`` is the last consumed position (delivery starts after it) in the
+        log's current ``epoch``; ``head`` is the newest update id in the log. A
+        no-op if the connection closed meanwhile.
+        """
+        if self._state is State.CLOSED:
+            return
+        assert self._state is State.IDENTIFYING, f"accept() in state {self._state.name}"
+        assert cursor.epoch == epoch, "accept() cursor must be in the current epoch"
+        self._state = State.ACTIVE
+        self._epoch = epoch
+        self._acked = self._delivered = self._committed = cursor.update_id
+        self._send(
+            {
+                "op": "ready",
+                "bot": {"id": str(bot_id), "username": bot_username},
+                "consumer": self._consumer,
+                "shard": list(self._shard),
+                "epoch": epoch,
+                "cursor": {"epoch": cursor.epoch, "update_id": str(cursor.update_id)},
+                "head": str(head),
+                "resumed": resumed,
+            }
+        )
+
+    def reject(self, code: CloseCode, reason: str, *, retry_after_ms: int | None = None) -> None:
+        """Close from any state for a reason found outside the core (auth, limits, backend)."""
+        self._close(code, reason, retry_after_ms)
+
+    def close(self, code: CloseCode, reason: str, *, retry_after_ms: int | None = None) -> None:
+        """Close the connection (e.g. server shutdown). A no-op once CLOSED."""
+        self._close(code, reason, retry_after_ms)
+
+    def updates_sent(self, last_update_id: int) -> None:
+        """An ``updates`` frame ending with ``last_update_id`` was handed to the socket."""
+        if self._state is State.CLOSED:
+            return
+        assert self._state in (State.ACTIVE, State.DRAINING), "updates before ready"
+        assert self._delivered is not None and last_update_id > self._delivered, (
+            f"updates out of order: {last_update_id} after {self._delivered}"
+        )
+        self._delivered = last_update_id
+
+    def signal_gap(
+        self, *, reason: GapReason, oldest: int | None, newest: int | None, epoch: str
+    ) -> GapPolicy:
+        """Tell the client its position is not in the log; return its ``on_gap`` policy.
+
+        ``oldest``/``newest`` are the retained range of the log in ``epoch`` (None
+        if it is empty). With ``"fail"`` the connection closes 4504. With
+        ``"oldest"`` the I/O layer continues from ``oldest``; with ``"newest"`` it
+        continues after ``newest``. Called before accept() (the resolved start goes
+        into accept's cursor) or while delivering (the slow reader fell out of
+        retention, or the log was replaced).
+        """
+        policy = self._on_gap
+        if self._state is State.CLOSED:
+            return policy
+        assert self._state in (State.IDENTIFYING, State.ACTIVE, State.DRAINING)
+        self._send(
+            {
+                "op": "gap",
+                "reason": reason,
+                "oldest": _id_str(oldest),
+                "newest": _id_str(newest),
+                "epoch": epoch,
+                "action": policy,
+            }
+        )
+        if policy == "fail":
+            self._close(CloseCode.CURSOR_GAP, f"cursor is not in the retained log ({reason})")
+            return policy
+        if self._state is State.IDENTIFYING:
+            return policy
+        assert self._delivered is not None
+        if policy == "oldest":
+            position = max(oldest - 1, 0) if oldest is not None else (newest or 0)
+        else:
+            position = newest if newest is not None else 0
+        if epoch != self._epoch:
+            # Ids of the old epoch mean nothing in the new log: restart the marks
+            # there. Nothing is committed until the client acks in the new epoch.
+            self._epoch = epoch
+            self._acked = self._delivered = self._committed = position
+        else:
+            # Same log, the reader skips ahead. Acks stay the client's own: updates
+            # sent but not yet acked must still be able to repeat after a crash.
+            self._delivered = max(self._delivered, position)
+        return policy
+
+    def take_over(self) -> None:
+        """A newer connection for the same bot/consumer/shard exists: close 4502."""
+        self._close(CloseCode.TAKEN_OVER, "a newer connection took over this consumer and shard")
+
+    def start_drain(self, *, deadline_ms: int, now: float) -> None:
+        """The worker is shutting down: send ``reconnect``; close 1012 at the deadline.
+
+        A connection that is not delivering yet has nothing to finish and closes
+        1012 at once. A second call keeps the first deadline.
+        """
+        assert deadline_ms >= 0
+        if self._state in (State.AWAIT_IDENTIFY, State.IDENTIFYING):
+            self._close(CloseCode.SERVICE_RESTART, "service restart")
+            return
+        if self._state is not State.ACTIVE:
+            return
+        self._send({"op": "reconnect", "reason": "draining", "deadline_ms": deadline_ms})
+        self._state = State.DRAINING
+        self._drain_deadline = now + deadline_ms / 1000
+
+    def send_result(
+        self,
+        request_id: str,
+        *,
+        ok: bool,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer a :class:`RequestReceived` (``error`` is the REST error envelope)."""
+        if self._state is State.CLOSED:
+            return
+        assert request_id in self._pending, f"no pending request {request_id!r}"
+        self._pending.remove(request_id)
+        if ok:
+            self._send({"op": "result", "id": request_id, "ok": True, "result": result})
+        else:
+            assert error is not None, "send_result(ok=False) needs an error"
+            self._send({"op": "result", "id": request_id, "ok": False, "error": error})
+
+    def take_commit(self) -> int | None:
+        """The highest ack not yet handed out for committing, or None if nothing is new.
+
+        Call it periodically and once more after the close, and commit the value
+        as ``Cursor(epoch, value)`` for the identified consumer and shard.
+        """
+        if self._acked is None or self._committed is None or self._acked <= self._committed:
+            return None
+        self._committed = self._acked
+        return self._acked
+
+    # -- internals --
+
+    def _hello(self) -> dict[str, Any]:
+        limits = self._limits
+        return {
+            "op": "hello",
+            "v": PROTOCOL_VERSION,
+            "connection_id": self._connection_id,
+            "heartbeat_interval_ms": round(limits.heartbeat_interval_s * 1000),
+            "retention_s": limits.retention_s,
+            "auth_required": not self._authenticated,
+            "limits": {
+                "identify_timeout_ms": round(limits.identify_timeout_s * 1000),
+                "max_frame_bytes": limits.max_frame_bytes,
+                "max_frames_per_s": limits.max_frames_per_s,
+                "frame_burst": limits.frame_burst,
+                "max_pending_requests": limits.max_pending_requests,
+                "max_connections_per_bot": limits.max_connections_per_bot,
+                "identify_per_minute": limits.identify_per_minute,
+            },
+        }
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        assert self._state is not State.CLOSED, "frame queued after close"
+        self._frames.append(_encode(frame, self._encoding))
+
+    def _close(self, code: CloseCode, reason: str, retry_after_ms: int | None = None) -> None:
+        if self._state is State.CLOSED:
+            return
+        assert retry_after_ms is None or retry_after_ms >= 0
+        reason = _truncate_reason(reason)
+        self._send(
+            {
+                "op": "close",
+                "code": int(code),
+                "reason": reason,
+                "resumable": is_resumable(code),
+                "retry_after_ms": retry_after_ms,
+            }
+        )
+        self._state = State.CLOSED
+        self._close_code = int(code)
+        self._pending.clear()
+        self._events.append(CloseConnection(int(code), reason))
+
+    def _deadlines(self) -> list[tuple[float, CloseCode, str, int | None]]:
+        state = self._state
+        if state is State.CLOSED:
+            return []
+        limits = self._limits
+        deadlines: list[tuple[float, CloseCode, str, int | None]] = [
+            (
+                self._last_activity + 2 * limits.heartbeat_interval_s,
+                CloseCode.HEARTBEAT_TIMEOUT,
+                "no frame from the client for two heartbeat intervals",
+                None,
+            )
+        ]
+        if state is State.AWAIT_IDENTIFY:
+            deadlines.append(
+                (
+                    self._opened_at + limits.identify_timeout_s,
+                    CloseCode.IDENTIFY_TIMEOUT,
+                    "no identify in time",
+                    None,
+                )
+            )
+        elif state is State.IDENTIFYING:
+            # The I/O layer is looking up the token and the log; if that hangs the
+            # client must not wait forever on a silent connection.
+            deadlines.append(
+                (
+                    self._identified_at + limits.identify_timeout_s,
+                    CloseCode.BACKEND_UNAVAILABLE,
+                    "identify could not be completed in time",
+                    _BACKEND_RETRY_MS,
+                )
+            )
+        elif state is State.DRAINING:
+            deadlines.append(
+                (self._drain_deadline, CloseCode.SERVICE_RESTART, "service restart", None)
+            )
+        return deadlines
+
+    def _take_token(self, now: float) -> bool:
+        elapsed = now - self._bucket_time
+        if elapsed > 0:  # a clock that steps back refills nothing rather than draining
+            self._tokens = min(
+                float(self._limits.frame_burst),
+                self._tokens + elapsed * self._limits.max_frames_per_s,
+            )
+            self._bucket_time = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _receive(self, data: str | bytes, now: float) -> None:
+        text = isinstance(data, str)
+        size = _utf8_len(data) if isinstance(data, str) else len(data)
+        if size > self._limits.max_frame_bytes:
+            raise _Violation(
+                CloseCode.FRAME_TOO_LARGE,
+                f"frame of {size} bytes exceeds max_frame_bytes {self._limits.max_frame_bytes}",
+            )
+        if not self._take_token(now):
+            raise _Violation(
+                CloseCode.RATE_LIMITED,
+                f"more than {self._limits.max_frames_per_s:g} frames/s",
+                _RATE_LIMITED_RETRY_MS,
+            )
+        self._last_activity = max(self._last_activity, now)
+
+        try:
+            frame = json_loads(data) if isinstance(data, str) else unpack(data)
+        except CodecError as exc:
+            raise _bad(f"invalid {'JSON' if text else 'msgpack'}: {exc}") from None
+        if not isinstance(frame, dict):
+            raise _bad(f"frame must be an object, got {type(frame).__name__}")
+        op = frame.get("op")
+        if op == "heartbeat":
+            self._on_heartbeat(frame)
+        elif op == "ack":
+            self._require_ready("ack")
+            self._on_ack(_parse_id(frame.get("update_id"), "ack.update_id"))
+        elif op in ("identify", "resume"):
+            self._on_identify(frame, now)
+        elif op == "request":
+            self._require_ready("request")
+            self._on_request(frame)
+        elif isinstance(op, str):
+            raise _bad(f"unknown op {_show(op)}")
+        else:
+            raise _bad("frame has no string field 'op'")
+
+    def _require_ready(self, op: str) -> None:
+        if self._state not in (State.ACTIVE, State.DRAINING):
+            raise _bad(f"{op} before ready")
+
+    def _on_heartbeat(self, frame: dict[Any, Any]) -> None:
+        ack = frame.get("ack")
+        if ack is not None:
+            update_id = _parse_id(ack, "heartbeat.ack")
+            # Before ready there is nothing to ack; a client repeating its last ack
+            # on an early heartbeat is harmless.
+            if self._state in (State.ACTIVE, State.DRAINING):
+                self._on_ack(update_id)
+        self._send({"op": "heartbeat_ack", "acked": _id_str(self._acked)})
+
+    def _on_ack(self, update_id: int) -> None:
+        assert self._acked is not None and self._delivered is not None
+        if update_id <= self._acked:
+            # Acks may be batched and overtake each other; cumulative means the
+            # higher one already covers this one.
+            return
+        if update_id > self._delivered:
+            raise _Violation(
+                CloseCode.INVALID_ACK,
+                f"ack {update_id} is beyond the last delivered update {self._delivered}",
+            )
+        self._acked = update_id
+        self._events.append(AckReceived(update_id))
+
+    def _on_identify(self, frame: dict[Any, Any], now: float) -> None:
+        if self._state is not State.AWAIT_IDENTIFY:
+            raise _bad("identify was already received on this connection")
+        token: str | None = None
+        if not self._authenticated:
+            raw_token = frame.get("token")
+            if raw_token is None:
+                raise _Violation(
+                    CloseCode.AUTH_FAILED, "identify.token is required (no token on the upgrade)"
+                )
+            if not isinstance(raw_token, str):
+                raise _bad("identify.token must be a string")
+            if not 1 <= len(raw_token) <= _MAX_TOKEN_CHARS:
+                raise _Violation(CloseCode.AUTH_FAILED, "identify.token is malformed")
+            token = raw_token
+        cursor = _parse_cursor(frame.get("cursor"))
+        consumer = frame.get("consumer", "default")
+        if not isinstance(consumer, str) or not _CONSUMER_RE.fullmatch(consumer):
+            raise _bad("identify.consumer must be 1-64 characters of [A-Za-z0-9_.-]")
+        shard = _parse_shard(frame.get("shard"))
+        raw_encoding = frame.get("encoding", "json")
+        encoding = _ENCODINGS.get(raw_encoding) if isinstance(raw_encoding, str) else None
+        if encoding is None:
+            raise _bad('identify.encoding must be "json" or "msgpack"')
+        allowed_updates = _parse_allowed_updates(frame.get("allowed_updates"))
+        raw_on_gap = frame.get("on_gap", "fail")
+        on_gap = _GAP_POLICIES.get(raw_on_gap) if isinstance(raw_on_gap, str) else None
+        if on_gap is None:
+            raise _bad('identify.on_gap must be "fail", "oldest" or "newest"')
+
+        self._state = State.IDENTIFYING
+        self._identified_at = now
+        self._encoding = encoding
+        self._on_gap = on_gap
+        self._consumer = consumer
+        self._shard = shard
+        self._events.append(
+            Identify(
+                token=token,
+                cursor=cursor,
+                consumer=consumer,
+                shard=shard,
+                encoding=encoding,
+                allowed_updates=allowed_updates,
+                on_gap=on_gap,
+            )
+        )
+
+    def _on_request(self, frame: dict[Any, Any]) -> None:
+        request_id = frame.get("id")
+        if not isinstance(request_id, str) or not 1 <= len(request_id) <= _MAX_REQUEST_ID_CHARS:
+            raise _bad(f"request.id must be a string of 1-{_MAX_REQUEST_ID_CHARS} characters")
+        method = frame.get("method")
+        if not isinstance(method, str) or not 1 <= len(method) <= _MAX_METHOD_CHARS:
+            raise _bad(f"request.method must be a string of 1-{_MAX_METHOD_CHARS} characters")
+        params = frame.get("params")
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict) or not _is_json_value(params):
+            raise _bad("request.params must be a JSON object")
+        if request_id in self._pending:
+            # Two answers with one id would be ambiguous for the client.
+            raise _bad(f"request.id {_show(request_id)} is already pending")
+        if len(self._pending) >= self._limits.max_pending_requests:
+            self._send(
+                {
+                    "op": "result",
+                    "id": request_id,
+                    "ok": False,
+                    "error": {
+                        "error_code": 429,
+                        "code": "TOO_MANY_REQUESTS",
+                        "description": (
+                            f"more than {self._limits.max_pending_requests} requests pending "
+                            "on this connection"
+                        ),
+                    },
+                }
+            )
+            return
+        self._pending.add(request_id)
+        self._events.append(RequestReceived(request_id, method, params))
+
+
+# --- update batches -----------------------------------------------------------------
+
+_JSON_UPDATES_HEAD = b'{"op":"updates","updates":['
+_JSON_UPDATES_TAIL = b"]}"
+_MSGPACK_UPDATES_HEAD = bytes(msgpack.Packer().pack_map_header(2)) + pack("op") + pack("updates")
+_MSGPACK_UPDATES_KEY = pack("updates")
+
+
+def encode_updates_frame(encoded_updates: Sequence[bytes], encoding: Encoding) -> str | bytes:
+    """Build ``{"op": "updates", "updates": [...]}`` from updates encoded one by one.
+
+    Each element is one update already encoded in ``encoding`` (the JSON bytes of
+    an object, or the msgpack bytes of a map), so the fan-out encodes an update
+    once and splices the same bytes into the frame for every connection. Returns
+    ``str`` for JSON (send as a text message) and ``bytes`` for msgpack (send as
+    a binary message), like :meth:`ServerConnection.data_to_send`.
+    """
+    if encoding == "json":
+        return (_JSON_UPDATES_HEAD + b",".join(encoded_updates) + _JSON_UPDATES_TAIL).decode()
+    array_header = bytes(msgpack.Packer().pack_array_header(len(encoded_updates)))
+    return b"".join([_MSGPACK_UPDATES_HEAD, _MSGPACK_UPDATES_KEY, array_header, *encoded_updates])

@@ -1,0 +1,340 @@
+"""The gateway worker: ``GET /bot/ws`` plus ``/healthz``, ``/readyz``, ``/metrics``.
+
+One asyncio process; any number of them on any hosts (they share nothing but
+Redis). SIGTERM drains: stop accepting, send ``reconnect`` with a deadline, keep
+delivering until it, then close 1012; a second SIGTERM closes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import signal
+import time
+from typing import Any
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from websockets.asyncio.server import Server
+from websockets.asyncio.server import serve as ws_serve
+from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from gateway import metrics
+from gateway.hub import Hub
+from gateway.protocol import CloseCode, Limits
+from gateway.session import Session
+from shared.codecs import json_dumps
+from shared.errors import error_envelope
+from shared.ids import Cursor, parse_bot_token, tokens_equal
+from shared.models import BotRecord
+from shared.settings import Settings
+from shared.store import Store
+
+__all__ = ["Worker", "serve", "serve_worker"]
+
+log = logging.getLogger("botgw.gateway")
+
+COMMIT_INTERVAL = 0.05
+
+
+def _response(status: int, body: bytes, content_type: str = "application/json") -> Response:
+    phrase = http.HTTPStatus(status).phrase
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status, phrase, headers, body)
+
+
+def _json(status: int, value: Any) -> Response:
+    return _response(status, json_dumps(value))
+
+
+class Worker:
+    """State of one gateway process: its sessions, the hub, the committer, drain."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.wakeups = store.wakeups()
+        self.hub = Hub(store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes)
+        self.limits = Limits(
+            heartbeat_interval_s=settings.heartbeat_interval,
+            identify_timeout_s=settings.identify_timeout,
+            max_frame_bytes=settings.ws_max_frame_bytes,
+            max_frames_per_s=settings.ws_max_frames_per_second,
+            frame_burst=max(10, int(settings.ws_max_frames_per_second * 2)),
+            max_connections_per_bot=settings.ws_max_connections_per_bot,
+            identify_per_minute=settings.ws_identify_per_minute,
+            retention_s=settings.retention_seconds,
+        )
+        self.sessions: set[Session] = set()
+        self.all_sessions: set[Session] = set()
+        self.commits_pending: set[Session] = set()
+        self.per_bot: dict[int, int] = {}
+        self.identify_buckets: dict[int, tuple[float, float]] = {}
+        self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
+        self.draining = False
+        self.server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: httpx.AsyncClient | None = None
+
+    # -- admission ------------------------------------------------------------
+
+    def admit(self, session: Session) -> tuple[CloseCode, str, int] | None:
+        """Connections per bot and identify rate, per worker; None when admitted."""
+        bot_id = session.bot_id
+        now = time.monotonic()
+        rate = self.limits.identify_per_minute / 60.0
+        tokens, stamp = self.identify_buckets.get(
+            bot_id, (float(self.limits.identify_per_minute), now)
+        )
+        tokens = min(float(self.limits.identify_per_minute), tokens + (now - stamp) * rate)
+        if tokens < 1:
+            wait_ms = int((1 - tokens) / rate * 1000) + 1
+            return CloseCode.IDENTIFY_RATE_LIMITED, "too many identify attempts", wait_ms
+        self.identify_buckets[bot_id] = (tokens - 1, now)
+        if self.per_bot.get(bot_id, 0) >= self.limits.max_connections_per_bot:
+            return (
+                CloseCode.TOO_MANY_CONNECTIONS,
+                f"at most {self.limits.max_connections_per_bot} connections per bot",
+                5000,
+            )
+        self.per_bot[bot_id] = self.per_bot.get(bot_id, 0) + 1
+        session.counted = True
+        return None
+
+    def release(self, session: Session) -> None:
+        if getattr(session, "counted", False):
+            session.counted = False
+            left = self.per_bot.get(session.bot_id, 1) - 1
+            if left > 0:
+                self.per_bot[session.bot_id] = left
+            else:
+                self.per_bot.pop(session.bot_id, None)
+
+    # -- HTTP side ------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> BotRecord | None:
+        parsed = parse_bot_token(token)
+        if parsed is None:
+            return None
+        bot = await self.store.entities.get_bot(parsed.bot_id)
+        if bot is None or not tokens_equal(parsed.token, bot.token_hash):
+            return None
+        return bot
+
+    async def process_request(self, connection: WebSocket, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            return _json(200, {"ok": True, "result": {"status": "alive"}})
+        if path == "/readyz":
+            if self.draining:
+                return _json(503, error_envelope(503, "DRAINING", "this worker is draining"))
+            if not await self.store.ping():
+                return _json(503, error_envelope(503, "BACKEND_UNAVAILABLE", "Redis unreachable"))
+            return _json(200, {"ok": True, "result": {"status": "ready"}})
+        if path == "/metrics":
+            return _response(200, generate_latest(), CONTENT_TYPE_LATEST)
+        if path != "/bot/ws":
+            return _json(404, error_envelope(404, "NOT_FOUND", f"no route {path}; use /bot/ws"))
+        if self.draining:
+            return _json(503, error_envelope(503, "DRAINING", "this worker is draining"))
+        header = request.headers.get("Authorization")
+        if header is None:
+            return None  # a browser: the token comes in identify
+        scheme, _, token = header.strip().partition(" ")
+        bot = None
+        if scheme.lower() in ("bot", "bearer") and token.strip():
+            try:
+                bot = await self.authenticate(token.strip())
+            except Exception:
+                log.exception("token lookup failed")
+                return _json(
+                    503, error_envelope(503, "BACKEND_UNAVAILABLE", "the store is unavailable")
+                )
+        if bot is None:
+            return _json(
+                401,
+                error_envelope(
+                    401,
+                    "UNAUTHORIZED",
+                    "a valid bot token is required: 'Authorization: Bot bot_<id>:<secret>'",
+                ),
+            )
+        self._upgrades[connection.id] = (bot, token.strip())
+        return None
+
+    async def handler(self, ws: WebSocket) -> None:
+        bot, token = self._upgrades.pop(ws.id, (None, None))
+        session = Session(self, ws, bot=bot, token=token)
+        self.all_sessions.add(session)
+        metrics.CONNECTIONS.inc()
+        try:
+            if self.draining:
+                session.core.start_drain(deadline_ms=0, now=session.loop.time())
+            await session.run()
+        finally:
+            self.all_sessions.discard(session)
+            metrics.CONNECTIONS.dec()
+
+    # -- background -------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        """Coalesced commits: the newest ack of each session, pipelined."""
+        retry: dict[tuple[int, str], Cursor] = {}
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL)
+            sessions = tuple(self.commits_pending)
+            self.commits_pending.clear()
+            for session in sessions:
+                cursor = session.commit_value()
+                if cursor is not None:
+                    retry[(session.bot_id, session.consumer_key)] = cursor
+            if not retry:
+                continue
+            commits = [(bot_id, key, cursor) for (bot_id, key), cursor in retry.items()]
+            try:
+                await self.store.log.commit_cursors(commits)
+            except Exception as exc:  # kept in `retry` and sent again next round
+                log.warning("commit failed, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+            else:
+                retry.clear()
+
+    async def _reader_loop(self) -> None:
+        """Keep the 'live reader' marks of this worker's consumers fresh."""
+        while True:
+            await asyncio.sleep(self.reader_ttl / 3)
+            for session in tuple(self.sessions):
+                with contextlib.suppress(Exception):
+                    await self.store.log.set_reader(
+                        session.bot_id,
+                        session.consumer_key,
+                        session.connection_id,
+                        self.reader_ttl,
+                    )
+            metrics.FEEDS.set(len(self.hub.feeds))
+
+    async def call_bot_api(
+        self, token: str | None, method: str, params: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        """A Bot API call made over the socket, forwarded to the REST service."""
+        if self._http is None:
+            base = f"http://{self.settings.rest_host}:{self.settings.rest_port}"
+            if self.settings.public_rest_url:
+                base = self.settings.public_rest_url
+            self._http = httpx.AsyncClient(base_url=base, timeout=30.0)
+        if method in ("getUpdates", "setWebhook"):
+            return False, error_envelope(
+                400, "METHOD_NOT_ALLOWED_HERE", f"{method} cannot be called over the gateway"
+            )
+        try:
+            response = await self._http.post(
+                f"/bot/{method}", json=params, headers={"Authorization": f"Bot {token}"}
+            )
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return False, error_envelope(503, "BACKEND_UNAVAILABLE", f"REST unavailable: {exc}")
+        if isinstance(body, dict) and body.get("ok") is True:
+            return True, body.get("result")
+        return False, body
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._upgrades: dict[Any, tuple[BotRecord, str]] = {}
+        self.wakeups.start()
+        self.hub.start()
+        self._tasks = [
+            asyncio.create_task(self._commit_loop(), name="commits"),
+            asyncio.create_task(self._reader_loop(), name="readers"),
+        ]
+
+    async def drain(self, deadline: float) -> None:
+        """Stop accepting; ask every connection to reconnect before ``deadline`` s."""
+        if self.draining:
+            return
+        self.draining = True
+        metrics.DRAINS.inc()
+        if self.server is not None:
+            self.server.server.close()  # stop listening, keep the connections
+        now_ms = int(deadline * 1000)
+        for session in tuple(self.all_sessions):
+            session.core.start_drain(deadline_ms=now_ms, now=session.loop.time())
+            session.wake()
+
+    def close_all(self) -> None:
+        for session in tuple(self.all_sessions):
+            session.core.close(CloseCode.SERVICE_RESTART, "service restart")
+            session.wake()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.hub.stop()
+        await self.wakeups.stop()
+        if self._http is not None:
+            await self._http.aclose()
+
+
+async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run a worker until SIGTERM/SIGINT, then drain."""
+    store = Store.connect(settings)
+    worker = Worker(settings, store)
+    await worker.start()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.set()
+        else:
+            worker.close_all()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    server = await ws_serve(
+        worker.handler,
+        settings.gateway_host,
+        settings.gateway_port,
+        process_request=worker.process_request,
+        max_size=max(4 * settings.ws_max_frame_bytes, 1 << 20),
+        compression="deflate" if settings.ws_compression else None,
+        ping_interval=max(settings.heartbeat_interval, 1.0),
+        ping_timeout=max(settings.heartbeat_interval, 1.0),
+        close_timeout=2,
+        server_header=None,
+    )
+    worker.server = server
+    log.info("gateway listening on %s:%s", settings.gateway_host, settings.gateway_port)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("draining %d connections for %.1f s", len(worker.all_sessions), settings.drain_seconds)
+    await worker.drain(settings.drain_seconds)
+    deadline = loop.time() + settings.drain_seconds + 5
+    while worker.all_sessions and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    server.close(close_connections=True)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), timeout=5)
+    await worker.stop()
+    await store.close()
+
+
+def serve(settings: Settings, *, log_level: str = "info") -> int:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    asyncio.run(serve_worker(settings))
+    return 0

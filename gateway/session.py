@@ -1,0 +1,405 @@
+"""One WebSocket connection: the I/O around a :class:`ServerConnection` core.
+
+The session feeds received frames and ticks to the core, performs what its events
+ask (identify, acks, requests), sends its control frames, and delivers updates:
+replayed from the log after identify, then live from the bot's feed, falling back
+to reading the log whenever its send buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.asyncio.server import broadcast
+from websockets.exceptions import ConnectionClosed
+
+from gateway import metrics
+from gateway.hub import Feed, encode_update, frames_for
+from gateway.protocol import (
+    AckReceived,
+    CloseCode,
+    CloseConnection,
+    Encoding,
+    Identify,
+    RequestReceived,
+    ServerConnection,
+    State,
+)
+from shared.ids import Cursor, parse_bot_token, tokens_equal
+from shared.models import BotRecord
+from shared.store import StoredUpdate
+
+if TYPE_CHECKING:
+    from gateway.server import Worker
+
+__all__ = ["Session", "consumer_key"]
+
+log = logging.getLogger("botgw.gateway.session")
+
+CATCH_UP_BATCH = 200
+
+
+def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
+    """The committed-cursor name of a consumer, per shard when sharded."""
+    index, count = shard
+    return consumer if count == 1 else f"{consumer}#{index}/{count}"
+
+
+class Session:
+    """A connection of one bot: its core, its position in the log, its delivery mode."""
+
+    def __init__(
+        self, worker: Worker, ws: WebSocket, *, bot: BotRecord | None, token: str | None
+    ) -> None:
+        self.worker = worker
+        self.ws = ws
+        self.bot = bot
+        self.token = token
+        self.loop = asyncio.get_running_loop()
+        self.core = ServerConnection(
+            connection_id=secrets.token_hex(8),
+            limits=worker.limits,
+            authenticated=bot is not None,
+            now=self.loop.time(),
+        )
+        self.bot_id = bot.id if bot is not None else 0
+        self.consumer = "default"
+        self.consumer_key = "default"
+        self.shard: tuple[int, int] = (0, 1)
+        self.allowed: frozenset[str] | None = None
+        self.epoch = ""
+        self.generation = 0
+        self.position = 0  # last log entry handled (sent or filtered out)
+        self.live = False
+        self.feed: Feed | None = None
+        self._catching_up: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.counted = False  # counted in the worker's connections per bot
+
+    @property
+    def encoding(self) -> Encoding:
+        return self.core.encoding
+
+    @property
+    def connection_id(self) -> str:
+        return self.core.connection_id
+
+    # -- delivery -------------------------------------------------------------
+
+    def wants(self, entry: StoredUpdate) -> bool:
+        if self.allowed is not None and entry.kind not in self.allowed:
+            return False
+        index, count = self.shard
+        return count == 1 or entry.chat_id % count == index
+
+    def buffered(self) -> int:
+        transport = self.ws.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def send_live(self, frames: list[bytes], *, count: int, last_sent: int) -> None:
+        """Write frames at once (no await): the same bytes go to every session."""
+        if self.core.state not in (State.ACTIVE, State.DRAINING):
+            return
+        text = self.encoding == "json"
+        for frame in frames:
+            broadcast([self.ws], frame, text=text)
+        self.core.updates_sent(last_sent)
+        metrics.DELIVERIES.inc(count)
+
+    def fall_behind(self) -> None:
+        """The send buffer is full or a batch was missed: read the log at our pace."""
+        if not self.live:
+            return
+        self.live = False
+        metrics.SLOW.inc()
+        self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = self._spawn(self.catch_up())
+
+    async def catch_up(self) -> None:
+        """Send the log after ``position`` with flow control, then go live."""
+        feed = self.feed
+        assert feed is not None
+        log_ = self.worker.store.log
+        while self.core.state in (State.ACTIVE, State.DRAINING):
+            entries = await log_.read_after(self.bot_id, self.position, CATCH_UP_BATCH)
+            if entries and self.position > 0 and entries[0].prev_id > self.position:
+                # entries between our position and the oldest retained one are gone
+                if not await self._gap("retention"):
+                    return
+                continue
+            if not entries:
+                if self.position >= feed.position:
+                    self.live = True
+                    return
+                # the feed is ahead of what the log holds after us: nothing to send
+                self.position = feed.position
+                continue
+            selected = [e for e in entries if self.wants(e)]
+            if selected:
+                items = [encode_update(e, self.encoding) for e in selected]
+                for frame in frames_for(items, self.encoding):
+                    await self.ws.send(frame, text=self.encoding == "json")
+                if self.core.state not in (State.ACTIVE, State.DRAINING):
+                    return
+                self.core.updates_sent(selected[-1].update_id)
+                metrics.REPLAYED.inc(len(selected))
+            self.position = max(self.position, entries[-1].update_id)
+            if self.position >= feed.position and len(entries) < CATCH_UP_BATCH:
+                self.live = True  # no await since the check: the feed cannot slip past
+                return
+
+    async def _gap(self, reason: str) -> bool:
+        """Signal a gap while delivering; False when the connection is closing."""
+        info = await self.worker.store.log.info(self.bot_id)
+        policy = self.core.signal_gap(
+            reason="retention" if reason == "retention" else "epoch",
+            oldest=info.oldest,
+            newest=info.newest,
+            epoch=info.epoch or self.epoch,
+        )
+        await self.flush()
+        if policy == "fail":
+            return False
+        if policy == "oldest":
+            self.position = max((info.oldest or 1) - 1, 0)
+        else:
+            self.position = info.newest or self.position
+        return True
+
+    def wake(self) -> None:
+        """Make the session loop tick and flush now (after an outside state change)."""
+        self._wake.set()
+
+    # -- control --------------------------------------------------------------
+
+    def on_control(self, message: str) -> None:
+        """A control message on the bot's channel, e.g. another worker's takeover."""
+        parts = message.split(" ")
+        if len(parts) == 4 and parts[0] == "takeover" and parts[1] == self.consumer_key:
+            generation, connection_id = int(parts[2]), parts[3]
+            if connection_id != self.connection_id and generation > self.generation:
+                self.core.take_over()
+                self._wake.set()
+
+    # -- the connection's life ---------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, ConnectionClosed):
+            log.warning("connection %s: %r", self.connection_id, exc)
+            self.core.close(CloseCode.INTERNAL_ERROR, "internal error")
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Send the core's control frames; close the socket after a close event."""
+        for frame in self.core.data_to_send():
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(frame)
+        for event in self.core.events_received():
+            await self._handle(event)
+
+    async def _handle(self, event: object) -> None:
+        if isinstance(event, Identify):
+            self._spawn(self._identify(event))
+        elif isinstance(event, AckReceived):
+            self.worker.commits_pending.add(self)
+            metrics.ACKS.inc()
+        elif isinstance(event, RequestReceived):
+            self._spawn(self._request(event))
+        elif isinstance(event, CloseConnection):
+            if not self._closing:
+                self._closing = True
+                metrics.CLOSES.labels(str(event.code)).inc()
+                with contextlib.suppress(Exception):
+                    await self.ws.close(event.code, event.reason)
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        await self.flush()  # hello
+        reader = self._spawn(self._read_frames())
+        try:
+            while not self._closing:
+                deadline = self.core.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                self._wake.clear()
+                self.core.tick(self.loop.time())
+                await self.flush()
+                if reader.done() and not self._closing:
+                    break
+        finally:
+            for task in tuple(self._tasks):
+                task.cancel()
+            await self.finish()
+
+    async def _read_frames(self) -> None:
+        try:
+            async for frame in self.ws:
+                self.core.receive_frame(frame, self.loop.time())
+                await self.flush()
+                if self._closing:
+                    return
+        except ConnectionClosed:
+            pass
+        finally:
+            self._wake.set()
+
+    async def finish(self) -> None:
+        """Detach and commit the last ack (also after a crash of this connection)."""
+        worker = self.worker
+        if self.feed is not None:
+            worker.hub.detach(self)
+            self.feed = None
+        worker.commits_pending.discard(self)
+        last = self.core.take_commit()
+        if last is not None and self.epoch:
+            with contextlib.suppress(Exception):
+                await worker.store.log.commit_cursor(
+                    self.bot_id, self.consumer_key, Cursor(self.epoch, last)
+                )
+        if self.epoch:
+            with contextlib.suppress(Exception):
+                await worker.store.log.clear_reader(
+                    self.bot_id, self.consumer_key, self.connection_id
+                )
+        worker.sessions.discard(self)
+        worker.release(self)
+
+    # -- identify -------------------------------------------------------------
+
+    async def _authenticate(self, token: str | None) -> BotRecord | None:
+        parsed = parse_bot_token(token) if token else None
+        if parsed is None:
+            return None
+        bot = await self.worker.store.entities.get_bot(parsed.bot_id)
+        if bot is None or not tokens_equal(parsed.token, bot.token_hash):
+            return None
+        self.token = parsed.token
+        return bot
+
+    async def _identify(self, event: Identify) -> None:
+        worker = self.worker
+        store = worker.store
+        if self.bot is None:
+            self.bot = await self._authenticate(event.token)
+            if self.bot is None:
+                self.core.reject(CloseCode.AUTH_FAILED, "invalid bot token")
+                await self.flush()
+                return
+            self.bot_id = self.bot.id
+        if not self.bot.active:
+            self.core.reject(CloseCode.BOT_INACTIVE, "this bot was revoked by its owner")
+            await self.flush()
+            return
+        refusal = worker.admit(self)
+        if refusal is not None:
+            code, reason, retry_ms = refusal
+            self.core.reject(code, reason, retry_after_ms=retry_ms)
+            await self.flush()
+            return
+        self.consumer = event.consumer
+        self.shard = event.shard
+        self.consumer_key = consumer_key(event.consumer, event.shard)
+        self.allowed = event.allowed_updates
+        self.feed = await worker.hub.attach(self)
+        epoch = await store.log.ensure_epoch(self.bot_id)
+        self.epoch = epoch
+        cursor = event.cursor or await store.log.get_cursor(self.bot_id, self.consumer_key)
+        resumed = cursor is not None
+        start = 0
+        if cursor is not None:
+            if cursor.epoch != epoch:
+                start_or_none = await self._initial_gap("epoch", epoch)
+                if start_or_none is None:
+                    return
+                start = start_or_none
+            else:
+                start = cursor.update_id
+                if start > 0:
+                    first = await store.log.read_after(self.bot_id, start, 1)
+                    if first and first[0].prev_id > start:
+                        start_or_none = await self._initial_gap("retention", epoch)
+                        if start_or_none is None:
+                            return
+                        start = start_or_none
+        # one live reader per (bot, consumer, shard): newer takes over, everywhere
+        self.generation = await store.log.next_generation(self.bot_id, self.consumer_key)
+        for other in tuple(worker.sessions):
+            if (
+                other is not self
+                and other.bot_id == self.bot_id
+                and other.consumer_key == self.consumer_key
+                and other.generation < self.generation
+            ):
+                other.core.take_over()
+                other._wake.set()
+        await store.log.announce(
+            self.bot_id, f"takeover {self.consumer_key} {self.generation} {self.connection_id}"
+        )
+        await store.log.set_reader(
+            self.bot_id, self.consumer_key, self.connection_id, worker.reader_ttl
+        )
+        head = self.feed.position
+        self.core.accept(
+            bot_id=self.bot_id,
+            bot_username=self.bot.username,
+            epoch=epoch,
+            cursor=Cursor(epoch, start),
+            head=head,
+            resumed=resumed,
+        )
+        await self.flush()
+        if self.core.state is not State.ACTIVE:
+            return
+        self.position = start
+        worker.sessions.add(self)
+        self._start_catch_up()
+
+    async def _initial_gap(self, reason: str, epoch: str) -> int | None:
+        info = await self.worker.store.log.info(self.bot_id)
+        policy = self.core.signal_gap(
+            reason="retention" if reason == "retention" else "epoch",
+            oldest=info.oldest,
+            newest=info.newest,
+            epoch=epoch,
+        )
+        await self.flush()
+        if policy == "fail":
+            return None
+        if policy == "oldest":
+            return max((info.oldest or 1) - 1, 0)
+        return info.newest or 0
+
+    # -- requests over the socket -----------------------------------------------
+
+    async def _request(self, event: RequestReceived) -> None:
+        ok, payload = await self.worker.call_bot_api(self.token, event.method, event.params)
+        if ok:
+            self.core.send_result(event.request_id, ok=True, result=payload)
+        else:
+            self.core.send_result(event.request_id, ok=False, error=payload)
+        await self.flush()
+
+    def commit_value(self) -> Cursor | None:
+        last = self.core.take_commit()
+        return None if last is None or not self.epoch else Cursor(self.epoch, last)

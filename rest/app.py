@@ -1,0 +1,181 @@
+"""The REST application: routes, error handling, health, metrics and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rest.botapi import BOT_METHODS
+from rest.clientapi import CLIENT_METHODS
+from rest.dispatch import JSONResponse, auth_token, call_method, error_response
+from rest.manageapi import MANAGE_METHODS
+from rest.messenger import Messenger
+from rest.openapi import openapi_document
+from rest.services import BotCall, Services, UserCall
+from shared.errors import ApiError
+from shared.settings import Settings
+from shared.store import Store
+
+__all__ = ["app_from_env", "create_app"]
+
+log = logging.getLogger("botgw.rest")
+
+REQUESTS = Counter("botgw_rest_requests_total", "REST calls", ["api", "method", "status"])
+
+_BOT_SCHEMES = ("bot", "bearer")
+_USER_SCHEMES = ("bearer",)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _count(api: str, method: str, status: int) -> None:
+    REQUESTS.labels(api, method if len(method) <= 40 else "other", str(status)).inc()
+
+
+async def bot_api(request: Request) -> Response:
+    services = _services(request)
+    name = request.path_params["method"]
+    bot = await services.messenger.authenticate_bot(auth_token(request, _BOT_SCHEMES))
+    response = await call_method(request, BOT_METHODS, name, BotCall(services, bot))
+    _count("bot", name, response.status_code)
+    return response
+
+
+async def client_api(request: Request) -> Response:
+    services = _services(request)
+    name = request.path_params["method"]
+    user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
+    response = await call_method(request, CLIENT_METHODS, name, UserCall(services, user))
+    _count("client", name, response.status_code)
+    return response
+
+
+async def manage_api(request: Request) -> Response:
+    services = _services(request)
+    name = request.path_params["method"]
+    user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
+    response = await call_method(request, MANAGE_METHODS, name, UserCall(services, user))
+    _count("manage", name, response.status_code)
+    return response
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True, "result": {"status": "alive"}})
+
+
+async def readyz(request: Request) -> Response:
+    services = _services(request)
+    if services.draining:
+        return JSONResponse(
+            {"ok": False, "error_code": 503, "code": "DRAINING", "description": "draining"},
+            status_code=503,
+        )
+    if not await services.store.ping():
+        return JSONResponse(
+            {
+                "ok": False,
+                "error_code": 503,
+                "code": "BACKEND_UNAVAILABLE",
+                "description": "Redis is not reachable",
+            },
+            status_code=503,
+        )
+    return JSONResponse({"ok": True, "result": {"status": "ready"}})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return error_response(ApiError(exc.status_code, code, str(exc.detail)))
+
+
+async def on_redis_error(request: Request, exc: Exception) -> Response:
+    log.warning("backend error: %s", exc)
+    return error_response(
+        ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
+    )
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return error_response(ApiError(500, "INTERNAL_ERROR", "the server failed on this request"))
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The REST app; Redis is connected in the lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = Store.connect(settings)
+        secret = await store.entities.server_secret(settings.secret)
+        wakeups = store.wakeups()
+        wakeups.start()
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            messenger=Messenger(store, settings, secret),
+            wakeups=wakeups,
+        )
+        try:
+            yield
+        finally:
+            await wakeups.stop()
+            await store.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/bot/{method}", bot_api, methods=["GET", "POST"]),
+        Route("/client/{method}", client_api, methods=["GET", "POST"]),
+        Route("/manage/{method}", manage_api, methods=["GET", "POST"]),
+    ]
+    handlers: dict[Any, Any] = {
+        ApiError: on_api_error,
+        HTTPException: on_http_error,
+        RedisError: on_redis_error,
+        Exception: on_unexpected,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.openapi = openapi_document(
+        {
+            "bot": (BOT_METHODS, "botToken"),
+            "client": (CLIENT_METHODS, "userToken"),
+            "manage": (MANAGE_METHODS, "userToken"),
+        },
+        extra_paths={},
+    )
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory``: settings are read here, once per process."""
+    return create_app(Settings.from_env(os.environ))

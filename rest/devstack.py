@@ -1,0 +1,206 @@
+"""``botgw run``: the whole platform on one machine for development.
+
+Starts a local Redis (AOF on, data under the data directory) unless
+``BOTGW_REDIS_URL`` is given, then the REST, gateway and webhook processes, makes
+the demo user and ``demo_bot`` (idempotently: a second run reuses the same tokens
+and chat), prints how to use them and writes ``demo.json``. Ctrl-C or SIGTERM
+stops every child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rest.admin import messenger_session
+from rest.messenger import Messenger
+from shared.errors import ApiError
+from shared.ids import hash_secret, new_secret
+from shared.redis_server import LocalRedis
+from shared.settings import Settings
+
+__all__ = ["ensure_demo", "run_dev_stack"]
+
+DEMO_USER = "demo"
+DEMO_BOT = "demo_bot"
+
+
+async def _demo_valid(messenger: Messenger, demo: dict[str, Any]) -> bool:
+    try:
+        user = await messenger.authenticate_user(demo.get("user_token"))
+        await messenger.authenticate_bot(demo.get("bot_token"))
+        await messenger.chat_for_user(user, int(demo.get("chat_id", 0)))
+    except (ApiError, ValueError, TypeError):
+        return False
+    return True
+
+
+async def ensure_demo(settings: Settings, demo_file: Path) -> dict[str, Any]:
+    """The demo user, ``demo_bot`` and their private chat; reused when still valid."""
+    rest_url = settings.public_rest_url or f"http://{settings.rest_host}:{settings.rest_port}"
+    gateway_url = (
+        settings.public_gateway_url
+        or f"ws://{settings.gateway_host}:{settings.gateway_port}/bot/ws"
+    )
+    async with messenger_session(settings) as messenger:
+        if demo_file.exists():
+            try:
+                demo = json.loads(demo_file.read_text())
+            except ValueError:
+                demo = {}
+            if await _demo_valid(messenger, demo):
+                demo.update(rest_url=rest_url, gateway_url=gateway_url)
+                demo_file.write_text(json.dumps(demo, indent=2) + "\n")
+                return dict(demo)
+        user = await messenger.user_by_username(DEMO_USER)
+        if user is None:
+            user, user_token = await messenger.create_user(DEMO_USER, "Demo User")
+        else:  # tokens are stored hashed only: issue a new one
+            user_token = f"usr_{user.id}:{new_secret()}"
+            await messenger.db.set_user_token(user.id, hash_secret(user_token))
+        bot = await messenger.bot_by_username(DEMO_BOT)
+        if bot is None:
+            bot, bot_token = await messenger.create_bot(
+                user, username=DEMO_BOT, name="Demo Bot", description="The dev stack's demo bot"
+            )
+        else:
+            bot_token = await messenger.rotate_token(bot)
+        chat_id = await messenger.db.private_chat_of(bot.id, messenger.scoped(bot.id, user.id))
+        if chat_id is None:
+            chat_id = (await messenger.start_bot(user, DEMO_BOT)).id
+    demo = {
+        "rest_url": rest_url,
+        "gateway_url": gateway_url,
+        "bot_token": bot_token,
+        "bot_username": DEMO_BOT,
+        "user_token": user_token,
+        "chat_id": str(chat_id),
+    }
+    demo_file.write_text(json.dumps(demo, indent=2) + "\n")
+    return demo
+
+
+def _banner(demo: dict[str, Any], demo_file: Path) -> str:
+    rest, bot_token, user_token = demo["rest_url"], demo["bot_token"], demo["user_token"]
+    return f"""
+botgw is running.
+  REST     {rest}
+  gateway  {demo["gateway_url"]}
+  demo bot @{demo["bot_username"]}   (written to {demo_file})
+
+  bot token   {bot_token}
+  user token  {user_token}
+
+Ask the Bot API who the bot is:
+  curl -s -H 'Authorization: Bot {bot_token}' {rest}/bot/getMe
+
+Hold the gateway socket (Python, with the websockets package):
+  python -c "import asyncio,json,websockets
+async def main():
+    async with websockets.connect('{demo["gateway_url"]}',
+            additional_headers={{'Authorization': 'Bot {bot_token}'}}) as ws:
+        print(await ws.recv()); await ws.send(json.dumps({{'op': 'identify'}}))
+        async for frame in ws: print(frame)
+asyncio.run(main())"
+
+Write to the bot as the demo user (watch it arrive on the socket):
+  curl -s -H 'Authorization: Bearer {user_token}' -H 'content-type: application/json' \\
+    -d '{{"chat_id": "{demo["chat_id"]}", "text": "hello bot"}}' {rest}/client/sendMessage
+
+Stop with Ctrl-C.
+"""
+
+
+def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(map(str, proc.args))} exited at start")  # type: ignore[arg-type]
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def run_dev_stack(settings: Settings) -> int:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    redis: LocalRedis | None = None
+    url = settings.redis_url
+    if url is None:
+        redis = LocalRedis(directory=data_dir / "redis").start()
+        url = redis.url
+        (data_dir / "redis.url").write_text(url + "\n")
+        print(f"local Redis on {url} (AOF on, data in {data_dir / 'redis'})", flush=True)
+    allow = ",".join(settings.webhook_allow or ("127.0.0.0/8", "::1/128", "localhost"))
+    env = {
+        **os.environ,
+        "BOTGW_REDIS_URL": url,
+        "BOTGW_DATA_DIR": str(data_dir),
+        "BOTGW_WEBHOOK_ALLOW": allow,
+    }
+    exe = [sys.executable, "-m", "shared.cli"]
+    commands = [
+        exe + ["rest", "--host", settings.rest_host, "--port", str(settings.rest_port)],
+        exe + ["gateway", "--host", settings.gateway_host, "--port", str(settings.gateway_port)],
+        exe + ["webhooks"],
+    ]
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        for command in commands:
+            procs.append(subprocess.Popen(command, env=env))
+        _wait_healthy(f"http://{settings.rest_host}:{settings.rest_port}/healthz", procs, 60)
+        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", procs, 60)
+        run_settings = Settings.from_env(
+            env, rest_port=settings.rest_port, gateway_port=settings.gateway_port
+        )
+        demo = asyncio.run(ensure_demo(run_settings, data_dir / "demo.json"))
+        print(_banner(demo, data_dir / "demo.json"), flush=True)
+        while not stopping:
+            for proc in procs:
+                if proc.poll() is not None:
+                    print(f"botgw: a child exited ({proc.args}); stopping", file=sys.stderr)
+                    code = 1
+                    stopping = True
+            time.sleep(0.2)
+    except RuntimeError as exc:
+        print(f"botgw: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if redis is not None:
+            redis.stop()
+        print("botgw: stopped", flush=True)
+    return code

@@ -1,0 +1,123 @@
+"""Turning an HTTP request into a validated method call and the envelope back.
+
+One place reads parameters (JSON body, query string, urlencoded or multipart form),
+validates them against the method's :class:`~rest.schema.Param` list, calls the
+handler and writes ``{ok, result}``; every :class:`ApiError` becomes the error
+envelope with the HTTP status equal to ``error_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rest.schema import Method, validate_params
+from shared.codecs import CodecError, json_dumps, json_loads
+from shared.dialect import native_ids
+from shared.errors import ApiError, error_envelope, ok_envelope
+
+__all__ = ["JSONResponse", "auth_token", "call_method", "error_response", "read_params"]
+
+log = logging.getLogger("botgw.rest")
+
+MAX_JSON_BODY = 1 << 20
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json_dumps(content)
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    headers = dict(error.headers)
+    if error.status == 429 and error.parameters and "retry_after" in error.parameters:
+        headers["Retry-After"] = str(error.parameters["retry_after"])
+    return JSONResponse(error.envelope(), status_code=error.status, headers=headers)
+
+
+def auth_token(request: Request, schemes: tuple[str, ...]) -> str | None:
+    """The token of an ``Authorization: <scheme> <token>`` header, if any."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() not in schemes or not token.strip():
+        return None
+    return token.strip()
+
+
+async def read_params(request: Request, method: Method) -> tuple[dict[str, Any], bool]:
+    """Raw parameters and whether they came as text (query string or form)."""
+    if request.method == "GET":
+        return dict(request.query_params), True
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(
+                max_files=10 if method.multipart else 0,
+                max_part_size=1 << 20,
+            )
+        except Exception as exc:  # malformed multipart, too many files ...
+            raise ApiError(400, "BAD_REQUEST", f"the form body could not be read: {exc}") from None
+        params: dict[str, Any] = dict(request.query_params)
+        for key, value in form.multi_items():
+            params[key] = value
+        return params, True
+    body = await request.body()
+    params = dict(request.query_params)
+    if not body.strip():
+        return params, bool(params)
+    if len(body) > MAX_JSON_BODY:
+        raise ApiError(413, "BODY_TOO_LARGE", f"a JSON body may be at most {MAX_JSON_BODY} bytes")
+    try:
+        data = json_loads(body)
+    except CodecError as exc:
+        raise ApiError(
+            400, "BAD_REQUEST", f"the request body is not valid JSON ({exc}); send a JSON object"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "BAD_REQUEST", "the request body must be a JSON object")
+    return data, False
+
+
+async def call_method(
+    request: Request,
+    methods: Mapping[str, Method],
+    name: str,
+    context: Any,
+    *,
+    native: bool = True,
+    params: dict[str, Any] | None = None,
+    from_text: bool = False,
+) -> JSONResponse:
+    """Validate and run one method; the envelope in the requested id dialect."""
+    method = methods.get(name)
+    if method is None:
+        raise ApiError(404, "METHOD_NOT_FOUND", f"there is no method called '{name}'")
+    if request.method == "GET" and not method.getter and native:
+        raise ApiError(405, "METHOD_NOT_ALLOWED", f"'{name}' changes state: call it with POST")
+    if params is None:
+        params, from_text = await read_params(request, method)
+    args = validate_params(method, params, from_text=from_text)
+    result = await method.handler(context, args)
+    body = ok_envelope(native_ids(result) if native else result)
+    return JSONResponse(body)
+
+
+def uploaded(value: Any) -> UploadFile | None:
+    return value if isinstance(value, UploadFile) else None
+
+
+def unexpected_error(exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(
+        error_envelope(500, "INTERNAL_ERROR", "the server failed to handle this request"),
+        status_code=500,
+    )

@@ -1,0 +1,226 @@
+"""Method and parameter definitions: one source for validation and ``/openapi.json``.
+
+Every API method is a :class:`Method` with a tuple of :class:`Param`. The same
+objects validate incoming parameters (turning any mistake into a 400 envelope that
+names the field) and generate the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.codecs import CodecError, json_loads
+from shared.errors import ApiError
+from shared.ids import MAX_ID
+
+__all__ = ["Method", "Param", "validate_params"]
+
+Validator = Callable[[str, Any], Any]
+
+
+def _bad(name: str, what: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER", f"parameter '{name}' {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter: its JSON type, its constraints and how it reads from a form."""
+
+    name: str
+    type: str  # id, int, float, bool, str, object, array
+    required: bool = False
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    choices: tuple[str, ...] | None = None
+    items: str | None = None  # item type of an array of scalars
+    schema: Mapping[str, Any] | None = None  # JSON schema of an object or array
+    check: Validator | None = None  # extra validation of objects (reply_markup ...)
+    clamp: bool = False  # out-of-range numbers are clamped instead of refused
+    doc: str = ""
+
+    def json_schema(self) -> dict[str, Any]:
+        if self.type == "id":
+            return {
+                "oneOf": [
+                    {"type": "string", "pattern": "^-?[0-9]{1,16}$"},
+                    {"type": "integer", "minimum": -(MAX_ID - 1), "maximum": MAX_ID - 1},
+                ],
+                "description": self.doc or "an id, as a decimal string or a number",
+            }
+        if self.schema is not None:
+            out = dict(self.schema)
+        elif self.type == "array":
+            out = {"type": "array", "items": {"type": _JSON_TYPES[self.items or "str"]}}
+        else:
+            out = {"type": _JSON_TYPES[self.type]}
+        if self.minimum is not None and not self.clamp:
+            out["minimum"] = self.minimum
+        if self.maximum is not None and not self.clamp:
+            out["maximum"] = self.maximum
+        if self.min_length is not None:
+            out["minLength" if self.type == "str" else "minItems"] = self.min_length
+        if self.max_length is not None:
+            out["maxLength" if self.type == "str" else "maxItems"] = self.max_length
+        if self.pattern is not None:
+            out["pattern"] = self.pattern
+        if self.choices is not None:
+            out["enum"] = list(self.choices)
+        if self.doc:
+            out["description"] = self.doc
+        return out
+
+    def parse(self, raw: Any, *, from_text: bool) -> Any:
+        """Validate one value. ``from_text``: it came from a query string or form."""
+        name = self.name
+        value = raw
+        if self.type == "id":
+            return _parse_id(name, value)
+        if self.type == "int":
+            if from_text and isinstance(value, str):
+                value = _text_int(name, value)
+            if type(value) is not int:
+                raise _bad(name, "must be an integer")
+            return self._range(value)
+        if self.type == "float":
+            if from_text and isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise _bad(name, "must be a number") from None
+            if type(value) not in (int, float):
+                raise _bad(name, "must be a number")
+            return self._range(float(value))
+        if self.type == "bool":
+            if isinstance(value, str) and from_text:
+                lowered = value.lower()
+                if lowered in ("true", "1"):
+                    return True
+                if lowered in ("false", "0"):
+                    return False
+            if not isinstance(value, bool):
+                raise _bad(name, "must be a boolean (true or false)")
+            return value
+        if self.type == "str":
+            if not isinstance(value, str):
+                raise _bad(name, "must be a string")
+            if self.min_length is not None and len(value) < self.min_length:
+                if self.min_length == 1:
+                    raise _bad(name, "must not be empty")
+                raise _bad(name, f"must be at least {self.min_length} characters long")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise _bad(name, f"must be at most {self.max_length} characters long")
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise _bad(name, f"must match {self.pattern}")
+            if self.choices is not None and value not in self.choices:
+                raise _bad(name, "must be one of " + ", ".join(self.choices))
+            return value
+        if self.type in ("object", "array"):
+            if isinstance(value, str | bytes) and (from_text or self.type == "object"):
+                # forms carry nested objects as JSON strings (Telegram convention)
+                try:
+                    value = json_loads(value)
+                except CodecError as exc:
+                    raise _bad(name, f"is not valid JSON: {exc}") from None
+            if self.type == "object" and not isinstance(value, dict):
+                raise _bad(name, "must be a JSON object")
+            if self.type == "array":
+                if not isinstance(value, list):
+                    raise _bad(name, "must be a JSON array")
+                if self.min_length is not None and len(value) < self.min_length:
+                    raise _bad(name, f"must have at least {self.min_length} items")
+                if self.max_length is not None and len(value) > self.max_length:
+                    raise _bad(name, f"must have at most {self.max_length} items")
+                if self.items is not None and self.schema is None:
+                    value = [
+                        Param(f"{name}[{i}]", self.items).parse(v, from_text=False)
+                        for i, v in enumerate(value)
+                    ]
+            if self.check is not None:
+                value = self.check(name, value)
+            return value
+        raise AssertionError(f"unknown parameter type {self.type}")
+
+    def _range(self, value: Any) -> Any:
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and value < lo:
+            if not self.clamp:
+                raise _bad(self.name, f"must be at least {lo:g}")
+            value = type(value)(lo)
+        if hi is not None and value > hi:
+            if not self.clamp:
+                raise _bad(self.name, f"must be at most {hi:g}")
+            value = type(value)(hi)
+        return value
+
+
+_JSON_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "str": "string",
+    "object": "object",
+    "array": "array",
+    "id": "string",
+}
+
+
+def _text_int(name: str, value: str) -> int:
+    text = value.strip()
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):
+        raise _bad(name, "must be an integer")
+    return int(text)
+
+
+def _parse_id(name: str, value: Any) -> int:
+    if isinstance(value, str):
+        value = _text_int(name, value) if value.strip() else None
+        if value is None:
+            raise _bad(name, "must be an id (a decimal string or a number)")
+    if type(value) is not int:
+        raise _bad(name, "must be an id (a decimal string or a number)")
+    if not -MAX_ID < value < MAX_ID:
+        raise _bad(name, "is out of range for an id")
+    return int(value)
+
+
+Handler = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """An API method: name, parameters, handler and the schema of its result."""
+
+    name: str
+    handler: Handler
+    params: tuple[Param, ...] = ()
+    result: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    getter: bool = False  # also answers GET with query parameters
+    multipart: bool = False  # accepts file uploads
+
+    def param(self, name: str) -> Param | None:
+        for p in self.params:
+            if p.name == name:
+                return p
+        return None
+
+
+def validate_params(method: Method, raw: Mapping[str, Any], *, from_text: bool) -> dict[str, Any]:
+    """Validate ``raw`` against ``method``; unknown names are ignored as Telegram does."""
+    out: dict[str, Any] = {}
+    for param in method.params:
+        value = raw.get(param.name)
+        if value is None or (from_text and value == "" and param.type != "str"):
+            if param.required:
+                raise ApiError(400, "MISSING_PARAMETER", f"parameter '{param.name}' is required")
+            out[param.name] = param.default
+            continue
+        out[param.name] = param.parse(value, from_text=from_text)
+    return out

@@ -1,0 +1,37 @@
+"""What every handler can reach: settings, the store, the messenger, wake-ups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest.messenger import Messenger
+from shared.models import BotRecord, UserRecord
+from shared.settings import Settings
+from shared.store import Store, Wakeups
+
+__all__ = ["BotCall", "Services", "UserCall"]
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    messenger: Messenger
+    wakeups: Wakeups
+    draining: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BotCall:
+    """A Bot API call: the services and the authenticated bot."""
+
+    services: Services
+    bot: BotRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UserCall:
+    """A client or management API call: the services and the authenticated user."""
+
+    services: Services
+    user: UserRecord

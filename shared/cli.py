@@ -1,0 +1,151 @@
+"""The ``botgw`` command line.
+
+``botgw run`` is the dev stack (local Redis, REST, gateway, webhooks, demo data);
+``botgw rest|gateway|webhooks`` run one process each; ``botgw users ...`` and
+``botgw bots ...`` manage accounts directly in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(os.environ, **overrides)
+    except SettingsError as exc:
+        raise SystemExit(f"botgw: {exc}") from None
+
+
+def _store_settings(data_dir: str | None = None) -> Settings:
+    """Settings for an admin command: BOTGW_REDIS_URL, else the dev stack's Redis."""
+    settings = _settings()
+    if settings.redis_url:
+        return settings
+    url_file = Path(data_dir or settings.data_dir) / "redis.url"
+    if url_file.exists():
+        return _settings(redis_url=url_file.read_text().strip())
+    raise SystemExit(
+        "botgw: no Redis to talk to: set BOTGW_REDIS_URL, or start the dev stack with "
+        "'make run' (it writes .data/redis.url)"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rest.devstack import run_dev_stack
+
+    overrides: dict[str, Any] = {"data_dir": args.data_dir}
+    if args.rest_port is not None:
+        overrides["rest_port"] = args.rest_port
+    if args.gateway_port is not None:
+        overrides["gateway_port"] = args.gateway_port
+    return run_dev_stack(_settings(**overrides))
+
+
+def cmd_rest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "rest.app:app_from_env",
+        factory=True,
+        host=args.host or settings.rest_host,
+        port=args.port if args.port is not None else settings.rest_port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["gateway_host"] = args.host
+    if args.port is not None:
+        overrides["gateway_port"] = args.port
+    return serve(_settings(**overrides), log_level=args.log_level)
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from gateway.webhooks import serve_webhooks
+
+    return serve_webhooks(_settings(), log_level=args.log_level)
+
+
+async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:
+    from rest.admin import run_admin
+
+    return await run_admin(settings, action, args)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    settings = _store_settings()
+    return asyncio.run(_admin(settings, args.action, args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botgw", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the dev stack: local Redis, REST, gateway, demo data")
+    run.add_argument("--rest-port", type=int)
+    run.add_argument("--gateway-port", type=int)
+    run.add_argument("--data-dir", default=".data")
+    run.set_defaults(func=cmd_run)
+
+    for name, func in (("rest", cmd_rest), ("gateway", cmd_gateway), ("webhooks", cmd_webhooks)):
+        p = sub.add_parser(name, help=f"run one {name} process (Redis from BOTGW_REDIS_URL)")
+        if name != "webhooks":
+            p.add_argument("--host")
+            p.add_argument("--port", type=int)
+        if name == "rest":
+            p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--log-level", default="info")
+        p.set_defaults(func=func)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
+    create_user = users.add_parser("create", help="create a user and print its token")
+    create_user.add_argument("name")
+    create_user.set_defaults(func=cmd_admin, action="users.create")
+
+    bots = sub.add_parser("bots", help="manage bots").add_subparsers(dest="sub", required=True)
+    create_bot = bots.add_parser("create", help="create a bot and print its token")
+    create_bot.add_argument("--owner", required=True, help="the owner's username")
+    create_bot.add_argument("--username", required=True, help="e.g. weather_bot")
+    create_bot.add_argument("--name", help="display name (default: from the username)")
+    create_bot.add_argument("--description", default="")
+    create_bot.set_defaults(func=cmd_admin, action="bots.create")
+    list_bots = bots.add_parser("list", help="list bots (of one owner, or all of them)")
+    list_bots.add_argument("--owner")
+    list_bots.set_defaults(func=cmd_admin, action="bots.list")
+    for verb, text in (("revoke", "revoke a bot for good"), ("rotate", "issue a new token")):
+        p = bots.add_parser(verb, help=text)
+        p.add_argument("username")
+        p.set_defaults(func=cmd_admin, action=f"bots.{verb}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Every Redis key and channel name, in one place.
+
+All keys of one bot share the hash tag ``{b<id>}`` so one Lua script touches one
+slot and the layout works on Redis Cluster unchanged; likewise ``{c<id>}`` for a
+chat and ``{u<id>}`` for a user. Global indexes (usernames) live under ``{idx}``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "bot_callbacks",
+    "bot_chats",
+    "bot_cursors",
+    "bot_epoch",
+    "bot_generation",
+    "bot_idempotency",
+    "bot_info",
+    "bot_last_id",
+    "bot_log",
+    "bot_private_chats",
+    "bot_rate",
+    "bot_reader",
+    "bot_seen_users",
+    "bot_wakeup_channel",
+    "bot_webhook",
+    "bots_by_owner",
+    "callback_answers",
+    "chat_info",
+    "chat_members",
+    "chat_messages",
+    "chat_sequence",
+    "files",
+    "poller_lock",
+    "server_secret",
+    "user_chats",
+    "user_info",
+    "usernames",
+]
+
+PREFIX = "botgw:"
+
+
+def _bot(bot_id: int) -> str:
+    return f"{PREFIX}{{b{bot_id}}}"
+
+
+def bot_info(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:info"
+
+
+def bot_log(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:log"
+
+
+def bot_epoch(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:epoch"
+
+
+def bot_last_id(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:last"
+
+
+def bot_idempotency(bot_id: int, key: str) -> str:
+    return f"{_bot(bot_id)}:idem:{key}"
+
+
+def bot_cursors(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:cursors"
+
+
+def bot_wakeup_channel(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:wake"
+
+
+def bot_private_chats(bot_id: int) -> str:
+    """Hash: scoped user id -> internal id of the private chat with that user."""
+    return f"{_bot(bot_id)}:private"
+
+
+def bot_seen_users(bot_id: int) -> str:
+    """Hash: scoped user id -> real user id, for every user the bot has seen."""
+    return f"{_bot(bot_id)}:seen"
+
+
+def bot_chats(bot_id: int) -> str:
+    """Set of internal chat ids of the groups the bot is a member of."""
+    return f"{_bot(bot_id)}:chats"
+
+
+def bot_webhook(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:webhook"
+
+
+def bot_callbacks(bot_id: int) -> str:
+    return f"{_bot(bot_id)}:callbacks"
+
+
+def bot_rate(bot_id: int, scope: str) -> str:
+    return f"{_bot(bot_id)}:rate:{scope}"
+
+
+def bot_reader(bot_id: int, consumer: str) -> str:
+    """Which live reader (a WebSocket connection id) holds a consumer."""
+    return f"{_bot(bot_id)}:reader:{consumer}"
+
+
+def bot_generation(bot_id: int, consumer: str) -> str:
+    return f"{_bot(bot_id)}:gen:{consumer}"
+
+
+def poller_lock(bot_id: int, consumer: str) -> str:
+    return f"{_bot(bot_id)}:poller:{consumer}"
+
+
+def chat_info(chat_id: int) -> str:
+    return f"{PREFIX}{{c{chat_id}}}:info"
+
+
+def chat_members(chat_id: int) -> str:
+    return f"{PREFIX}{{c{chat_id}}}:members"
+
+
+def chat_messages(chat_id: int) -> str:
+    return f"{PREFIX}{{c{chat_id}}}:messages"
+
+
+def chat_sequence(chat_id: int) -> str:
+    return f"{PREFIX}{{c{chat_id}}}:seq"
+
+
+def user_info(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:info"
+
+
+def user_chats(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:chats"
+
+
+def usernames() -> str:
+    """Hash: username -> ``u<id>`` or ``b<id>`` (users and bots share one namespace)."""
+    return f"{PREFIX}{{idx}}:usernames"
+
+
+def bots_by_owner(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:bots"
+
+
+def files(file_key: str) -> str:
+    return f"{PREFIX}{{f}}:file:{file_key}"
+
+
+def callback_answers(query_id: str) -> str:
+    return f"{PREFIX}{{q}}:callback:{query_id}"
+
+
+def server_secret() -> str:
+    return f"{PREFIX}{{idx}}:secret"

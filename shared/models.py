@@ -1,0 +1,96 @@
+"""Plain records the store hands out: users, bots, chats and stored messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BotRecord", "ChatRecord", "MessageRecord", "UserRecord", "member_key"]
+
+
+def member_key(kind: str, member_id: int) -> str:
+    """Chat member key: ``u<id>`` for a user, ``b<id>`` for a bot."""
+    assert kind in ("u", "b")
+    return f"{kind}{member_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    name: str
+    token_hash: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotRecord:
+    id: int
+    username: str
+    name: str
+    description: str
+    owner_id: int
+    token_hash: str
+    privacy_mode: bool
+    active: bool
+    created: int
+    commands: list[dict[str, str]] = field(default_factory=list)
+    short_description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    id: int  # internal id; a group's id is the same for everyone
+    type: str  # "private" or "group"
+    title: str
+    created: int
+    user_id: int = 0  # private chats: the user
+    bot_id: int = 0  # private chats: the bot
+    pinned: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    """A stored message; ``sender`` is ``u<id>`` or ``b<id>``."""
+
+    id: int
+    chat_id: int
+    sender: str
+    date: int
+    text: str | None = None
+    entities: list[dict[str, Any]] | None = None
+    reply_to: int | None = None
+    reply_markup: dict[str, Any] | None = None
+    edit_date: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # photo, document, poll, caption ...
+
+    def to_storage(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"i": self.id, "c": self.chat_id, "s": self.sender, "d": self.date}
+        if self.text is not None:
+            out["t"] = self.text
+        if self.entities:
+            out["e"] = self.entities
+        if self.reply_to is not None:
+            out["r"] = self.reply_to
+        if self.reply_markup is not None:
+            out["m"] = self.reply_markup
+        if self.edit_date is not None:
+            out["ed"] = self.edit_date
+        if self.extra:
+            out["x"] = self.extra
+        return out
+
+    @classmethod
+    def from_storage(cls, data: dict[str, Any]) -> MessageRecord:
+        return cls(
+            id=int(data["i"]),
+            chat_id=int(data["c"]),
+            sender=str(data["s"]),
+            date=int(data["d"]),
+            text=data.get("t"),
+            entities=data.get("e"),
+            reply_to=data.get("r"),
+            reply_markup=data.get("m"),
+            edit_date=data.get("ed"),
+            extra=dict(data.get("x") or {}),
+        )

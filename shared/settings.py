@@ -1,0 +1,160 @@
+"""Settings: ``BOTGW_`` environment variables, read once into a frozen object.
+
+Build them in ``main`` with :meth:`Settings.from_env` and pass them down; nothing
+reads the environment at import time. A bad value raises :class:`SettingsError`
+naming the variable and the expected form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+__all__ = ["Settings", "SettingsError"]
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``BOTGW_`` variable has a value that cannot be used."""
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if not lo <= value <= hi:
+            raise ValueError
+        return value
+
+    parse.__doc__ = f"an integer from {lo} to {hi}"
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if not lo <= value <= hi:
+            raise ValueError
+        return value
+
+    parse.__doc__ = f"a number from {lo} to {hi}"
+    return parse
+
+
+def _bool(text: str) -> bool:
+    """one of 1, 0, true, false, yes, no, on, off"""
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError
+
+
+def _str(text: str) -> str:
+    """a non-empty string"""
+    if not text.strip():
+        raise ValueError
+    return text.strip()
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    """comma-separated seconds, e.g. 5,15,45"""
+    values = tuple(float(part) for part in text.split(",") if part.strip())
+    if not values or any(v < 0 or v > 86400 for v in values):
+        raise ValueError
+    return values
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """comma-separated host names, IP addresses or CIDR networks"""
+    items = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for item in items:
+        if "/" in item:
+            ipaddress.ip_network(item, strict=False)
+    return items
+
+
+def _redis_url(text: str) -> str:
+    """a redis:// , rediss:// or unix:// URL"""
+    text = text.strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError
+    return text
+
+
+def _setting(default: T, parse: Callable[[str], T]) -> Any:
+    return field(default=default, metadata={"parse": parse})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of botgw. Field ``name`` is read from ``BOTGW_NAME``."""
+
+    redis_url: str | None = _setting(None, _redis_url)
+    redis_pool_size: int = _setting(64, _int(4, 10_000))
+    data_dir: str = _setting(".data", _str)
+    rest_host: str = _setting("127.0.0.1", _str)
+    rest_port: int = _setting(8080, _int(0, 65535))
+    gateway_host: str = _setting("127.0.0.1", _str)
+    gateway_port: int = _setting(8081, _int(0, 65535))
+    public_rest_url: str | None = _setting(None, _str)
+    public_gateway_url: str | None = _setting(None, _str)
+    secret: str | None = _setting(None, _str)
+    retention_seconds: int = _setting(86_400, _int(60, 30 * 86_400))
+    log_maxlen: int = _setting(100_000, _int(100, 100_000_000))
+    heartbeat_interval: float = _setting(30.0, _float(0.05, 3600))
+    identify_timeout: float = _setting(10.0, _float(0.05, 600))
+    drain_seconds: float = _setting(10.0, _float(0.0, 3600))
+    ws_max_frame_bytes: int = _setting(65_536, _int(1024, 16 * 1024 * 1024))
+    ws_max_frames_per_second: float = _setting(50.0, _float(1, 100_000))
+    ws_send_buffer_bytes: int = _setting(1 << 20, _int(4096, 1 << 30))
+    ws_max_connections_per_bot: int = _setting(100, _int(1, 1_000_000))
+    ws_identify_per_minute: int = _setting(120, _int(1, 1_000_000))
+    ws_compression: bool = _setting(False, _bool)
+    rate_global_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
+    rate_private_per_second: float = _setting(1.0, _float(0.01, 1_000_000))
+    rate_private_burst: int = _setting(3, _int(1, 1_000_000))
+    rate_group_per_minute: float = _setting(20.0, _float(0.01, 1_000_000))
+    max_photo_bytes: int = _setting(10 * 1024 * 1024, _int(1024, 1 << 34))
+    max_document_bytes: int = _setting(50 * 1024 * 1024, _int(1024, 1 << 34))
+    files_dir: str | None = _setting(None, _str)
+    webhook_timeout: float = _setting(5.0, _float(0.05, 120))
+    webhook_retry_delays: tuple[float, ...] = _setting((5.0, 15.0, 45.0), _delays)
+    webhook_allow: tuple[str, ...] = _setting((), _networks)
+    long_poll_max_timeout: float = _setting(60.0, _float(0, 3600))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Read ``BOTGW_*`` variables; ``overrides`` win over the environment."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = "BOTGW_" + f.name.upper()
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            parse = f.metadata["parse"]
+            try:
+                values[f.name] = parse(raw)
+            except ValueError:
+                expected = (parse.__doc__ or "a valid value").strip()
+                raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, expected form) for the README settings table."""
+        rows = []
+        for f in fields(cls):
+            parse = f.metadata["parse"]
+            rows.append(("BOTGW_" + f.name.upper(), repr(f.default), (parse.__doc__ or "").strip()))
+        return rows
+
+    @property
+    def files_path(self) -> str:
+        return self.files_dir or f"{self.data_dir}/files"

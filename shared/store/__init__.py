@@ -1,0 +1,116 @@
+"""The store: the only code that talks to Redis.
+
+``Store`` owns the connection pool and the Lua scripts (each in its own file under
+``lua/``, loaded once at start) and exposes the domain operations as attributes:
+``store.log`` (update logs and cursors), ``store.entities`` (users, bots, chats,
+messages) and ``Wakeups`` (one pub/sub subscription per process for all bots).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared import keys
+from shared.settings import Settings
+from shared.store.entities import Entities
+from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
+from shared.store.wakeups import Wakeup, Wakeups
+
+__all__ = [
+    "AppendResult",
+    "LogInfo",
+    "Store",
+    "StoreUnavailable",
+    "StoredUpdate",
+    "UpdateLog",
+    "Wakeup",
+    "Wakeups",
+]
+
+SCRIPT_NAMES = ("append_update", "commit_cursor", "rate_limit")
+
+# Errors callers may treat as "the backend is unreachable right now".
+StoreUnavailable: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class Script:
+    """A Lua script run by sha, re-loaded transparently after a Redis restart."""
+
+    def __init__(self, redis: Redis, source: str) -> None:
+        self._script = redis.register_script(source)
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        return await self._script(keys=keys, args=args)
+
+    async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
+        """Queue a call on a pipeline (the script is loaded on execute if needed)."""
+        await self._script(keys=keys, args=args, client=pipe)
+
+
+class Store:
+    """Connection pool, scripts and the domain operations built on them."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        lua = resources.files("shared.store") / "lua"
+        self.scripts: dict[str, Script] = {
+            name: Script(redis, (lua / f"{name}.lua").read_text()) for name in SCRIPT_NAMES
+        }
+        self.log = UpdateLog(self)
+        self.entities = Entities(self)
+
+    @classmethod
+    def connect(cls, settings: Settings, *, url: str | None = None) -> Store:
+        """Create the pool (connections open lazily, at most ``redis_pool_size``)."""
+        target = url or settings.redis_url
+        if not target:
+            raise ValueError("no Redis URL: set BOTGW_REDIS_URL")
+        pool = aioredis.BlockingConnectionPool.from_url(
+            target,
+            max_connections=settings.redis_pool_size,
+            timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(aioredis.Redis(connection_pool=pool), settings)
+
+    def wakeups(self) -> Wakeups:
+        """A wake-up listener on a dedicated pub/sub connection."""
+        return Wakeups(self.redis)
+
+    async def take_tokens(self, bot_id: int, buckets: list[tuple[str, float, float]]) -> int:
+        """Take one token from every (scope, rate per second, capacity) bucket of a bot,
+        or from none of them; returns 0 when allowed, else the milliseconds to wait."""
+        args: list[Any] = []
+        for _, rate, capacity in buckets:
+            args.extend([rate, capacity])
+        bucket_keys = [keys.bot_rate(bot_id, scope) for scope, _, _ in buckets]
+        return int(await self.scripts["rate_limit"](keys=bucket_keys, args=args))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except RedisError:
+            return False
+        except OSError:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def pool_in_use(self) -> int:
+        pool = self.redis.connection_pool
+        return len(getattr(pool, "_in_use_connections", ()))

@@ -1,0 +1,298 @@
+"""Users, bots, chats, members and messages as stored in Redis.
+
+Records are hashes of strings (bots, users, chats) so that two concurrent edits of
+different fields never overwrite each other; messages are msgpack blobs in one hash
+per chat, keyed by the per-chat message id.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from shared import keys
+from shared.codecs import json_dumps, json_loads, pack, unpack
+from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord
+
+if TYPE_CHECKING:
+    from shared.store import Store
+
+__all__ = ["Entities"]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _bot(h: dict[str, str]) -> BotRecord:
+    return BotRecord(
+        id=int(h["id"]),
+        username=h["username"],
+        name=h["name"],
+        description=h.get("description", ""),
+        short_description=h.get("short_description", ""),
+        owner_id=int(h["owner_id"]),
+        token_hash=h["token_hash"],
+        privacy_mode=h.get("privacy_mode", "1") == "1",
+        active=h.get("active", "1") == "1",
+        created=int(h.get("created", "0")),
+        commands=json_loads(h["commands"]) if h.get("commands") else [],
+    )
+
+
+def _user(h: dict[str, str]) -> UserRecord:
+    return UserRecord(
+        id=int(h["id"]),
+        username=h["username"],
+        name=h["name"],
+        token_hash=h["token_hash"],
+        created=int(h.get("created", "0")),
+    )
+
+
+def _chat(h: dict[str, str]) -> ChatRecord:
+    return ChatRecord(
+        id=int(h["id"]),
+        type=h["type"],
+        title=h.get("title", ""),
+        created=int(h.get("created", "0")),
+        user_id=int(h.get("user_id", "0")),
+        bot_id=int(h.get("bot_id", "0")),
+        pinned=json_loads(h["pinned"]) if h.get("pinned") else [],
+    )
+
+
+class Entities:
+    """Persistence of the messenger's objects; reached as ``store.entities``."""
+
+    def __init__(self, store: Store) -> None:
+        self._redis = store.redis
+
+    # -- server secret --------------------------------------------------------
+
+    async def server_secret(self, configured: str | None) -> bytes:
+        """The secret behind scoped user ids: configured, or made once and kept in Redis."""
+        if configured:
+            return configured.encode()
+        await self._redis.set(keys.server_secret(), secrets.token_hex(32), nx=True)
+        value = await self._redis.get(keys.server_secret())
+        assert value is not None
+        return bytes(value)
+
+    # -- usernames ------------------------------------------------------------
+
+    async def claim_username(self, username: str, owner: str) -> bool:
+        """Reserve ``username`` for ``owner`` (``u<id>``/``b<id>``); False if taken."""
+        return bool(await self._redis.hsetnx(keys.usernames(), username, owner))
+
+    async def release_username(self, username: str) -> None:
+        await self._redis.hdel(keys.usernames(), username)
+
+    async def resolve_username(self, username: str) -> str | None:
+        value = await self._redis.hget(keys.usernames(), username)
+        return None if value is None else _s(value)
+
+    # -- users ----------------------------------------------------------------
+
+    async def create_user(self, *, user_id: int, username: str, name: str, token_hash: str) -> None:
+        await self._redis.hset(
+            keys.user_info(user_id),
+            mapping={
+                "id": user_id,
+                "username": username,
+                "name": name,
+                "token_hash": token_hash,
+                "created": int(time.time()),
+            },
+        )
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        raw = await self._redis.hgetall(keys.user_info(user_id))
+        return _user(_hash(raw)) if raw else None
+
+    async def get_users(self, user_ids: Iterable[int]) -> dict[int, UserRecord]:
+        ids = list(dict.fromkeys(user_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hgetall(keys.user_info(user_id))
+            replies = await pipe.execute()
+        return {uid: _user(_hash(raw)) for uid, raw in zip(ids, replies, strict=True) if raw}
+
+    async def set_user_token(self, user_id: int, token_hash: str) -> None:
+        await self._redis.hset(keys.user_info(user_id), "token_hash", token_hash)
+
+    # -- bots -----------------------------------------------------------------
+
+    async def create_bot(
+        self,
+        *,
+        bot_id: int,
+        username: str,
+        name: str,
+        description: str,
+        owner_id: int,
+        token_hash: str,
+    ) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.bot_info(bot_id),
+                mapping={
+                    "id": bot_id,
+                    "username": username,
+                    "name": name,
+                    "description": description,
+                    "owner_id": owner_id,
+                    "token_hash": token_hash,
+                    "privacy_mode": "1",
+                    "active": "1",
+                    "created": int(time.time()),
+                },
+            )
+            pipe.sadd(keys.bots_by_owner(owner_id), bot_id)
+            await pipe.execute()
+
+    async def get_bot(self, bot_id: int) -> BotRecord | None:
+        raw = await self._redis.hgetall(keys.bot_info(bot_id))
+        return _bot(_hash(raw)) if raw else None
+
+    async def get_bots(self, bot_ids: Iterable[int]) -> dict[int, BotRecord]:
+        ids = list(dict.fromkeys(bot_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bot_id in ids:
+                pipe.hgetall(keys.bot_info(bot_id))
+            replies = await pipe.execute()
+        return {bid: _bot(_hash(raw)) for bid, raw in zip(ids, replies, strict=True) if raw}
+
+    async def bots_of_owner(self, owner_id: int) -> list[int]:
+        members = await self._redis.smembers(keys.bots_by_owner(owner_id))
+        return sorted(int(m) for m in members)
+
+    async def update_bot(self, bot_id: int, fields: dict[str, Any]) -> None:
+        """Set some fields of a bot (``commands`` is stored as JSON, booleans as 1/0)."""
+        mapping: dict[str, str | int] = {}
+        for name, value in fields.items():
+            if isinstance(value, bool):
+                mapping[name] = "1" if value else "0"
+            elif isinstance(value, list | dict):
+                mapping[name] = json_dumps(value).decode()
+            else:
+                mapping[name] = value
+        if mapping:
+            await self._redis.hset(keys.bot_info(bot_id), mapping=mapping)
+
+    # -- chats ----------------------------------------------------------------
+
+    async def create_chat(self, chat: ChatRecord) -> None:
+        mapping: dict[str, str | int] = {
+            "id": chat.id,
+            "type": chat.type,
+            "title": chat.title,
+            "created": chat.created,
+        }
+        if chat.type == "private":
+            mapping["user_id"] = chat.user_id
+            mapping["bot_id"] = chat.bot_id
+        await self._redis.hset(keys.chat_info(chat.id), mapping=mapping)
+
+    async def get_chat(self, chat_id: int) -> ChatRecord | None:
+        raw = await self._redis.hgetall(keys.chat_info(chat_id))
+        return _chat(_hash(raw)) if raw else None
+
+    async def update_chat(self, chat_id: int, fields: dict[str, Any]) -> None:
+        mapping = {
+            k: json_dumps(v).decode() if isinstance(v, list | dict) else v
+            for k, v in fields.items()
+        }
+        await self._redis.hset(keys.chat_info(chat_id), mapping=mapping)
+
+    async def private_chat_of(self, bot_id: int, scoped_user: int) -> int | None:
+        value = await self._redis.hget(keys.bot_private_chats(bot_id), scoped_user)
+        return None if value is None else int(value)
+
+    async def link_private_chat(
+        self, *, bot_id: int, scoped_user: int, user_id: int, chat_id: int
+    ) -> int:
+        """Record the private chat; returns the chat id that won if two raced."""
+        await self._redis.hsetnx(keys.bot_private_chats(bot_id), scoped_user, chat_id)
+        winner = int(await self._redis.hget(keys.bot_private_chats(bot_id), scoped_user) or 0)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.bot_seen_users(bot_id), scoped_user, user_id)
+            pipe.sadd(keys.user_chats(user_id), winner)
+            await pipe.execute()
+        return winner
+
+    async def note_seen_users(self, bot_id: int, users: dict[int, int]) -> None:
+        """Remember users a bot has seen: scoped id -> real id."""
+        if users:
+            await self._redis.hset(keys.bot_seen_users(bot_id), mapping=users)
+
+    async def seen_user(self, bot_id: int, scoped_user: int) -> int | None:
+        value = await self._redis.hget(keys.bot_seen_users(bot_id), scoped_user)
+        return None if value is None else int(value)
+
+    async def chats_of_user(self, user_id: int) -> list[int]:
+        return sorted(int(m) for m in await self._redis.smembers(keys.user_chats(user_id)))
+
+    async def chats_of_bot(self, bot_id: int) -> list[int]:
+        return sorted(int(m) for m in await self._redis.smembers(keys.bot_chats(bot_id)))
+
+    # -- members --------------------------------------------------------------
+
+    async def add_member(self, chat_id: int, member: str, info: dict[str, Any]) -> bool:
+        """Add ``u<id>``/``b<id>`` to a chat; False if it was already a member."""
+        added = await self._redis.hsetnx(keys.chat_members(chat_id), member, json_dumps(info))
+        kind, member_id = member[0], int(member[1:])
+        if kind == "u":
+            await self._redis.sadd(keys.user_chats(member_id), chat_id)
+        else:
+            await self._redis.sadd(keys.bot_chats(member_id), chat_id)
+        return bool(added)
+
+    async def remove_member(self, chat_id: int, member: str) -> bool:
+        removed = await self._redis.hdel(keys.chat_members(chat_id), member)
+        kind, member_id = member[0], int(member[1:])
+        if kind == "u":
+            await self._redis.srem(keys.user_chats(member_id), chat_id)
+        else:
+            await self._redis.srem(keys.bot_chats(member_id), chat_id)
+        return bool(removed)
+
+    async def members(self, chat_id: int) -> dict[str, dict[str, Any]]:
+        raw = await self._redis.hgetall(keys.chat_members(chat_id))
+        return {_s(k): json_loads(v) for k, v in raw.items()}
+
+    async def member(self, chat_id: int, member: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(keys.chat_members(chat_id), member)
+        return None if raw is None else dict(json_loads(raw))
+
+    # -- messages -------------------------------------------------------------
+
+    async def next_message_id(self, chat_id: int) -> int:
+        return int(await self._redis.incr(keys.chat_sequence(chat_id)))
+
+    async def last_message_id(self, chat_id: int) -> int:
+        return int(await self._redis.get(keys.chat_sequence(chat_id)) or 0)
+
+    async def save_message(self, message: MessageRecord) -> None:
+        await self._redis.hset(
+            keys.chat_messages(message.chat_id), message.id, pack(message.to_storage())
+        )
+
+    async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
+        raw = await self._redis.hget(keys.chat_messages(chat_id), message_id)
+        return None if raw is None else MessageRecord.from_storage(unpack(raw))
+
+    async def get_messages(self, chat_id: int, message_ids: list[int]) -> list[MessageRecord]:
+        if not message_ids:
+            return []
+        raws = await self._redis.hmget(keys.chat_messages(chat_id), message_ids)
+        return [MessageRecord.from_storage(unpack(r)) for r in raws if r is not None]
+
+    async def delete_message(self, chat_id: int, message_id: int) -> bool:
+        return bool(await self._redis.hdel(keys.chat_messages(chat_id), message_id))

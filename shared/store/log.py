@@ -1,0 +1,226 @@
+"""The per-bot update log: append, read after a cursor, committed cursors.
+
+One Redis stream per bot. Entry fields: ``d`` payload (msgpack, ids as integers,
+the update as that bot sees it, without ``update_id``), ``t`` update type, ``c``
+chat id as the bot sees it (for sharding without decoding), ``p`` the previous
+entry id, which makes a trimmed gap exact to detect: if the first entry after a
+cursor names a predecessor newer than the cursor, entries were lost in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import keys
+from shared.codecs import pack
+from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
+
+if TYPE_CHECKING:
+    from shared.store import Store
+
+__all__ = ["LogInfo", "StoredUpdate", "UpdateLog"]
+
+IDEMPOTENCY_TTL_SECONDS = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUpdate:
+    """One entry of a bot's log, payload still encoded."""
+
+    update_id: int
+    prev_id: int
+    kind: str
+    chat_id: int
+    payload: bytes  # msgpack of the update body (without update_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    update_id: int
+    prev_id: int
+    epoch: str
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    epoch: str | None
+    oldest: int | None
+    newest: int | None
+    length: int
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry(entry_id: Any, fields: dict[Any, Any]) -> StoredUpdate:
+    get = fields.get
+    return StoredUpdate(
+        update_id=update_id_from_stream_id(_decode(entry_id)),
+        prev_id=update_id_from_stream_id(_decode(get(b"p", b"0-0"))),
+        kind=_decode(get(b"t", b"")),
+        chat_id=int(get(b"c", b"0") or 0),
+        payload=bytes(get(b"d", b"")),
+    )
+
+
+class UpdateLog:
+    """Domain operations on the update logs; reached as ``store.log``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._redis = store.redis
+
+    async def append(
+        self,
+        bot_id: int,
+        *,
+        kind: str,
+        chat_id: int,
+        body: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Append one update; ``body`` is the update without ``update_id``."""
+        settings = self._store.settings
+        has_key = idempotency_key is not None
+        reply = await self._store.scripts["append_update"](
+            keys=[
+                keys.bot_log(bot_id),
+                keys.bot_epoch(bot_id),
+                keys.bot_last_id(bot_id),
+                keys.bot_idempotency(bot_id, idempotency_key or "-"),
+            ],
+            args=[
+                new_epoch(),
+                settings.retention_seconds * 1000,
+                settings.log_maxlen,
+                pack(body),
+                kind,
+                chat_id,
+                keys.bot_wakeup_channel(bot_id),
+                "1" if has_key else "0",
+                IDEMPOTENCY_TTL_SECONDS,
+            ],
+        )
+        return AppendResult(
+            update_id=update_id_from_stream_id(_decode(reply[0])),
+            epoch=_decode(reply[1]),
+            prev_id=update_id_from_stream_id(_decode(reply[2])),
+            replayed=bool(int(reply[3])),
+        )
+
+    async def epoch(self, bot_id: int) -> str | None:
+        value = await self._redis.get(keys.bot_epoch(bot_id))
+        return None if value is None else _decode(value)
+
+    async def ensure_epoch(self, bot_id: int) -> str:
+        """The log's epoch, created now if the bot never had an update."""
+        key = keys.bot_epoch(bot_id)
+        await self._redis.set(key, new_epoch(), nx=True)
+        value = await self._redis.get(key)
+        assert value is not None
+        return _decode(value)
+
+    async def info(self, bot_id: int) -> LogInfo:
+        log = keys.bot_log(bot_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.bot_epoch(bot_id))
+            pipe.xrange(log, "-", "+", count=1)
+            pipe.xrevrange(log, "+", "-", count=1)
+            pipe.xlen(log)
+            epoch, first, last, length = await pipe.execute()
+        return LogInfo(
+            epoch=None if epoch is None else _decode(epoch),
+            oldest=update_id_from_stream_id(_decode(first[0][0])) if first else None,
+            newest=update_id_from_stream_id(_decode(last[0][0])) if last else None,
+            length=int(length),
+        )
+
+    async def read_after(self, bot_id: int, after: int, count: int) -> list[StoredUpdate]:
+        """Up to ``count`` entries with update id greater than ``after``, oldest first."""
+        start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
+        entries = await self._redis.xrange(keys.bot_log(bot_id), start, "+", count=count)
+        return [_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def read_last(self, bot_id: int, count: int) -> list[StoredUpdate]:
+        """The newest ``count`` entries, oldest first."""
+        entries = await self._redis.xrevrange(keys.bot_log(bot_id), "+", "-", count=count)
+        return [_entry(entry_id, fields) for entry_id, fields in reversed(entries)]
+
+    async def read_after_many(
+        self, requests: Sequence[tuple[int, int]], count: int
+    ) -> list[list[StoredUpdate]]:
+        """Pipelined :meth:`read_after` for several (bot id, after) pairs."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bot_id, after in requests:
+                start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
+                pipe.xrange(keys.bot_log(bot_id), start, "+", count=count)
+            replies = await pipe.execute()
+        return [[_entry(i, f) for i, f in entries] for entries in replies]
+
+    async def heads(self, bot_ids: Sequence[int]) -> list[int | None]:
+        """The newest update id of each bot's log (None when empty), pipelined."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bot_id in bot_ids:
+                pipe.xrevrange(keys.bot_log(bot_id), "+", "-", count=1)
+            replies = await pipe.execute()
+        return [
+            update_id_from_stream_id(_decode(reply[0][0])) if reply else None for reply in replies
+        ]
+
+    async def get_cursor(self, bot_id: int, consumer: str) -> Cursor | None:
+        value = await self._redis.hget(keys.bot_cursors(bot_id), consumer)
+        if value is None:
+            return None
+        epoch, _, update_id = _decode(value).partition(":")
+        return Cursor(epoch=epoch, update_id=int(update_id))
+
+    async def commit_cursor(self, bot_id: int, consumer: str, cursor: Cursor) -> int:
+        """Move the committed cursor forward: 1 moved, 0 not newer, -1 other epoch."""
+        reply = await self._store.scripts["commit_cursor"](
+            keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
+            args=[consumer, cursor.epoch, cursor.update_id],
+        )
+        return int(reply)
+
+    async def commit_cursors(self, commits: Sequence[tuple[int, str, Cursor]]) -> None:
+        """Pipelined :meth:`commit_cursor` for several (bot id, consumer, cursor)."""
+        if not commits:
+            return
+        script = self._store.scripts["commit_cursor"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bot_id, consumer, cursor in commits:
+                await script.queue(
+                    pipe,
+                    keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
+                    args=[consumer, cursor.epoch, cursor.update_id],
+                )
+            await pipe.execute()
+
+    async def set_reader(self, bot_id: int, consumer: str, reader: str, ttl: float) -> None:
+        """Announce a live reader of a consumer (a WebSocket) for ``ttl`` seconds."""
+        await self._redis.set(keys.bot_reader(bot_id, consumer), reader, px=int(ttl * 1000))
+
+    async def clear_reader(self, bot_id: int, consumer: str, reader: str) -> None:
+        key = keys.bot_reader(bot_id, consumer)
+        value = await self._redis.get(key)
+        if value is not None and _decode(value) == reader:
+            await self._redis.delete(key)
+
+    async def reader(self, bot_id: int, consumer: str) -> str | None:
+        value = await self._redis.get(keys.bot_reader(bot_id, consumer))
+        return None if value is None else _decode(value)
+
+    async def next_generation(self, bot_id: int, consumer: str) -> int:
+        """A number that grows with every new live reader of a consumer (takeover order)."""
+        return int(await self._redis.incr(keys.bot_generation(bot_id, consumer)))
+
+    async def announce(self, bot_id: int, message: str) -> None:
+        """A control message on the bot's wake-up channel (e.g. a takeover)."""
+        await self._redis.publish(keys.bot_wakeup_channel(bot_id), message)
+
+    async def drop_cursors(self, bot_id: int) -> None:
+        await self._redis.delete(keys.bot_cursors(bot_id))

@@ -1,0 +1,60 @@
+-- Append one update to a bot's log (DESIGN section 4).
+-- KEYS[1] log stream      KEYS[2] epoch          KEYS[3] last stream id
+-- KEYS[4] idempotency key (only read/written when ARGV[8] == '1')
+-- ARGV[1] candidate epoch (used when the log is new or vanished)
+-- ARGV[2] retention in ms   ARGV[3] approximate max length
+-- ARGV[4] payload (msgpack) ARGV[5] update type   ARGV[6] chat id as the bot sees it
+-- ARGV[7] wake-up channel   ARGV[8] '1' when an idempotency key is given
+-- ARGV[9] idempotency key ttl in seconds
+-- Returns {stream id, epoch, previous stream id ('0-0' at the start of an epoch), replayed 0/1}.
+local log, epoch_key, last_key, idem_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+if ARGV[8] == '1' then
+  local prior = redis.call('GET', idem_key)
+  if prior then
+    local sep = string.find(prior, '|', 1, true)
+    return {string.sub(prior, 1, sep - 1), redis.call('GET', epoch_key) or '', string.sub(prior, sep + 1), 1}
+  end
+end
+
+local epoch = redis.call('GET', epoch_key)
+local last = redis.call('GET', last_key)
+local log_exists = redis.call('EXISTS', log) == 1
+local prev = '0-0'
+if (not epoch) or (last and not log_exists) then
+  -- a new log, or one that vanished (flush, lost data): a new epoch begins
+  epoch = ARGV[1]
+  redis.call('SET', epoch_key, epoch)
+elseif last then
+  prev = last
+end
+
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = 0
+if last then
+  local lms_text, lseq_text = string.match(last, '^(%d+)-(%d+)$')
+  local lms, lseq = tonumber(lms_text), tonumber(lseq_text)
+  -- ids stay strictly increasing even when the clock stands still or steps back
+  if ms <= lms then
+    ms = lms
+    seq = lseq + 1
+    if seq >= 1024 then
+      ms = lms + 1
+      seq = 0
+    end
+  end
+end
+
+local id = string.format('%d-%d', ms, seq)
+redis.call('XADD', log, 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[4], 't', ARGV[5], 'c', ARGV[6], 'p', prev)
+local floor_ms = ms - tonumber(ARGV[2])
+if floor_ms > 0 then
+  redis.call('XTRIM', log, 'MINID', '~', string.format('%d-0', floor_ms))
+end
+redis.call('SET', last_key, id)
+if ARGV[8] == '1' then
+  redis.call('SET', idem_key, id .. '|' .. prev, 'EX', tonumber(ARGV[9]))
+end
+redis.call('PUBLISH', ARGV[7], id .. ' ' .. prev)
+return {id, epoch, prev, 0}

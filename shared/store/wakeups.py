@@ -1,0 +1,175 @@
+"""Wake-ups: one pub/sub connection per process for every bot it serves.
+
+The append script publishes ``"<id> <prev>"`` on the bot's channel. Readers (the
+gateway hub, long-polls) register a callback per bot; no reader holds a blocking
+Redis connection. Pub/sub is at-most-once, so after the subscription is re-made
+every callback gets a wake-up with ``update_id=None`` meaning "look again".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio.client import PubSub, Redis
+from redis.exceptions import RedisError
+
+from shared import keys
+from shared.ids import update_id_from_stream_id
+
+__all__ = ["Wakeup", "Wakeups"]
+
+log = logging.getLogger("botgw.wakeups")
+
+
+@dataclass(frozen=True, slots=True)
+class Wakeup:
+    bot_id: int
+    update_id: int | None  # None: the subscription was re-made, look again
+    prev_id: int | None
+    control: str | None = None  # a control message (e.g. "takeover ...") instead
+
+
+Listener = Callable[[Wakeup], None]
+
+
+class Wakeups:
+    """Callbacks per bot id, fed from one pub/sub connection."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._listeners: dict[int, set[Listener]] = {}
+        self._channels: dict[bytes, int] = {}
+        self._pubsub: PubSub | None = None
+        self._confirmed: set[bytes] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def add(self, bot_id: int, listener: Listener) -> None:
+        listeners = self._listeners.setdefault(bot_id, set())
+        listeners.add(listener)
+        if len(listeners) == 1:
+            self._channels[keys.bot_wakeup_channel(bot_id).encode()] = bot_id
+            self._changed.set()
+
+    def remove(self, bot_id: int, listener: Listener) -> None:
+        listeners = self._listeners.get(bot_id)
+        if not listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[bot_id]
+            self._channels.pop(keys.bot_wakeup_channel(bot_id).encode(), None)
+            self._changed.set()
+
+    async def subscribed(self, bot_id: int) -> None:
+        """Wait until the bot's channel is subscribed (so no later append is missed)."""
+        channel = keys.bot_wakeup_channel(bot_id).encode()
+        # Redis confirms a subscription on the pub/sub connection itself; only then is
+        # every later publish on the channel certain to reach us.
+        while not (self.connected.is_set() and channel in self._confirmed):
+            if self._task is None or self._task.done():
+                raise RuntimeError("wake-ups are not running")
+            await asyncio.sleep(0.002)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _dispatch(self, wakeup: Wakeup) -> None:
+        for listener in tuple(self._listeners.get(wakeup.bot_id, ())):
+            try:
+                listener(wakeup)
+            except Exception:  # one broken listener must not starve the others
+                log.exception("wake-up listener failed")
+
+    def _wake_all(self) -> None:
+        for bot_id in tuple(self._listeners):
+            self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None))
+
+    async def _sync(self, pubsub: PubSub) -> None:
+        wanted = set(self._channels)
+        have = set(pubsub.channels) - set(pubsub.pending_unsubscribe_channels)
+        add = wanted - have
+        drop = have - wanted
+        if add:
+            await pubsub.subscribe(*add)
+        if drop:
+            await pubsub.unsubscribe(*drop)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._redis.pubsub()
+            self._confirmed.clear()
+            try:
+                # A placeholder channel keeps the connection in subscribed mode.
+                await pubsub.subscribe(keys.PREFIX + "{idx}:wake")
+                self._pubsub = pubsub
+                await self._sync(pubsub)
+                self.connected.set()
+                self._wake_all()
+                backoff = 0.05
+                while True:
+                    if self._changed.is_set():
+                        self._changed.clear()
+                        await self._sync(pubsub)
+                    message = await pubsub.get_message(timeout=0.05)
+                    while message is not None:
+                        self._handle(message)
+                        message = await pubsub.get_message(timeout=0)
+            except asyncio.CancelledError:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected.clear()
+                self._pubsub = None
+                log.warning("wake-up subscription lost (%s); re-subscribing", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel")
+        data = message.get("data")
+        if kind == "subscribe" and isinstance(channel, bytes):
+            self._confirmed.add(channel)
+            return
+        if kind == "unsubscribe" and isinstance(channel, bytes):
+            self._confirmed.discard(channel)
+            return
+        if kind != "message":
+            return
+        if not isinstance(channel, bytes) or not isinstance(data, bytes):
+            return
+        bot_id = self._channels.get(channel)
+        if bot_id is None:
+            return
+        text = data.decode(errors="replace")
+        if not text[:1].isdigit():
+            self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None, control=text))
+            return
+        try:
+            new, _, prev = text.partition(" ")
+            wakeup = Wakeup(
+                bot_id=bot_id,
+                update_id=update_id_from_stream_id(new),
+                prev_id=update_id_from_stream_id(prev) if prev else None,
+            )
+        except ValueError:
+            wakeup = Wakeup(bot_id=bot_id, update_id=None, prev_id=None)
+        self._dispatch(wakeup)

