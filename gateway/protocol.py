@@ -369,6 +369,33 @@ class ServerConnection:
     :class:`CloseConnection` event, send the remaining frames and close the socket.
     """
 
+    # One of these lives per connection; slots keep idle connections small.
+    __slots__ = (
+        "_acked",
+        "_authenticated",
+        "_bucket_time",
+        "_close_code",
+        "_committed",
+        "_connection_id",
+        "_consumer",
+        "_delivered",
+        "_drain_deadline",
+        "_encoding",
+        "_epoch",
+        "_events",
+        "_frames",
+        "_identified_at",
+        "_internal_error",
+        "_last_activity",
+        "_limits",
+        "_on_gap",
+        "_opened_at",
+        "_pending",
+        "_shard",
+        "_state",
+        "_tokens",
+    )
+
     def __init__(
         self, *, connection_id: str, limits: Limits, authenticated: bool, now: float
     ) -> None:

@@ -23,6 +23,7 @@ from rest.manageapi import MANAGE_METHODS
 from rest.messenger import Messenger
 from rest.openapi import openapi_document
 from rest.services import BotCall, Services, UserCall
+from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared.errors import ApiError
 from shared.settings import Settings
 from shared.store import Store
@@ -157,6 +158,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/bot/{method}", bot_api, methods=["GET", "POST"]),
         Route("/client/{method}", client_api, methods=["GET", "POST"]),
         Route("/manage/{method}", manage_api, methods=["GET", "POST"]),
+        *TELEGRAM_ROUTES,
     ]
     handlers: dict[Any, Any] = {
         ApiError: on_api_error,

@@ -8,6 +8,7 @@ from rest.objects import ref
 from rest.schema import Method, Param
 from rest.services import BotCall
 from rest.updates import GET_UPDATES
+from rest.webhookapi import WEBHOOK_METHODS
 from shared.errors import ApiError
 from shared.models import member_key
 
@@ -154,5 +155,6 @@ BOT_METHODS: dict[str, Method] = {
             result=ref("Message"),
         ),
         GET_UPDATES,
+        *WEBHOOK_METHODS.values(),
     )
 }

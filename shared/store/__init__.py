@@ -22,6 +22,7 @@ from shared.settings import Settings
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.wakeups import Wakeup, Wakeups
+from shared.store.webhooks import WebhookStore
 
 __all__ = [
     "AppendResult",
@@ -71,6 +72,7 @@ class Store:
         }
         self.log = UpdateLog(self)
         self.entities = Entities(self)
+        self.webhooks = WebhookStore(self)
 
     @classmethod
     def connect(cls, settings: Settings, *, url: str | None = None) -> Store:

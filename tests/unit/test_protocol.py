@@ -1069,7 +1069,7 @@ actions = st.one_of(
     gap_actions,
     garbage_actions,
 )
-OPENINGS = {
+OPENINGS: dict[str, list[tuple[Any, ...]]] = {
     "fresh": [],
     "identified": [("frame", json_dumps({"op": "identify", "token": TOKEN}).decode())],
     "active": [
