@@ -271,12 +271,10 @@ class Session:
             worker.hub.detach(self)
             self.feed = None
         worker.commits_pending.discard(self)
-        last = self.core.take_commit()
-        if last is not None and self.epoch:
+        cursor = self.commit_value()
+        if cursor is not None:
             with contextlib.suppress(Exception):
-                await worker.store.log.commit_cursor(
-                    self.bot_id, self.consumer_key, Cursor(self.epoch, last)
-                )
+                await worker.store.log.commit_cursor(self.bot_id, self.consumer_key, cursor)
         if self.epoch:
             with contextlib.suppress(Exception):
                 await worker.store.log.clear_reader(
@@ -401,5 +399,7 @@ class Session:
         await self.flush()
 
     def commit_value(self) -> Cursor | None:
+        # the core's epoch, not ours: a gap into a new epoch moves it
         last = self.core.take_commit()
-        return None if last is None or not self.epoch else Cursor(self.epoch, last)
+        epoch = self.core.epoch
+        return None if last is None or not epoch else Cursor(epoch, last)
