@@ -73,6 +73,7 @@ class Worker:
         self.all_sessions: set[Session] = set()
         self.commits_pending: set[Session] = set()
         self.per_bot: dict[int, int] = {}
+        self.recent_acks: dict[tuple[int, str], tuple[Cursor, float]] = {}
         self.identify_buckets: dict[int, tuple[float, float]] = {}
         self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
         self.draining = False
@@ -104,6 +105,26 @@ class Worker:
         self.per_bot[bot_id] = self.per_bot.get(bot_id, 0) + 1
         session.counted = True
         return None
+
+    def note_ack(self, session: Session, update_id: int) -> None:
+        epoch = session.core.epoch
+        if epoch:
+            self.recent_acks[(session.bot_id, session.consumer_key)] = (
+                Cursor(epoch, update_id),
+                time.monotonic(),
+            )
+
+    def newest_ack(self, bot_id: int, consumer_key: str, committed: Cursor | None) -> Cursor | None:
+        """The committed cursor, or a newer ack seen here that may not be committed yet."""
+        local = self.recent_acks.get((bot_id, consumer_key))
+        if local is None:
+            return committed
+        cursor = local[0]
+        if committed is None or (
+            committed.epoch == cursor.epoch and committed.update_id < cursor.update_id
+        ):
+            return cursor
+        return committed
 
     def release(self, session: Session) -> None:
         if getattr(session, "counted", False):
@@ -216,6 +237,10 @@ class Worker:
                         self.reader_ttl,
                     )
             metrics.FEEDS.set(len(self.hub.feeds))
+            horizon = time.monotonic() - 60
+            for key, (_, stamp) in tuple(self.recent_acks.items()):
+                if stamp < horizon:
+                    del self.recent_acks[key]
 
     async def call_bot_api(
         self, token: str | None, method: str, params: dict[str, Any]

@@ -222,6 +222,7 @@ class Session:
             self._spawn(self._identify(event))
         elif isinstance(event, AckReceived):
             self.worker.commits_pending.add(self)
+            self.worker.note_ack(self, event.update_id)
             metrics.ACKS.inc()
         elif isinstance(event, RequestReceived):
             self._spawn(self._request(event))
@@ -323,6 +324,10 @@ class Session:
         epoch = await store.log.ensure_epoch(self.bot_id)
         self.epoch = epoch
         cursor = event.cursor or await store.log.get_cursor(self.bot_id, self.consumer_key)
+        if event.cursor is None:
+            # an ack this worker received but has not committed yet (coalescing)
+            # must not repeat for a client that reconnects here at once
+            cursor = worker.newest_ack(self.bot_id, self.consumer_key, cursor)
         resumed = cursor is not None
         start = 0
         if cursor is not None:

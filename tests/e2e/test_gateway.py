@@ -1,0 +1,219 @@
+"""Gateway protocol on a real worker: sharding, takeover, gaps, encodings, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import msgpack
+import pytest
+
+from gateway.client import GapError, GatewayClient
+from shared import keys
+from shared.settings import Settings
+from shared.store import Store
+from tests.conftest import Stack, wait_s
+from tests.gwtools import collect, ingest, new_bot, open_raw, recv_frame, seq_of
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_four_shards_split_the_log_by_chat_and_keep_chat_order(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    bot = await new_bot(settings, "sh")
+    sockets = []
+    for index in range(4):
+        ws, ready = await open_raw(stack.ws_url, bot.token, shard=[index, 4])
+        assert ready["op"] == "ready" and ready["shard"] == [index, 4]
+        sockets.append(ws)
+    chats = [101, 102, 103, 104, 105, 106, 107]
+    sent: list[tuple[int, int]] = []
+    for seq in range(1, 141):
+        chat = chats[seq % len(chats)]
+        await ingest(store, bot.bot_id, seq, chat_id=chat)
+        sent.append((chat, seq))
+    got: dict[int, list[tuple[int, int]]] = {}
+    for index, ws in enumerate(sockets):
+        expected = sum(1 for chat, _ in sent if chat % 4 == index)
+        updates = await collect(ws, expected)
+        got[index] = [(int(u["message"]["chat"]["id"]), seq_of(u)) for u in updates]
+        assert all(chat % 4 == index for chat, _ in got[index])
+        await ws.close()
+    union = sorted(item for items in got.values() for item in items)
+    assert union == sorted(sent)
+    for chat in chats:
+        order = [seq for items in got.values() for c, seq in items if c == chat]
+        assert order == sorted(order) and order == [s for c, s in sent if c == chat]
+
+
+async def test_a_second_connection_for_a_shard_takes_over(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    bot = await new_bot(settings, "to")
+    first, _ = await open_raw(stack.ws_url, bot.token, consumer="workers", shard=[1, 2])
+    second, ready = await open_raw(stack.ws_url, bot.token, consumer="workers", shard=[1, 2])
+    assert ready["op"] == "ready"
+    closing = await recv_frame(first)
+    assert closing["op"] == "close" and closing["code"] == 4502
+    assert closing["resumable"] is False
+    await asyncio.wait_for(first.wait_closed(), wait_s(10))
+    assert first.close_code == 4502
+    # the other shard of the same consumer is untouched
+    other, ready = await open_raw(stack.ws_url, bot.token, consumer="workers", shard=[0, 2])
+    assert ready["op"] == "ready"
+    await ingest(store, bot.bot_id, 1, chat_id=3)
+    assert seq_of((await collect(second, 1))[0]) == 1
+    await second.close()
+    await other.close()
+
+
+async def test_takeover_works_across_workers(stack: Stack, settings: Settings) -> None:
+    bot = await new_bot(settings, "tx")
+    other = stack.new_gateway("gateway-takeover").start()
+    try:
+        other.wait_healthy()
+        first, _ = await open_raw(stack.ws_url, bot.token)
+        url = f"ws://127.0.0.1:{other.port}/bot/ws"
+        second, ready = await open_raw(url, bot.token)
+        assert ready["op"] == "ready"
+        closing = await recv_frame(first)
+        assert closing["op"] == "close" and closing["code"] == 4502
+        await second.close()
+    finally:
+        other.stop()
+
+
+async def test_cursor_older_than_retention_gets_a_gap(
+    stack: Stack, settings: Settings, redis_server: Any
+) -> None:
+    bot = await new_bot(settings, "gr")
+    small = Store.connect(Settings.from_env({}, redis_url=settings.redis_url, log_maxlen=100))
+    try:
+        first = await ingest(small, bot.bot_id, 1)
+        for seq in range(2, 601):
+            await ingest(small, bot.bot_id, seq)
+        info = await small.log.info(bot.bot_id)
+        assert info.oldest is not None and info.oldest > first  # trimmed
+        epoch = info.epoch
+    finally:
+        await small.close()
+    cursor = {"epoch": epoch, "update_id": str(first)}
+    ws, frame = await open_raw(stack.ws_url, bot.token, cursor=cursor)
+    assert frame["op"] == "gap" and frame["reason"] == "retention"
+    assert frame["oldest"] == str(info.oldest) and frame["action"] == "fail"
+    closing = await recv_frame(ws)
+    assert closing["op"] == "close" and closing["code"] == 4504
+    # with on_gap "oldest" the stream continues from the oldest retained update
+    ws, frame = await open_raw(stack.ws_url, bot.token, cursor=cursor, on_gap="oldest")
+    assert frame["op"] == "gap" and frame["action"] == "oldest"
+    ready = await recv_frame(ws)
+    assert ready["op"] == "ready"
+    updates = await collect(ws, info.length)
+    assert int(updates[0]["update_id"]) == info.oldest
+    assert seq_of(updates[-1]) == 600
+    await ws.close()
+
+
+async def test_cursor_of_an_old_epoch_gets_a_gap(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    bot = await new_bot(settings, "ge")
+    last = 0
+    for seq in range(1, 6):
+        last = await ingest(store, bot.bot_id, seq)
+    old_epoch = await store.log.epoch(bot.bot_id)
+    await store.redis.delete(keys.bot_log(bot.bot_id))  # the log is lost
+    await ingest(store, bot.bot_id, 6)
+    new_epoch = await store.log.epoch(bot.bot_id)
+    assert new_epoch != old_epoch
+    cursor = {"epoch": old_epoch, "update_id": str(last)}
+    ws, frame = await open_raw(stack.ws_url, bot.token, cursor=cursor, on_gap="newest")
+    assert frame["op"] == "gap" and frame["reason"] == "epoch" and frame["epoch"] == new_epoch
+    ready = await recv_frame(ws)
+    assert ready["op"] == "ready" and ready["epoch"] == new_epoch
+    await ingest(store, bot.bot_id, 7)
+    assert [seq_of(u) for u in await collect(ws, 1)] == [7]
+    await ws.close()
+    with pytest.raises(GapError):
+        async with GatewayClient(stack.ws_url, bot.token, cursor=(old_epoch or "", last)) as c:
+            async for _ in c:
+                pass
+
+
+async def test_msgpack_encoding_and_allowed_updates(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    bot = await new_bot(settings, "mp")
+    ws, ready = await open_raw(
+        stack.ws_url, bot.token, encoding="msgpack", allowed_updates=["message"]
+    )
+    assert ready["op"] == "ready"
+    await store.log.append(bot.bot_id, kind="poll", chat_id=1, body={"poll": {"id": "p"}})
+    await ingest(store, bot.bot_id, 1)
+    data = await asyncio.wait_for(ws.recv(), wait_s(10))
+    assert isinstance(data, bytes)
+    frame = msgpack.unpackb(data)
+    assert frame["op"] == "updates" and [seq_of(u) for u in frame["updates"]] == [1]
+    await ws.send(msgpack.packb({"op": "heartbeat"}))
+    data = await asyncio.wait_for(ws.recv(), wait_s(10))
+    assert isinstance(data, bytes) and msgpack.unpackb(data)["op"] == "heartbeat_ack"
+    await ws.close()
+
+
+async def test_browser_style_token_in_identify(stack: Stack, settings: Settings) -> None:
+    import websockets
+
+    bot = await new_bot(settings, "br")
+    async with websockets.connect(stack.ws_url) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["auth_required"] is True
+        await ws.send(json.dumps({"op": "identify", "token": bot.token}))
+        assert json.loads(await ws.recv())["op"] == "ready"
+    async with websockets.connect(stack.ws_url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"op": "identify", "token": "bot_1:" + "z" * 43}))
+        closing = json.loads(await ws.recv())
+        assert closing["op"] == "close" and closing["code"] == 4501
+
+
+async def test_client_resumes_and_calls_methods_over_the_socket(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    from tests.api import client_api, create_user
+    import httpx
+
+    owner = await create_user(settings, "cl" + bot_suffix())
+    from tests.api import create_bot
+
+    bot = await create_bot(settings, owner, "cl" + bot_suffix() + "_bot")
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as http:
+        chat = await client_api(http, owner)("startBot", username=bot.username)
+        seen: list[str] = []
+        async with GatewayClient(stack.ws_url, bot.token) as agent:
+            async for update in agent:
+                text = update["message"]["text"]
+                seen.append(text)
+                if text == "/start":
+                    answer = await agent.request(
+                        "sendMessage", chat_id=update["message"]["chat"]["id"], text="echo"
+                    )
+                    assert answer["text"] == "echo" and answer["from"]["is_bot"] is True
+                    await client_api(http, owner)("sendMessage", chat_id=chat["id"], text="two")
+                if text == "two":
+                    agent.ack(int(update["update_id"]))  # break skips the auto-ack
+                    break
+        assert seen == ["/start", "two"]
+        # a new client with no cursor resumes after the committed ack: nothing repeats
+        await client_api(http, owner)("sendMessage", chat_id=chat["id"], text="three")
+        async with GatewayClient(stack.ws_url, bot.token) as agent:
+            async for update in agent:
+                assert update["message"]["text"] == "three"
+                break
+
+
+def bot_suffix() -> str:
+    import secrets
+
+    return secrets.token_hex(3)
