@@ -110,6 +110,7 @@ class GatewayClient:
         self._requests: dict[str, asyncio.Future[Any]] = {}
         self._closed = False
         self._ack_wakeup = asyncio.Event()
+        self._draining_tasks: set[asyncio.Task[None]] = set()
 
     # -- public API -------------------------------------------------------------
 
@@ -157,8 +158,9 @@ class GatewayClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         try:
-            await self._send(link, {"op": "request", "id": request_id, "method": method,
-                                    "params": params})
+            await self._send(
+                link, {"op": "request", "id": request_id, "method": method, "params": params}
+            )
             return await future
         finally:
             self._requests.pop(request_id, None)
@@ -301,8 +303,10 @@ class GatewayClient:
                         else:
                             error = frame.get("error") or {}
                             future.set_exception(
-                                GatewayError(int(error.get("error_code", 400)),
-                                             str(error.get("description", "")))
+                                GatewayError(
+                                    int(error.get("error_code", 400)),
+                                    str(error.get("description", "")),
+                                )
                             )
                 elif op == "close":
                     code = int(frame.get("code", 4000))
@@ -315,7 +319,7 @@ class GatewayClient:
             if link.draining:
                 # keep the old socket until the server closes it; updates it still
                 # sends are de-duplicated by update_id
-                asyncio.create_task(self._drain_old(link))
+                self._draining_tasks.add(asyncio.create_task(self._drain_old(link)))
             else:
                 self._links.discard(link)
                 if self._current is link:
@@ -347,6 +351,9 @@ class GatewayClient:
             pass
         finally:
             self._links.discard(link)
+            task = asyncio.current_task()
+            if task is not None:
+                self._draining_tasks.discard(task)
 
     # -- framing --------------------------------------------------------------
 

@@ -195,7 +195,8 @@ class Hub:
         prev = feed.position
         last = entries[-1].update_id
         batch = EncodedBatch(entries)
-        groups: dict[tuple[object, ...], list[Session]] = {}
+        groups: dict[tuple[Encoding, tuple[int, int], frozenset[str] | None, int], list[Session]]
+        groups = {}
         for session in feed.sessions:
             if not session.live:
                 continue
@@ -211,11 +212,11 @@ class Hub:
             indexes = [
                 i
                 for i, entry in enumerate(entries)
-                if entry.update_id > start and first.wants(entry)  # type: ignore[operator]
+                if entry.update_id > start and first.wants(entry)
             ]
             if indexes:
-                items = [batch.encoded(i, encoding) for i in indexes]  # type: ignore[arg-type]
-                frames = frames_for(items, encoding)  # type: ignore[arg-type]
+                items = [batch.encoded(i, encoding) for i in indexes]
+                frames = frames_for(items, encoding)
                 sent_last = entries[indexes[-1]].update_id
                 for session in sessions:
                     session.send_live(frames, count=len(indexes), last_sent=sent_last)

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server
-from websockets.asyncio.server import serve as ws_serve
 from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -346,7 +346,7 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
     log.info("draining %d connections for %.1f s", len(worker.all_sessions), settings.drain_seconds)
     await worker.drain(settings.drain_seconds)
     deadline = loop.time() + settings.drain_seconds + 5
-    while worker.all_sessions and loop.time() < deadline:
+    while worker.all_sessions and loop.time() < deadline:  # noqa: ASYNC110 - a bounded poll
         await asyncio.sleep(0.05)
     server.close(close_connections=True)
     with contextlib.suppress(Exception):

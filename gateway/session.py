@@ -226,12 +226,11 @@ class Session:
             metrics.ACKS.inc()
         elif isinstance(event, RequestReceived):
             self._spawn(self._request(event))
-        elif isinstance(event, CloseConnection):
-            if not self._closing:
-                self._closing = True
-                metrics.CLOSES.labels(str(event.code)).inc()
-                with contextlib.suppress(Exception):
-                    await self.ws.close(event.code, event.reason)
+        elif isinstance(event, CloseConnection) and not self._closing:
+            self._closing = True
+            metrics.CLOSES.labels(str(event.code)).inc()
+            with contextlib.suppress(Exception):
+                await self.ws.close(event.code, event.reason)
 
     async def run(self) -> None:
         """Serve the connection until it closes."""

@@ -181,7 +181,7 @@ def run_dev_stack(settings: Settings) -> int:
         while not stopping:
             for proc in procs:
                 if proc.poll() is not None:
-                    print(f"botgw: a child exited ({proc.args}); stopping", file=sys.stderr)
+                    print(f"botgw: a child exited ({proc.args!r}); stopping", file=sys.stderr)
                     code = 1
                     stopping = True
             time.sleep(0.2)

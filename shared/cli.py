@@ -84,7 +84,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from gateway.webhooks import serve_webhooks
 
-    return serve_webhooks(_settings(), log_level=args.log_level)
+    code: int = serve_webhooks(_settings(), log_level=args.log_level)
+    return code
 
 
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = ["Settings", "SettingsError"]
-
-T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -85,7 +83,7 @@ def _redis_url(text: str) -> str:
     return text
 
 
-def _setting(default: T, parse: Callable[[str], T]) -> Any:
+def _setting(default: Any, parse: Callable[[str], Any]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx
 
-from shared.settings import Settings
-
 from rest.admin import messenger_session
+from shared.settings import Settings
 
 
 class ApiFailure(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,5 +88,5 @@ class Tally:
             got = self.seen.get(bot_id, [])
             lost += len(set(range(1, count + 1)) - set(got))
             duplicated += len(got) - len(set(got))
-            reordered += sum(1 for a, b in zip(got, got[1:], strict=False) if b <= a)
+            reordered += sum(1 for a, b in itertools.pairwise(got) if b <= a)
         return {"lost": lost, "duplicated": duplicated, "reordered": reordered}

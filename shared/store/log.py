@@ -67,6 +67,10 @@ def _entry(entry_id: Any, fields: dict[Any, Any]) -> StoredUpdate:
     )
 
 
+def _entries(raw: Any) -> list[StoredUpdate]:
+    return [_entry(entry_id, fields or {}) for entry_id, fields in raw or ()]
+
+
 class UpdateLog:
     """Domain operations on the update logs; reached as ``store.log``."""
 
@@ -143,12 +147,12 @@ class UpdateLog:
         """Up to ``count`` entries with update id greater than ``after``, oldest first."""
         start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
         entries = await self._redis.xrange(keys.bot_log(bot_id), start, "+", count=count)
-        return [_entry(entry_id, fields) for entry_id, fields in entries]
+        return _entries(entries)
 
     async def read_last(self, bot_id: int, count: int) -> list[StoredUpdate]:
         """The newest ``count`` entries, oldest first."""
         entries = await self._redis.xrevrange(keys.bot_log(bot_id), "+", "-", count=count)
-        return [_entry(entry_id, fields) for entry_id, fields in reversed(entries)]
+        return _entries(entries)[::-1]
 
     async def read_after_many(
         self, requests: Sequence[tuple[int, int]], count: int
@@ -159,7 +163,7 @@ class UpdateLog:
                 start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
                 pipe.xrange(keys.bot_log(bot_id), start, "+", count=count)
             replies = await pipe.execute()
-        return [[_entry(i, f) for i, f in entries] for entries in replies]
+        return [_entries(entries) for entries in replies]
 
     async def heads(self, bot_ids: Sequence[int]) -> list[int | None]:
         """The newest update id of each bot's log (None when empty), pipelined."""

@@ -131,14 +131,14 @@ class Wakeups:
             except asyncio.CancelledError:
                 self.connected.clear()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 self._pubsub = None
                 log.warning("wake-up subscription lost (%s); re-subscribing", exc)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

@@ -181,8 +181,9 @@ async def test_browser_style_token_in_identify(stack: Stack, settings: Settings)
 async def test_client_resumes_and_calls_methods_over_the_socket(
     stack: Stack, settings: Settings, store: Store
 ) -> None:
-    from tests.api import client_api, create_user
     import httpx
+
+    from tests.api import client_api, create_user
 
     owner = await create_user(settings, "cl" + bot_suffix())
     from tests.api import create_bot

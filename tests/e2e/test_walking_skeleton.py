@@ -114,7 +114,7 @@ async def test_one_thousand_messages_over_websocket_and_getupdates(
             assert batch, "getUpdates returned nothing before all updates arrived"
             polled.extend(batch)
             offset = int(batch[-1]["update_id"]) + 1
-        assert [int(u["update_id"]) for u in polled] == ids + [int(live[0]["update_id"])]
+        assert [int(u["update_id"]) for u in polled] == [*ids, int(live[0]["update_id"])]
         # until offset = last + 1 is sent, the last batch is not confirmed
         unconfirmed = await as_bot("getUpdates", consumer="poller", timeout=0)
         assert unconfirmed == polled[-len(unconfirmed) :] and unconfirmed
@@ -178,7 +178,7 @@ async def test_bot_cannot_write_first_to_a_user(stack: Stack, settings: Settings
         await as_stranger("addChatMember", chat_id=group["id"], username=bot.username)
         await as_stranger("sendMessage", chat_id=group["id"], text=f"hi @{bot.username}")
         updates = await as_bot("getUpdates", timeout=5)
-        mention = [u for u in updates if "message" in u][0]["message"]
+        mention = next(u for u in updates if "message" in u)["message"]
         stranger_id = mention["from"]["id"]
         response = await as_bot.raw("sendMessage", chat_id=stranger_id, text="hello?")
         assert response.status_code == 403

@@ -117,8 +117,10 @@ async def test_sigkill_a_worker_every_two_seconds_loses_nothing(
     report, reconnects, wire_duplicates = await run_load(
         store, bots, urls, asyncio.create_task(killer())
     )
-    print(f"crash: {report}, kills={kills}, reconnects={reconnects}, "
-          f"redelivered on the wire={wire_duplicates}")
+    print(
+        f"crash: {report}, kills={kills}, reconnects={reconnects}, "
+        f"redelivered on the wire={wire_duplicates}"
+    )
     assert kills >= 2 and reconnects > 0
     assert report == {"lost": 0, "duplicated": 0, "reordered": 0}
 
