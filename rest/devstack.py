@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,14 @@ Stop with Ctrl-C.
 """
 
 
-def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def _wait_healthy(
+    url: str,
+    procs: list[subprocess.Popen[bytes]],
+    timeout: float,
+    stopping: Callable[[], bool],
+) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{' '.join(map(str, proc.args))} exited at start")  # type: ignore[arg-type]
@@ -132,10 +138,19 @@ def _wait_healthy(url: str, procs: list[subprocess.Popen[bytes]], timeout: float
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+    if not stopping():
+        raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def run_dev_stack(settings: Settings) -> int:
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     redis: LocalRedis | None = None
@@ -151,28 +166,28 @@ def run_dev_stack(settings: Settings) -> int:
         "BOTGW_REDIS_URL": url,
         "BOTGW_DATA_DIR": str(data_dir),
         "BOTGW_WEBHOOK_ALLOW": allow,
+        # Ctrl-C should not wait out a production-length drain
+        "BOTGW_DRAIN_SECONDS": os.environ.get("BOTGW_DRAIN_SECONDS", "1"),
     }
     exe = [sys.executable, "-m", "shared.cli"]
     commands = [
-        exe + ["rest", "--host", settings.rest_host, "--port", str(settings.rest_port)],
-        exe + ["gateway", "--host", settings.gateway_host, "--port", str(settings.gateway_port)],
-        exe + ["webhooks"],
+        [*exe, "rest", "--host", settings.rest_host, "--port", str(settings.rest_port)],
+        [*exe, "gateway", "--host", settings.gateway_host, "--port", str(settings.gateway_port)],
+        [*exe, "webhooks"],
     ]
     procs: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
         for command in commands:
             procs.append(subprocess.Popen(command, env=env))
-        _wait_healthy(f"http://{settings.rest_host}:{settings.rest_port}/healthz", procs, 60)
-        _wait_healthy(f"http://{settings.gateway_host}:{settings.gateway_port}/healthz", procs, 60)
+        is_stopping = lambda: stopping  # noqa: E731 - read the flag at call time
+        for host, port in (
+            (settings.rest_host, settings.rest_port),
+            (settings.gateway_host, settings.gateway_port),
+        ):
+            _wait_healthy(f"http://{host}:{port}/healthz", procs, 60, is_stopping)
+        if stopping:
+            return 0
         run_settings = Settings.from_env(
             env, rest_port=settings.rest_port, gateway_port=settings.gateway_port
         )
