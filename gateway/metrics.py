@@ -27,7 +27,7 @@ DRAINS = Counter("botgw_gateway_drains_total", "drains started")
 SLOW = Counter("botgw_gateway_fell_behind_total", "live connections that fell behind")
 FEED_READS = Counter("botgw_gateway_feed_reads_total", "batches read by feeds")
 LAG = Gauge(
-    "botgw_gateway_consumer_lag",
-    "update ids between the log head seen by the feed and the consumer's ack",
+    "botgw_gateway_consumer_lag_seconds",
+    "age difference between the newest update the worker has seen and the consumer's ack",
     ["bot", "consumer"],
 )

@@ -29,7 +29,7 @@ from gateway.protocol import CloseCode, Limits
 from gateway.session import Session
 from shared.codecs import json_dumps
 from shared.errors import error_envelope
-from shared.ids import Cursor, parse_bot_token, tokens_equal
+from shared.ids import SEQ_PER_MS, Cursor, parse_bot_token, tokens_equal
 from shared.models import BotRecord
 from shared.settings import Settings
 from shared.store import Store
@@ -223,6 +223,12 @@ class Worker:
                 await asyncio.sleep(0.5)
             else:
                 retry.clear()
+                for bot_id, key, cursor in commits:
+                    feed = self.hub.feeds.get(bot_id)
+                    if feed is not None:
+                        # update ids are ms * 1024 + seq: their difference is an age
+                        lag = max(0, feed.position - cursor.update_id) / SEQ_PER_MS / 1000
+                        metrics.LAG.labels(str(bot_id), key).set(lag)
 
     async def _reader_loop(self) -> None:
         """Keep the 'live reader' marks of this worker's consumers fresh."""

@@ -282,6 +282,12 @@ class Session:
                 )
         worker.sessions.discard(self)
         worker.release(self)
+        if self.epoch and not any(
+            s.bot_id == self.bot_id and s.consumer_key == self.consumer_key
+            for s in worker.sessions
+        ):
+            with contextlib.suppress(KeyError):
+                metrics.LAG.remove(str(self.bot_id), self.consumer_key)
 
     # -- identify -------------------------------------------------------------
 
