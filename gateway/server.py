@@ -289,8 +289,8 @@ class Worker:
             return
         self.draining = True
         metrics.DRAINS.inc()
-        if self.server is not None:
-            self.server.server.close()  # stop listening, keep the connections
+        # keep listening: load balancers must see /readyz answer 503, and new
+        # upgrades are refused with 503 DRAINING (process_request)
         now_ms = int(deadline * 1000)
         for session in tuple(self.all_sessions):
             session.core.start_drain(deadline_ms=now_ms, now=session.loop.time())

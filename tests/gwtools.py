@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -35,6 +36,11 @@ async def ingest(store: Store, bot_id: int, seq: int, *, chat_id: int = 1, size:
     }
     result = await store.log.append(bot_id, kind="message", chat_id=chat_id, body=body)
     return result.update_id
+
+
+async def http_get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=wait_s(10)) as http:
+        return await http.get(url)
 
 
 def seq_of(update: dict[str, Any]) -> int:

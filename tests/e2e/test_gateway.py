@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -14,7 +15,7 @@ from shared import keys
 from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import Stack, wait_s
-from tests.gwtools import collect, ingest, new_bot, open_raw, recv_frame, seq_of
+from tests.gwtools import collect, http_get, ingest, new_bot, open_raw, recv_frame, seq_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -218,3 +219,81 @@ def bot_suffix() -> str:
     import secrets
 
     return secrets.token_hex(3)
+
+
+async def test_limits_have_their_own_close_codes(stack: Stack, settings: Settings) -> None:
+    import websockets
+
+    worker = stack.new_gateway(
+        "limits",
+        BOTGW_WS_MAX_CONNECTIONS_PER_BOT="2",
+        BOTGW_WS_IDENTIFY_PER_MINUTE="4",
+        BOTGW_WS_MAX_FRAME_BYTES="2048",
+        BOTGW_WS_MAX_FRAMES_PER_SECOND="5",
+    ).start()
+    try:
+        worker.wait_healthy()
+        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+        bot = await new_bot(settings, "li")
+        first, _ = await open_raw(url, bot.token, consumer="a")
+        second, _ = await open_raw(url, bot.token, consumer="b")
+        _, frame = await open_raw(url, bot.token, consumer="c")
+        assert frame["op"] == "close" and frame["code"] == 4004 and frame["resumable"] is True
+        assert frame["retry_after_ms"] > 0
+        await first.close()
+        await second.close()
+        # identify attempts: 4 per minute for this bot on this worker (3 used so far)
+        fourth, frame = await open_raw(url, bot.token, consumer="d")
+        assert frame["op"] == "ready"
+        _, frame = await open_raw(url, bot.token, consumer="e")
+        assert frame["op"] == "close" and frame["code"] == 4005 and frame["retry_after_ms"] > 0
+        # frame size
+        await fourth.send(json.dumps({"op": "heartbeat", "pad": "x" * 4000}))
+        frame = await recv_frame(fourth)
+        assert frame["op"] == "close" and frame["code"] == 4503 and frame["resumable"] is False
+
+        other = await new_bot(settings, "lr")
+        flood, _ = await open_raw(url, other.token)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(100):
+                await flood.send(json.dumps({"op": "heartbeat"}))
+        codes = []
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            while True:
+                codes.append(await recv_frame(flood, timeout=5))
+        assert codes[-1]["op"] == "close" and codes[-1]["code"] == 4003
+
+        metrics = (await http_get(f"http://127.0.0.1:{worker.port}/metrics")).text
+        assert 'botgw_gateway_closes_total{code="4004"} 1.0' in metrics
+        assert "botgw_gateway_connections" in metrics
+        assert (await http_get(f"http://127.0.0.1:{worker.port}/readyz")).status_code == 200
+        missing = await http_get(f"http://127.0.0.1:{worker.port}/nowhere")
+        assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+    finally:
+        worker.stop()
+
+
+async def test_drain_sends_reconnect_then_closes_1012(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    import signal
+
+    worker = stack.new_gateway("drain", BOTGW_DRAIN_SECONDS="1.5").start()
+    try:
+        worker.wait_healthy()
+        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+        bot = await new_bot(settings, "dr")
+        ws, _ = await open_raw(url, bot.token)
+        worker.signal(signal.SIGTERM)
+        frame = await recv_frame(ws)
+        assert frame == {"op": "reconnect", "reason": "draining", "deadline_ms": 1500}
+        ready = await http_get(f"http://127.0.0.1:{worker.port}/readyz")
+        assert ready.status_code == 503 and ready.json()["code"] == "DRAINING"
+        await ingest(store, bot.bot_id, 1)  # still delivered until the deadline
+        assert [seq_of(u) for u in await collect(ws, 1)] == [1]
+        closing = await recv_frame(ws)
+        assert closing["op"] == "close" and closing["code"] == 1012 and closing["resumable"]
+        assert worker.proc is not None
+        assert await asyncio.to_thread(worker.proc.wait, wait_s(20)) == 0
+    finally:
+        worker.stop()
