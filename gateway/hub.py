@@ -194,6 +194,13 @@ class Hub:
         """Send a contiguous run of entries after ``feed.position`` to live sessions."""
         prev = feed.position
         last = entries[-1].update_id
+        if prev and entries[0].prev_id == 0:
+            # the log was lost and began a new epoch: cursors of the old one mean
+            # nothing now; clients resume and get the explicit gap signal
+            for session in tuple(feed.sessions):
+                session.log_replaced()
+            feed.position = last
+            return
         batch = EncodedBatch(entries)
         groups: dict[tuple[Encoding, tuple[int, int], frozenset[str] | None, int], list[Session]]
         groups = {}

@@ -176,6 +176,11 @@ class Session:
             self.position = info.newest or self.position
         return True
 
+    def log_replaced(self) -> None:
+        """The bot's log began a new epoch under us: close so the client resumes."""
+        self.core.close(CloseCode.INTERNAL_ERROR, "the update log was replaced; resume")
+        self._wake.set()
+
     def wake(self) -> None:
         """Make the session loop tick and flush now (after an outside state change)."""
         self._wake.set()
@@ -283,8 +288,7 @@ class Session:
         worker.sessions.discard(self)
         worker.release(self)
         if self.epoch and not any(
-            s.bot_id == self.bot_id and s.consumer_key == self.consumer_key
-            for s in worker.sessions
+            s.bot_id == self.bot_id and s.consumer_key == self.consumer_key for s in worker.sessions
         ):
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(str(self.bot_id), self.consumer_key)

@@ -297,3 +297,21 @@ async def test_drain_sends_reconnect_then_closes_1012(
         assert await asyncio.to_thread(worker.proc.wait, wait_s(20)) == 0
     finally:
         worker.stop()
+
+
+async def test_a_log_replaced_under_a_live_connection_leads_to_a_gap(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    bot = await new_bot(settings, "lr")
+    last = await ingest(store, bot.bot_id, 1)
+    old_epoch = await store.log.epoch(bot.bot_id)
+    ws, _ = await open_raw(stack.ws_url, bot.token)
+    assert [seq_of(u) for u in await collect(ws, 1)] == [1]
+    await store.redis.delete(keys.bot_log(bot.bot_id))
+    await ingest(store, bot.bot_id, 2)
+    closing = await recv_frame(ws)
+    assert closing["op"] == "close" and closing["resumable"] is True
+    ws, frame = await open_raw(
+        stack.ws_url, bot.token, cursor={"epoch": old_epoch, "update_id": str(last)}
+    )
+    assert frame["op"] == "gap" and frame["reason"] == "epoch"
