@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from websockets.asyncio.server import broadcast
+
 from gateway import metrics
 from gateway.protocol import Encoding
 from shared.codecs import json_dumps, pack, unpack
@@ -225,8 +227,15 @@ class Hub:
                 items = [batch.encoded(i, encoding) for i in indexes]
                 frames = frames_for(items, encoding)
                 sent_last = entries[indexes[-1]].update_id
-                for session in sessions:
-                    session.send_live(frames, count=len(indexes), last_sent=sent_last)
+                open_sessions = [s for s in sessions if s.can_send()]
+                sockets = [s.ws for s in open_sessions]
+                text = encoding == "json"
+                for frame in frames:
+                    # one call writes the same bytes to every socket of the group
+                    broadcast(sockets, frame, text=text)
+                for session in open_sessions:
+                    session.core.updates_sent(sent_last)
+                metrics.DELIVERIES.inc(len(indexes) * len(open_sessions))
             for session in sessions:
                 session.position = max(session.position, last)
         metrics.FEED_READS.inc()

@@ -15,7 +15,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection as WebSocket
-from websockets.asyncio.server import broadcast
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics
@@ -103,15 +102,9 @@ class Session:
         transport = self.ws.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def send_live(self, frames: list[bytes], *, count: int, last_sent: int) -> None:
-        """Write frames at once (no await): the same bytes go to every session."""
-        if self.core.state not in (State.ACTIVE, State.DRAINING):
-            return
-        text = self.encoding == "json"
-        for frame in frames:
-            broadcast([self.ws], frame, text=text)
-        self.core.updates_sent(last_sent)
-        metrics.DELIVERIES.inc(count)
+    def can_send(self) -> bool:
+        """Whether update frames may go out (ready sent, no close yet)."""
+        return self.core.state in (State.ACTIVE, State.DRAINING)
 
     def fall_behind(self) -> None:
         """The send buffer is full or a batch was missed: read the log at our pace."""
