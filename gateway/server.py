@@ -367,5 +367,10 @@ def serve(settings: Settings, *, log_level: str = "info") -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    asyncio.run(serve_worker(settings))
+    try:
+        import uvloop  # a faster event loop where it is available
+    except ImportError:
+        asyncio.run(serve_worker(settings))
+    else:
+        uvloop.run(serve_worker(settings))
     return 0

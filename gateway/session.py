@@ -102,6 +102,10 @@ class Session:
         transport = self.ws.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
+    @property
+    def closed(self) -> bool:
+        return self.core.state is State.CLOSED
+
     def can_send(self) -> bool:
         """Whether update frames may go out (ready sent, no close yet)."""
         return self.core.state in (State.ACTIVE, State.DRAINING)
@@ -324,6 +328,8 @@ class Session:
         self.allowed = event.allowed_updates
         self.feed = await worker.hub.attach(self)
         epoch = await store.log.ensure_epoch(self.bot_id)
+        if self.closed:
+            return
         self.epoch = epoch
         cursor = event.cursor or await store.log.get_cursor(self.bot_id, self.consumer_key)
         if event.cursor is None:
@@ -348,7 +354,13 @@ class Session:
                             return
                         start = start_or_none
         # one live reader per (bot, consumer, shard): newer takes over, everywhere
+        if self.closed:
+            return
         self.generation = await store.log.next_generation(self.bot_id, self.consumer_key)
+        if self.closed:
+            # closed while identifying (e.g. identify timed out and the client is
+            # already back on a newer socket): a takeover now would end that one
+            return
         for other in tuple(worker.sessions):
             if (
                 other is not self

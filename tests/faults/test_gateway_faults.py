@@ -33,7 +33,7 @@ PER_BOT = 400  # 20 000 updates in all
 @pytest.fixture
 def workers(stack: Stack) -> Iterator[list[Process]]:
     pair = [
-        stack.new_gateway(f"fault-{i}", BOTGW_HEARTBEAT_INTERVAL="2", BOTGW_DRAIN_SECONDS="2")
+        stack.new_gateway(f"fault-{i}", BOTGW_HEARTBEAT_INTERVAL="5", BOTGW_DRAIN_SECONDS="2")
         for i in range(2)
     ]
     for worker in pair:
@@ -83,6 +83,17 @@ async def run_load(
         await asyncio.sleep(0.02)
     try:
         await asyncio.wait_for(done.wait(), timeout=wait_s(120))
+    except TimeoutError:
+        stuck = [
+            (i, len(set(tally.seen.get(bot.bot_id, []))), agents[i])
+            for i, bot in enumerate(bots)
+            if len(set(tally.seen.get(bot.bot_id, []))) < PER_BOT
+        ]
+        details = [
+            (i, n, t.exception() if t.done() and not t.cancelled() else "running")
+            for i, n, t in stuck
+        ]
+        raise AssertionError(f"agents never got everything: {details}") from None
     finally:
         if disrupt is not None:
             disrupt.cancel()
