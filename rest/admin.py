@@ -1,4 +1,10 @@
-"""Account administration used by the ``botgw users|bots`` commands and the dev stack."""
+"""Account administration used by the ``botgw users|bots`` commands and the dev stack.
+
+``botgw bots create|list|revoke|rotate`` work on the store directly (no REST
+process needed) with the same rules as the management API: usernames and names
+are checked, tokens are printed once and stored only as SHA-256, a rotated token
+stops working at once and a revoked bot gets 412 ``BOT_INACTIVE``.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ async def messenger_session(settings: Settings) -> AsyncIterator[Messenger]:
 
 async def revoke_bot(messenger: Messenger, bot: BotRecord) -> None:
     """Irreversible: the token stops working and later calls get 412 BOT_INACTIVE."""
-    await messenger.db.update_bot(bot.id, {"active": False})
+    if not bot.active:
+        raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked already")
+    await messenger.revoke_bot(bot)
 
 
 async def _owner(messenger: Messenger, username: str) -> UserRecord:
@@ -72,10 +80,11 @@ async def run_admin(settings: Settings, action: str, args: argparse.Namespace) -
                 db = messenger.db
                 if args.owner:
                     ids = await db.bots_of_owner((await _owner(messenger, args.owner)).id)
-                    for bot in (await db.get_bots(ids)).values():
-                        _print_bot(bot)
                 else:
-                    raise SystemExit("botgw: name the owner with --owner")
+                    ids = await db.all_bot_ids()
+                bots = await db.get_bots(ids)
+                for bot in sorted(bots.values(), key=lambda b: b.username):
+                    _print_bot(bot)
             elif action == "bots.revoke":
                 bot = await _bot(messenger, args.username)
                 await revoke_bot(messenger, bot)

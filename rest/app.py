@@ -20,11 +20,14 @@ from rest.botapi import BOT_METHODS
 from rest.clientapi import CLIENT_METHODS
 from rest.dispatch import JSONResponse, auth_token, call_method, error_response
 from rest.manageapi import MANAGE_METHODS
+from rest.media import client_download_route, download_route
 from rest.messenger import Messenger
-from rest.openapi import openapi_document
+from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.services import BotCall, Services, UserCall
+from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared.errors import ApiError
+from shared.files import open_blob_store
 from shared.settings import Settings
 from shared.store import Store
 
@@ -143,6 +146,7 @@ def create_app(settings: Settings) -> Starlette:
             store=store,
             messenger=Messenger(store, settings, secret),
             wakeups=wakeups,
+            files=open_blob_store(settings.files_path),
         )
         try:
             yield
@@ -155,7 +159,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/bot/file/{file_path:path}", download_route, methods=["GET"]),
         Route("/bot/{method}", bot_api, methods=["GET", "POST"]),
+        Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
         Route("/client/{method}", client_api, methods=["GET", "POST"]),
         Route("/manage/{method}", manage_api, methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,
@@ -173,7 +179,7 @@ def create_app(settings: Settings) -> Starlette:
             "client": (CLIENT_METHODS, "userToken"),
             "manage": (MANAGE_METHODS, "userToken"),
         },
-        extra_paths={},
+        extra_paths={**SERVICE_PATHS, **TELEGRAM_PATHS},
     )
     return app
 

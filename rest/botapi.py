@@ -1,92 +1,90 @@
-"""The Bot API methods (DESIGN section 7), shared by the native and Telegram dialects."""
+"""The Bot API methods (DESIGN section 7), shared by the native and Telegram dialects.
+
+Handlers take integer ids and return objects with integer ids; the dialect decides
+how they are written. This module holds the messaging and chat methods; media,
+polls, callback queries and history live in their own modules and are gathered
+into :data:`BOT_METHODS` here.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
-from rest.objects import ref
-from rest.schema import Method, Param
+from rest.callbacks import CALLBACK_BOT_METHODS
+from rest.history import HISTORY_BOT_METHODS
+from rest.media import MEDIA_BOT_METHODS
+from rest.messenger import Messenger
+from rest.objects import MAX_REACTIONS, ref
+from rest.polls import POLL_BOT_METHODS, copy_poll
+from rest.ratelimit import take_send_token
+from rest.schema import (
+    CAPTION,
+    CHAT_ID,
+    MESSAGE_ID,
+    PARSE_MODE,
+    REPLY_MARKUP,
+    REPLY_PARAMETERS,
+    REPLY_TO,
+    SEND_OPTIONS,
+    Method,
+    Param,
+    check_reaction,
+    check_reply_markup,
+    reply_target,
+)
 from rest.services import BotCall
+from rest.text import formatted
 from rest.updates import GET_UPDATES
 from rest.webhookapi import WEBHOOK_METHODS
 from shared.errors import ApiError
-from shared.models import member_key
+from shared.models import BotRecord, ChatRecord, MessageRecord, member_key
 
-__all__ = ["BOT_METHODS", "check_reply_markup"]
+__all__ = ["BOT_METHODS", "MAX_CAPTION", "MAX_TEXT", "check_reply_markup"]
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
+# raw text may carry markup (parse_mode) that does not count towards MAX_TEXT
+MAX_RAW_TEXT = MAX_TEXT * 4
+CHAT_ACTIONS = (
+    "typing",
+    "upload_photo",
+    "record_video",
+    "upload_video",
+    "record_voice",
+    "upload_voice",
+    "upload_document",
+    "choose_sticker",
+    "find_location",
+    "record_video_note",
+    "upload_video_note",
+)
+COMMAND_SCOPES = (
+    "default",
+    "all_private_chats",
+    "all_group_chats",
+    "all_chat_administrators",
+    "chat",
+    "chat_administrators",
+    "chat_member",
+)
+_COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
+LANGUAGE = Param("language_code", "str", pattern=r"^([a-z]{2})?$", doc="ISO 639-1 code, or empty")
 
 
-def check_reply_markup(name: str, value: Any) -> Any:
-    """Validate an InlineKeyboardMarkup: rows of buttons with text and one action."""
-    rows = value.get("inline_keyboard")
-    if not isinstance(rows, list) or not rows:
-        raise ApiError(
-            400,
-            "INVALID_PARAMETER",
-            f"parameter '{name}' must be an object with a non-empty 'inline_keyboard' array",
-        )
-    if len(rows) > 100:
-        raise ApiError(400, "INVALID_PARAMETER", f"parameter '{name}' has more than 100 rows")
-    clean_rows = []
-    for r, row in enumerate(rows):
-        if not isinstance(row, list) or not row or len(row) > 8:
-            raise ApiError(
-                400,
-                "INVALID_PARAMETER",
-                f"{name}.inline_keyboard[{r}] must be an array of 1-8 buttons",
-            )
-        clean_row = []
-        for c, button in enumerate(row):
-            where = f"{name}.inline_keyboard[{r}][{c}]"
-            if not isinstance(button, dict):
-                raise ApiError(400, "INVALID_PARAMETER", f"{where} must be an object")
-            text = button.get("text")
-            if not isinstance(text, str) or not 1 <= len(text) <= 128:
-                raise ApiError(
-                    400, "INVALID_PARAMETER", f"{where}.text must be a string of 1-128 characters"
-                )
-            data = button.get("callback_data")
-            url = button.get("url")
-            clean: dict[str, Any] = {"text": text}
-            if data is not None:
-                if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
-                    raise ApiError(
-                        400,
-                        "INVALID_PARAMETER",
-                        f"{where}.callback_data must be a string of 1-64 bytes",
-                    )
-                clean["callback_data"] = data
-            if url is not None:
-                if not isinstance(url, str) or not url.startswith(("http://", "https://", "tg://")):
-                    raise ApiError(400, "INVALID_PARAMETER", f"{where}.url must be an http(s) URL")
-                clean["url"] = url
-            if (data is None) == (url is None):
-                raise ApiError(
-                    400,
-                    "INVALID_PARAMETER",
-                    f"{where} must have exactly one of callback_data or url",
-                )
-            clean_row.append(clean)
-        clean_rows.append(clean_row)
-    return {"inline_keyboard": clean_rows}
+def _me(call: BotCall) -> str:
+    return member_key("b", call.bot.id)
 
 
-def reply_target(p: dict[str, Any]) -> int | None:
-    """``reply_to_message_id`` or the newer ``reply_parameters.message_id``."""
-    if p.get("reply_to_message_id") is not None:
-        return int(p["reply_to_message_id"])
-    params = p.get("reply_parameters")
-    if params:
-        message_id = params.get("message_id")
-        if type(message_id) is not int and not (
-            isinstance(message_id, str) and message_id.isdigit()
-        ):
-            raise ApiError(
-                400, "INVALID_PARAMETER", "reply_parameters.message_id must be a message id"
-            )
-        return int(message_id)
-    return None
+async def _own_message(call: BotCall, chat: ChatRecord, message_id: int) -> MessageRecord:
+    message = await call.services.messenger.message_in(chat, message_id)
+    if message.sender != _me(call):
+        raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "a bot can only edit its own messages")
+    return message
+
+
+# -- identity -------------------------------------------------------------------
 
 
 async def get_me(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
@@ -102,58 +100,570 @@ async def get_me(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- messages -------------------------------------------------------------------
+
+
 async def send_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    messenger = call.services.messenger
+    services = call.services
+    messenger = services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
+    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
-        member_key("b", call.bot.id),
-        text=p["text"],
-        entities=p["entities"],
-        reply_to=reply_target(p),
+        _me(call),
+        text=text,
+        entities=entities,
+        reply_to=reply_to,
         reply_markup=p["reply_markup"],
     )
-    return await messenger.render_message(call.bot.id, chat, message)
+    return await messenger.view(call.bot.id).message(chat, message)
 
 
-CHAT_ID = Param("chat_id", "id", required=True, doc="chat id as the bot sees it")
-REPLY_MARKUP = Param(
-    "reply_markup",
-    "object",
-    check=check_reply_markup,
-    doc="an InlineKeyboardMarkup (a JSON string in forms)",
+async def edit_message_text(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await _own_message(call, chat, p["message_id"])
+    if message.text is None:
+        raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "this message has no text to edit")
+    text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
+    same_text = text == message.text and (entities or None) == message.entities
+    if same_text and p["reply_markup"] == message.reply_markup:
+        raise ApiError(
+            400,
+            "MESSAGE_NOT_MODIFIED",
+            "the new text and reply_markup are the same as the message's current ones",
+        )
+    message.text = text
+    message.entities = entities or None
+    message.reply_markup = p["reply_markup"]  # as in Telegram: omitted removes the keyboard
+    message.edit_date = _now()
+    await messenger.db.save_message(message)
+    return await messenger.view(call.bot.id).message(chat, message)
+
+
+async def edit_message_reply_markup(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await _own_message(call, chat, p["message_id"])
+    if p["reply_markup"] == message.reply_markup:
+        raise ApiError(
+            400, "MESSAGE_NOT_MODIFIED", "the new reply_markup is the same as the current one"
+        )
+    message.reply_markup = p["reply_markup"]
+    message.edit_date = _now()
+    await messenger.db.save_message(message)
+    return await messenger.view(call.bot.id).message(chat, message)
+
+
+async def delete_message(call: BotCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await messenger.message_in(chat, p["message_id"])
+    if message.sender != _me(call) and chat.type != "private":
+        raise ApiError(
+            400,
+            "MESSAGE_CANT_BE_DELETED",
+            "in groups a bot can delete only its own messages",
+        )
+    await messenger.db.delete_message(chat.id, message.id)
+    return True
+
+
+async def _copy_source(call: BotCall, p: dict[str, Any]) -> tuple[ChatRecord, MessageRecord]:
+    messenger = call.services.messenger
+    source_chat = await messenger.chat_for_bot(call.bot, p["from_chat_id"])
+    return source_chat, await messenger.message_in(source_chat, p["message_id"])
+
+
+async def forward_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    services = call.services
+    messenger = services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    _, source = await _copy_source(call, p)
+    extra = copy_poll(dict(source.extra))
+    extra.setdefault("_forward", {"sender": source.sender, "date": source.date})
+    await take_send_token(services.store, services.settings, call.bot.id, chat)
+    message = await messenger.new_message(
+        chat, _me(call), text=source.text, entities=source.entities, extra=extra
+    )
+    return await messenger.view(call.bot.id).message(chat, message)
+
+
+async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    services = call.services
+    messenger = services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    _, source = await _copy_source(call, p)
+    extra = copy_poll({k: v for k, v in source.extra.items() if k != "_forward"})
+    if p["caption"] is not None:
+        if "caption" not in extra and source.text is not None:
+            raise ApiError(400, "INVALID_PARAMETER", "a text message has no caption to replace")
+        caption, caption_entities = formatted(
+            p, "caption", "caption_entities", limit=MAX_CAPTION, required=False
+        )
+        extra.pop("caption", None)
+        extra.pop("caption_entities", None)
+        if caption is not None:
+            extra["caption"] = caption
+            if caption_entities:
+                extra["caption_entities"] = caption_entities
+    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    markup = p["reply_markup"] if p["reply_markup"] is not None else source.reply_markup
+    await take_send_token(services.store, services.settings, call.bot.id, chat)
+    message = await messenger.new_message(
+        chat,
+        _me(call),
+        text=source.text,
+        entities=source.entities,
+        reply_to=reply_to,
+        reply_markup=markup,
+        extra=extra,
+    )
+    return {"message_id": message.id}
+
+
+async def pin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await messenger.message_in(chat, p["message_id"])
+    pinned = [m for m in chat.pinned if m != message.id] + [message.id]
+    await messenger.db.update_chat(chat.id, {"pinned": pinned[-100:]})
+    return True
+
+
+async def unpin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    target = p["message_id"]
+    if target is None:
+        if not chat.pinned:
+            raise ApiError(400, "MESSAGE_NOT_PINNED", "there is no pinned message in this chat")
+        target = chat.pinned[-1]
+    elif target not in chat.pinned:
+        raise ApiError(400, "MESSAGE_NOT_PINNED", f"message {target} is not pinned")
+    await messenger.db.update_chat(chat.id, {"pinned": [m for m in chat.pinned if m != target]})
+    return True
+
+
+async def set_message_reaction(call: BotCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await messenger.message_in(chat, p["message_id"])
+    reaction = p["reaction"] or []
+    if len(reaction) > 1:
+        raise ApiError(400, "REACTIONS_TOO_MANY", "a bot can set at most one reaction")
+    await messenger.db.set_reaction(chat.id, message.id, _me(call), reaction)
+    return True
+
+
+async def send_chat_action(call: BotCall, p: dict[str, Any]) -> bool:
+    await call.services.messenger.chat_for_bot(call.bot, p["chat_id"])
+    return True  # nothing to store: the action is shown to users for a few seconds
+
+
+# -- chats ----------------------------------------------------------------------
+
+
+async def get_chat(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    return await messenger.view(call.bot.id).chat_full(chat)
+
+
+async def get_chat_member(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    member = await messenger.resolve_user_for_bot(call.bot, chat, p["user_id"])
+    info = await messenger.member_info(chat, member)
+    return await messenger.view(call.bot.id).chat_member(member, info)
+
+
+async def get_chat_member_count(call: BotCall, p: dict[str, Any]) -> int:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    return await messenger.member_count(chat)
+
+
+async def leave_chat(call: BotCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    await messenger.leave_chat(call.bot, chat)
+    return True
+
+
+# -- commands, name, description ----------------------------------------------------
+
+
+def _check_commands(name: str, value: Any) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict):
+            raise ApiError(400, "INVALID_PARAMETER", f"{where} must be a BotCommand object")
+        command, description = item.get("command"), item.get("description")
+        if not isinstance(command, str) or not _COMMAND_RE.fullmatch(command):
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER",
+                f"{where}.command must be 1-32 lowercase letters, digits or underscores",
+            )
+        if not isinstance(description, str) or not 1 <= len(description) <= 256:
+            raise ApiError(
+                400, "INVALID_PARAMETER", f"{where}.description must be 1-256 characters"
+            )
+        if command in seen:
+            raise ApiError(400, "INVALID_PARAMETER", f"{where}.command '{command}' is repeated")
+        seen.add(command)
+        out.append({"command": command, "description": description})
+    return out
+
+
+def _check_scope(name: str, value: Any) -> dict[str, Any]:
+    kind = value.get("type")
+    if kind not in COMMAND_SCOPES:
+        raise ApiError(
+            400, "INVALID_PARAMETER", f"{name}.type must be one of " + ", ".join(COMMAND_SCOPES)
+        )
+    out: dict[str, Any] = {"type": kind}
+    needed: tuple[str, ...] = {
+        "chat": ("chat_id",),
+        "chat_administrators": ("chat_id",),
+        "chat_member": ("chat_id", "user_id"),
+    }.get(kind, ())
+    for field in needed:
+        out[field] = Param(f"{name}.{field}", "id").parse(value.get(field), from_text=False)
+    return out
+
+
+async def _scope_key(call: BotCall, p: dict[str, Any]) -> str:
+    """``<scope>|<language>``; the empty key is the default scope in every language."""
+    scope = p["scope"] or {"type": "default"}
+    if "chat_id" in scope:
+        await call.services.messenger.chat_for_bot(call.bot, scope["chat_id"])
+    parts = [scope["type"], *(str(scope[f]) for f in ("chat_id", "user_id") if f in scope)]
+    key = ":".join(parts) + "|" + (p["language_code"] or "")
+    return "" if key == "default|" else key
+
+
+async def set_my_commands(call: BotCall, p: dict[str, Any]) -> bool:
+    key = await _scope_key(call, p)
+    await _store_commands(call.services.messenger, call.bot, key, p["commands"])
+    return True
+
+
+async def _store_commands(
+    messenger: Messenger, bot: BotRecord, key: str, commands: list[dict[str, str]]
+) -> None:
+    if key == "":
+        await messenger.db.update_bot(bot.id, {"commands": commands})
+        return
+    sets = dict(bot.command_sets)
+    if commands:
+        sets[key] = commands
+    else:
+        sets.pop(key, None)
+    await messenger.db.update_bot(bot.id, {"command_sets": sets})
+
+
+async def get_my_commands(call: BotCall, p: dict[str, Any]) -> list[dict[str, str]]:
+    key = await _scope_key(call, p)
+    return list(call.bot.commands if key == "" else call.bot.command_sets.get(key, []))
+
+
+async def delete_my_commands(call: BotCall, p: dict[str, Any]) -> bool:
+    key = await _scope_key(call, p)
+    await _store_commands(call.services.messenger, call.bot, key, [])
+    return True
+
+
+async def _set_text(call: BotCall, field: str, value: str | None, language: str | None) -> None:
+    messenger = call.services.messenger
+    if language:
+        texts = dict(call.bot.texts)
+        if value:
+            texts[f"{field}|{language}"] = value
+        else:
+            texts.pop(f"{field}|{language}", None)
+        await messenger.db.update_bot(call.bot.id, {"texts": texts})
+        return
+    if field == "name" and not value:
+        raise ApiError(
+            400, "INVALID_PARAMETER", "parameter 'name' must not be empty without language_code"
+        )
+    await messenger.db.update_bot(call.bot.id, {field: value or ""})
+
+
+def _get_text(bot: BotRecord, field: str, language: str | None) -> str:
+    if language and f"{field}|{language}" in bot.texts:
+        return bot.texts[f"{field}|{language}"]
+    return str(getattr(bot, field))
+
+
+async def set_my_name(call: BotCall, p: dict[str, Any]) -> bool:
+    await _set_text(call, "name", p["name"], p["language_code"])
+    return True
+
+
+async def get_my_name(call: BotCall, p: dict[str, Any]) -> dict[str, str]:
+    return {"name": _get_text(call.bot, "name", p["language_code"])}
+
+
+async def set_my_description(call: BotCall, p: dict[str, Any]) -> bool:
+    await _set_text(call, "description", p["description"], p["language_code"])
+    return True
+
+
+async def get_my_description(call: BotCall, p: dict[str, Any]) -> dict[str, str]:
+    return {"description": _get_text(call.bot, "description", p["language_code"])}
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# -- definitions ------------------------------------------------------------------
+
+_TEXT = Param("text", "str", required=True, min_length=1, max_length=MAX_RAW_TEXT)
+_ENTITIES = Param("entities", "array", max_length=1000, doc="MessageEntity objects")
+_SCOPE = Param(
+    "scope", "object", check=_check_scope, doc="BotCommandScope (default: the default scope)"
 )
-REPLY_TO = Param("reply_to_message_id", "id")
-REPLY_PARAMETERS = Param("reply_parameters", "object")
+_TRUE: dict[str, Any] = {"type": "boolean"}
+_MESSAGE = ref("Message")
 
 BOT_METHODS: dict[str, Method] = {
     m.name: m
     for m in (
+        Method("getMe", get_me, getter=True, summary="The bot's own User.", result=ref("User")),
         Method(
-            name="getMe",
-            handler=get_me,
-            getter=True,
-            summary="The bot's own User object.",
-            result=ref("User"),
-        ),
-        Method(
-            name="sendMessage",
-            handler=send_message,
+            "sendMessage",
+            send_message,
             summary="Send a text message.",
             params=(
                 CHAT_ID,
-                Param("text", "str", required=True, min_length=1, max_length=MAX_TEXT),
-                Param("parse_mode", "str", choices=("HTML", "Markdown", "MarkdownV2")),
-                Param("entities", "array", max_length=100),
-                Param("disable_notification", "bool"),
-                Param("protect_content", "bool"),
+                _TEXT,
+                PARSE_MODE,
+                _ENTITIES,
                 Param("link_preview_options", "object"),
+                Param("disable_web_page_preview", "bool"),
+                *SEND_OPTIONS,
                 REPLY_TO,
                 REPLY_PARAMETERS,
                 REPLY_MARKUP,
             ),
-            result=ref("Message"),
+            result=_MESSAGE,
         ),
+        Method(
+            "editMessageText",
+            edit_message_text,
+            summary="Edit the text of one of the bot's messages.",
+            params=(
+                CHAT_ID,
+                MESSAGE_ID,
+                _TEXT,
+                PARSE_MODE,
+                _ENTITIES,
+                Param("link_preview_options", "object"),
+                REPLY_MARKUP,
+            ),
+            result=_MESSAGE,
+        ),
+        Method(
+            "editMessageReplyMarkup",
+            edit_message_reply_markup,
+            summary="Replace (or, if omitted, remove) the inline keyboard of a bot's message.",
+            params=(CHAT_ID, MESSAGE_ID, REPLY_MARKUP),
+            result=_MESSAGE,
+        ),
+        Method(
+            "deleteMessage",
+            delete_message,
+            summary="Delete a message (its own anywhere; any in a private chat).",
+            params=(CHAT_ID, MESSAGE_ID),
+            result=_TRUE,
+        ),
+        Method(
+            "forwardMessage",
+            forward_message,
+            summary="Forward a message from a chat the bot is in.",
+            params=(
+                CHAT_ID,
+                Param("from_chat_id", "id", required=True),
+                MESSAGE_ID,
+                *SEND_OPTIONS,
+            ),
+            result=_MESSAGE,
+        ),
+        Method(
+            "copyMessage",
+            copy_message,
+            summary="Copy a message without a link to the original.",
+            params=(
+                CHAT_ID,
+                Param("from_chat_id", "id", required=True),
+                MESSAGE_ID,
+                CAPTION,
+                PARSE_MODE,
+                Param("caption_entities", "array", max_length=1000),
+                *SEND_OPTIONS,
+                REPLY_TO,
+                REPLY_PARAMETERS,
+                REPLY_MARKUP,
+            ),
+            result=ref("MessageId"),
+        ),
+        Method(
+            "pinChatMessage",
+            pin_chat_message,
+            summary="Pin a message.",
+            params=(CHAT_ID, MESSAGE_ID, Param("disable_notification", "bool")),
+            result=_TRUE,
+        ),
+        Method(
+            "unpinChatMessage",
+            unpin_chat_message,
+            summary="Unpin a message (by default the most recently pinned).",
+            params=(CHAT_ID, Param("message_id", "id")),
+            result=_TRUE,
+        ),
+        Method(
+            "setMessageReaction",
+            set_message_reaction,
+            summary="Set (or, with an empty list, remove) the bot's reaction to a message.",
+            params=(
+                CHAT_ID,
+                MESSAGE_ID,
+                Param(
+                    "reaction",
+                    "array",
+                    max_length=MAX_REACTIONS,
+                    check=check_reaction,
+                    schema={"type": "array", "items": ref("ReactionType")},
+                ),
+                Param("is_big", "bool"),
+            ),
+            result=_TRUE,
+        ),
+        Method(
+            "sendChatAction",
+            send_chat_action,
+            summary="Tell the user the bot is doing something (typing ...).",
+            params=(
+                CHAT_ID,
+                Param("action", "str", required=True, choices=CHAT_ACTIONS),
+                Param("message_thread_id", "int", minimum=0),
+            ),
+            result=_TRUE,
+        ),
+        Method(
+            "getChat",
+            get_chat,
+            getter=True,
+            summary="Up-to-date information about a chat.",
+            params=(CHAT_ID,),
+            result=ref("ChatFullInfo"),
+        ),
+        Method(
+            "getChatMember",
+            get_chat_member,
+            getter=True,
+            summary="A member of a chat.",
+            params=(CHAT_ID, Param("user_id", "id", required=True)),
+            result=ref("ChatMember"),
+        ),
+        Method(
+            "getChatMemberCount",
+            get_chat_member_count,
+            getter=True,
+            summary="The number of members (users and bots) of a chat.",
+            params=(CHAT_ID,),
+            result={"type": "integer"},
+        ),
+        Method(
+            "leaveChat",
+            leave_chat,
+            summary="Leave a group.",
+            params=(CHAT_ID,),
+            result=_TRUE,
+        ),
+        Method(
+            "setMyCommands",
+            set_my_commands,
+            summary="Set the bot's command list (for a scope and language).",
+            params=(
+                Param(
+                    "commands",
+                    "array",
+                    required=True,
+                    max_length=100,
+                    check=_check_commands,
+                    schema={"type": "array", "items": ref("BotCommand")},
+                ),
+                _SCOPE,
+                LANGUAGE,
+            ),
+            result=_TRUE,
+        ),
+        Method(
+            "getMyCommands",
+            get_my_commands,
+            getter=True,
+            summary="The bot's command list (for a scope and language).",
+            params=(_SCOPE, LANGUAGE),
+            result={"type": "array", "items": ref("BotCommand")},
+        ),
+        Method(
+            "deleteMyCommands",
+            delete_my_commands,
+            summary="Delete the bot's command list (for a scope and language).",
+            params=(_SCOPE, LANGUAGE),
+            result=_TRUE,
+        ),
+        Method(
+            "setMyName",
+            set_my_name,
+            summary="Change the bot's name (or its name in one language).",
+            params=(Param("name", "str", max_length=64), LANGUAGE),
+            result=_TRUE,
+        ),
+        Method(
+            "getMyName",
+            get_my_name,
+            getter=True,
+            summary="The bot's name (in one language).",
+            params=(LANGUAGE,),
+            result={
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}},
+            },
+        ),
+        Method(
+            "setMyDescription",
+            set_my_description,
+            summary="Change the bot's description (or its description in one language).",
+            params=(Param("description", "str", max_length=512), LANGUAGE),
+            result=_TRUE,
+        ),
+        Method(
+            "getMyDescription",
+            get_my_description,
+            getter=True,
+            summary="The bot's description (in one language).",
+            params=(LANGUAGE,),
+            result={
+                "type": "object",
+                "required": ["description"],
+                "properties": {"description": {"type": "string"}},
+            },
+        ),
+        *MEDIA_BOT_METHODS,
+        *POLL_BOT_METHODS,
+        *CALLBACK_BOT_METHODS,
+        *HISTORY_BOT_METHODS,
         GET_UPDATES,
         *WEBHOOK_METHODS.values(),
     )

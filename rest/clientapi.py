@@ -1,135 +1,257 @@
-"""The client API: the messenger app's part, so users can cause every update."""
+"""The client API: the messenger app's part, so users can cause every update.
+
+Ids are the users' view: a chat by its internal id (a private chat included), a
+user by the real user id, a bot by its bot id. What each call causes for bots:
+
+=====================  =================================================
+startBot               ``message`` (/start) to the bot
+sendMessage            ``message`` to the bots it reaches
+editMessageText        ``edited_message`` to the bots it reaches
+pressButton            ``callback_query`` to the bot that sent the button
+setMessageReaction     ``message_reaction``
+answerPoll             ``poll_answer`` (non-anonymous polls) and ``poll``
+addChatMember          ``my_chat_member`` to an added bot
+removeChatMember       ``my_chat_member`` to a removed bot
+=====================  =================================================
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest.messenger import Outgoing
-from rest.objects import ref
-from rest.schema import Method, Param
+from rest.callbacks import CALLBACK_CLIENT_METHODS
+from rest.history import HISTORY_CLIENT_METHODS
+from rest.media import MEDIA_CLIENT_METHODS
+from rest.messenger import Outgoing, now
+from rest.objects import MAX_REACTIONS, ref
+from rest.polls import POLL_CLIENT_METHODS
+from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, check_reaction
 from rest.services import UserCall
-from shared.errors import ApiError
-from shared.ids import random_id
-from shared.models import ChatRecord, member_key
+from shared.models import member_key
 
 __all__ = ["CLIENT_METHODS"]
+
+MAX_TEXT = 4096
+_USERNAME = Param("username", "str", required=True, min_length=1, max_length=64)
+_TEXT = Param("text", "str", required=True, min_length=1, max_length=MAX_TEXT)
+
+
+async def get_me(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": call.user.id,
+        "is_bot": False,
+        "first_name": call.user.name,
+        "username": call.user.username,
+    }
 
 
 async def start_bot(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
     chat = await messenger.start_bot(call.user, p["username"])
-    return await messenger.render_chat(None, chat)
+    return await messenger.view(None).chat(chat)
 
 
 async def send_message(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
-    message = await messenger.user_send_message(
-        call.user, p["chat_id"], p["text"], reply_to=p["reply_to_message_id"]
-    )
     chat = await messenger.chat_for_user(call.user, p["chat_id"])
-    return await messenger.render_message(None, chat, message)
+    message = await messenger.user_send_message(
+        call.user, chat, p["text"], reply_to=p["reply_to_message_id"]
+    )
+    return await messenger.view(None).message(chat, message)
+
+
+async def edit_message_text(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    message = await messenger.user_edit_message(call.user, chat, p["message_id"], p["text"])
+    return await messenger.view(None).message(chat, message)
+
+
+async def delete_message(call: UserCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    await messenger.user_delete_message(call.user, chat, p["message_id"])
+    return True
+
+
+async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    message = await messenger.message_in(chat, p["message_id"])
+    me = member_key("u", call.user.id)
+    new: list[dict[str, str]] = p["reaction"]
+    old = await messenger.db.set_reaction(chat.id, message.id, me, new)
+    if old == new:
+        return True
+    if chat.type == "private":
+        candidates = [chat.bot_id]
+    else:
+        candidates = [int(m[1:]) for m in await messenger.db.members(chat.id) if m[0] == "b"]
+    bots = await messenger.db.get_bots(candidates)
+    updates = []
+    for bot in bots.values():
+        own = message.sender == member_key("b", bot.id)
+        if not bot.active or (chat.type == "group" and bot.privacy_mode and not own):
+            continue  # in privacy mode a bot hears about reactions to its own messages only
+        view = messenger.view(bot.id)
+        body = {
+            "chat": await view.chat(chat),
+            "message_id": message.id,
+            "user": await view.user(me),
+            "date": now(),
+            "old_reaction": old,
+            "new_reaction": new,
+        }
+        updates.append(
+            Outgoing(
+                bot.id,
+                "message_reaction",
+                messenger.bot_chat_id(bot.id, chat),
+                {"message_reaction": body},
+            )
+        )
+    await messenger.publish(updates)
+    return True
 
 
 async def create_group(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
-    chat = ChatRecord(id=random_id(), type="group", title=p["title"], created=0)
-    await messenger.db.create_chat(chat)
-    await messenger.db.add_member(chat.id, member_key("u", call.user.id), {"status": "creator"})
-    return await messenger.render_chat(None, chat)
-
-
-async def _member_target(call: UserCall, username: str) -> tuple[str, int]:
-    messenger = call.services.messenger
-    bot = await messenger.bot_by_username(username)
-    if bot is not None:
-        return "b", bot.id
-    user = await messenger.user_by_username(username)
-    if user is not None:
-        return "u", user.id
-    raise ApiError(404, "USER_NOT_FOUND", f"no user or bot is called '{username}'")
-
-
-async def _chat_member_update(
-    call: UserCall, chat: ChatRecord, bot_id: int, old: str, new: str
-) -> None:
-    messenger = call.services.messenger
-    body = {
-        "my_chat_member": {
-            "chat": await messenger.render_chat(bot_id, chat),
-            "from": await messenger.render_user(bot_id, member_key("u", call.user.id)),
-            "date": messenger_now(),
-            "old_chat_member": {
-                "status": old,
-                "user": await messenger.render_user(bot_id, member_key("b", bot_id)),
-            },
-            "new_chat_member": {
-                "status": new,
-                "user": await messenger.render_user(bot_id, member_key("b", bot_id)),
-            },
-        }
-    }
-    await messenger.publish(
-        [Outgoing(bot_id=bot_id, kind="my_chat_member", chat_id=chat.id, body=body)]
-    )
-
-
-def messenger_now() -> int:
-    import time
-
-    return int(time.time())
+    chat = await messenger.create_group(call.user, p["title"])
+    return await messenger.view(None).chat(chat)
 
 
 async def add_chat_member(call: UserCall, p: dict[str, Any]) -> bool:
     messenger = call.services.messenger
     chat = await messenger.chat_for_user(call.user, p["chat_id"])
-    if chat.type != "group":
-        raise ApiError(400, "NOT_A_GROUP", "members can only be added to groups")
-    kind, member_id = await _member_target(call, p["username"])
-    added = await messenger.db.add_member(
-        chat.id, member_key(kind, member_id), {"status": "member"}
-    )
-    if added and kind == "b":
-        await _chat_member_update(call, chat, member_id, "left", "member")
-    return added
+    await messenger.add_member(call.user, chat, p["username"])
+    return True
 
+
+async def remove_chat_member(call: UserCall, p: dict[str, Any]) -> bool:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    await messenger.remove_member(call.user, chat, p["username"])
+    return True
+
+
+async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
+    messenger = call.services.messenger
+    view = messenger.view(None)
+    out = []
+    for chat_id in await messenger.db.chats_of_user(call.user.id):
+        chat = await messenger.db.get_chat(chat_id)
+        if chat is not None:
+            out.append(await view.chat(chat))
+    return out
+
+
+async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    view = messenger.view(None)
+    if chat.type == "private":
+        members = {
+            member_key("u", chat.user_id): {"status": "member"},
+            member_key("b", chat.bot_id): {"status": "member"},
+        }
+    else:
+        members = await messenger.db.members(chat.id)
+    await view.load(members)
+    return [await view.chat_member(m, info) for m, info in sorted(members.items())]
+
+
+_CHAT_LIST = {"type": "array", "items": ref("Chat")}
+_TRUE = {"type": "boolean"}
 
 CLIENT_METHODS: dict[str, Method] = {
     m.name: m
     for m in (
+        Method("getMe", get_me, getter=True, summary="The user's own User.", result=ref("User")),
         Method(
-            name="startBot",
-            handler=start_bot,
+            "startBot",
+            start_bot,
             summary="Open the private chat with a bot and send /start.",
-            params=(Param("username", "str", required=True, min_length=1, max_length=64),),
+            params=(_USERNAME,),
             result=ref("Chat"),
         ),
         Method(
-            name="sendMessage",
-            handler=send_message,
+            "sendMessage",
+            send_message,
             summary="Send a text message as the user.",
-            params=(
-                Param("chat_id", "id", required=True),
-                Param("text", "str", required=True, min_length=1, max_length=4096),
-                Param("reply_to_message_id", "id"),
-            ),
+            params=(CHAT_ID, _TEXT, Param("reply_to_message_id", "id")),
             result=ref("Message"),
         ),
         Method(
-            name="createGroup",
-            handler=create_group,
+            "editMessageText",
+            edit_message_text,
+            summary="Edit one of the user's text messages.",
+            params=(CHAT_ID, MESSAGE_ID, _TEXT),
+            result=ref("Message"),
+        ),
+        Method(
+            "deleteMessage",
+            delete_message,
+            summary="Delete a message (own ones; any in a private chat or as group creator).",
+            params=(CHAT_ID, MESSAGE_ID),
+            result=_TRUE,
+        ),
+        *CALLBACK_CLIENT_METHODS,
+        Method(
+            "setMessageReaction",
+            set_message_reaction,
+            summary="Set the user's reactions to a message (an empty list removes them).",
+            params=(
+                CHAT_ID,
+                MESSAGE_ID,
+                Param(
+                    "reaction",
+                    "array",
+                    required=True,
+                    max_length=MAX_REACTIONS,
+                    check=check_reaction,
+                    schema={"type": "array", "items": ref("ReactionType")},
+                ),
+            ),
+            result=_TRUE,
+        ),
+        *POLL_CLIENT_METHODS,
+        Method(
+            "createGroup",
+            create_group,
             summary="Create a group with the user as its creator.",
             params=(Param("title", "str", required=True, min_length=1, max_length=128),),
             result=ref("Chat"),
         ),
         Method(
-            name="addChatMember",
-            handler=add_chat_member,
-            summary="Add a user or a bot to a group.",
-            params=(
-                Param("chat_id", "id", required=True),
-                Param("username", "str", required=True, min_length=1, max_length=64),
-            ),
-            result={"type": "boolean"},
+            "addChatMember",
+            add_chat_member,
+            summary="Add a user or a bot to a group (a bot gets my_chat_member).",
+            params=(CHAT_ID, _USERNAME),
+            result=_TRUE,
         ),
+        Method(
+            "removeChatMember",
+            remove_chat_member,
+            summary="Remove a user or a bot from a group (yourself: leave it).",
+            params=(CHAT_ID, _USERNAME),
+            result=_TRUE,
+        ),
+        Method(
+            "getChats",
+            get_chats,
+            getter=True,
+            summary="The user's chats.",
+            result=_CHAT_LIST,
+        ),
+        Method(
+            "getChatMembers",
+            get_chat_members,
+            getter=True,
+            summary="The members of one of the user's chats.",
+            params=(CHAT_ID,),
+            result={"type": "array", "items": ref("ChatMember")},
+        ),
+        *HISTORY_CLIENT_METHODS,
+        *MEDIA_CLIENT_METHODS,
     )
 }

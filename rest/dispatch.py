@@ -4,6 +4,10 @@ One place reads parameters (JSON body, query string, urlencoded or multipart for
 validates them against the method's :class:`~rest.schema.Param` list, calls the
 handler and writes ``{ok, result}``; every :class:`ApiError` becomes the error
 envelope with the HTTP status equal to ``error_code``.
+
+Bodies are size-checked while they stream in (413 before a byte too many is
+buffered): JSON and plain forms up to :data:`MAX_JSON_BODY`, multipart uploads up
+to the method's ``body_limit``. Uploaded files are closed after the call.
 """
 
 from __future__ import annotations
@@ -15,13 +19,22 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Receive
 
 from rest.schema import Method, validate_params
 from shared.codecs import CodecError, json_dumps, json_loads
 from shared.dialect import native_ids
 from shared.errors import ApiError, error_envelope, ok_envelope
 
-__all__ = ["JSONResponse", "auth_token", "call_method", "error_response", "read_params"]
+__all__ = [
+    "MAX_JSON_BODY",
+    "JSONResponse",
+    "auth_token",
+    "body_limit",
+    "call_method",
+    "error_response",
+    "read_params",
+]
 
 log = logging.getLogger("botgw.rest")
 
@@ -53,29 +66,71 @@ def auth_token(request: Request, schemes: tuple[str, ...]) -> str | None:
     return token.strip()
 
 
-async def read_params(request: Request, method: Method) -> tuple[dict[str, Any], bool]:
+def body_limit(method: Method, context: Any) -> int:
+    """The largest body ``method`` accepts in this call (uploads have their own limit)."""
+    return method.body_limit(context) if method.body_limit is not None else MAX_JSON_BODY
+
+
+def _too_large(limit: int, method: Method) -> ApiError:
+    if method.multipart:
+        return ApiError(
+            413, "FILE_TOO_LARGE", f"the request is larger than {limit} bytes: send a smaller file"
+        )
+    return ApiError(413, "BODY_TOO_LARGE", f"a request body may be at most {limit} bytes")
+
+
+def _guarded(request: Request, limit: int, method: Method) -> Request:
+    """The request with a body that raises 413 once more than ``limit`` bytes arrived."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, method)
+    received = 0
+    inner: Receive = request.receive
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await inner()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _too_large(limit, method)
+        return message
+
+    return Request(request.scope, receive=receive)
+
+
+async def read_params(
+    request: Request, method: Method, *, max_body: int = MAX_JSON_BODY
+) -> tuple[dict[str, Any], bool]:
     """Raw parameters and whether they came as text (query string or form)."""
     if request.method == "GET":
         return dict(request.query_params), True
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    multipart = content_type == "multipart/form-data"
+    if multipart or content_type == "application/x-www-form-urlencoded":
+        limit = max_body if multipart else min(max_body, MAX_JSON_BODY)
+        guarded = _guarded(request, limit, method)
         try:
-            form = await request.form(
+            form = await guarded.form(
                 max_files=10 if method.multipart else 0,
                 max_part_size=1 << 20,
             )
+        except ApiError:
+            raise
         except Exception as exc:  # malformed multipart, too many files ...
             raise ApiError(400, "BAD_REQUEST", f"the form body could not be read: {exc}") from None
         params: dict[str, Any] = dict(request.query_params)
         for key, value in form.multi_items():
+            previous = params.get(key)
+            if isinstance(previous, UploadFile):
+                await previous.close()  # a repeated field: the last one counts
             params[key] = value
         return params, True
-    body = await request.body()
+    guarded = _guarded(request, MAX_JSON_BODY, method)
+    body = await guarded.body()
     params = dict(request.query_params)
     if not body.strip():
         return params, bool(params)
-    if len(body) > MAX_JSON_BODY:
-        raise ApiError(413, "BODY_TOO_LARGE", f"a JSON body may be at most {MAX_JSON_BODY} bytes")
     try:
         data = json_loads(body)
     except CodecError as exc:
@@ -85,6 +140,12 @@ async def read_params(request: Request, method: Method) -> tuple[dict[str, Any],
     if not isinstance(data, dict):
         raise ApiError(400, "BAD_REQUEST", "the request body must be a JSON object")
     return data, False
+
+
+async def _close_uploads(params: Mapping[str, Any]) -> None:
+    for value in params.values():
+        if isinstance(value, UploadFile):
+            await value.close()
 
 
 async def call_method(
@@ -104,9 +165,12 @@ async def call_method(
     if request.method == "GET" and not method.getter and native:
         raise ApiError(405, "METHOD_NOT_ALLOWED", f"'{name}' changes state: call it with POST")
     if params is None:
-        params, from_text = await read_params(request, method)
-    args = validate_params(method, params, from_text=from_text)
-    result = await method.handler(context, args)
+        params, from_text = await read_params(request, method, max_body=body_limit(method, context))
+    try:
+        args = validate_params(method, params, from_text=from_text)
+        result = await method.handler(context, args)
+    finally:
+        await _close_uploads(params)
     body = ok_envelope(native_ids(result) if native else result)
     return JSONResponse(body)
 

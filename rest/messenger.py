@@ -1,9 +1,17 @@
-"""The messenger's rules: accounts, chats, who receives which message.
+"""The messenger's rules: accounts, chats, members, who receives which message.
 
 This is the domain layer under every REST surface. It speaks internal ids: a chat
 is known by its internal id; a bot sees a private chat under the scoped id of the
 user (DESIGN section 3), and a group under the group's id. Updates are rendered as
-the receiving bot sees them and appended to that bot's log.
+the receiving bot sees them (:class:`rest.objects.View`) and appended to that bot's log.
+
+Chat rules kept here:
+
+* a bot cannot write to a user who has not started it (403 ``CHAT_FORBIDDEN``);
+* in groups, privacy mode (on by default) delivers only ``/command@username``,
+  mentions of ``@username`` and replies to the bot's own messages;
+* bots never receive their own or other bots' messages;
+* a bot that left or was removed from a group gets 403 there.
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rest.text import parse_entities
+from rest.objects import View
+from rest.text import parse_entities, utf16_slice
 from shared.errors import ApiError
 from shared.ids import (
     BOT_USERNAME_RE,
@@ -30,7 +39,7 @@ from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, memb
 from shared.settings import Settings
 from shared.store import Store
 
-__all__ = ["Messenger", "Outgoing"]
+__all__ = ["Messenger", "Outgoing", "now"]
 
 log = logging.getLogger("botgw.messenger")
 
@@ -45,7 +54,7 @@ class Outgoing:
     body: dict[str, Any]
 
 
-def _now() -> int:
+def now() -> int:
     return int(time.time())
 
 
@@ -63,6 +72,14 @@ class Messenger:
     def scoped(self, bot_id: int, user_id: int) -> int:
         """The id under which ``bot_id`` sees ``user_id``."""
         return scoped_user_id(self._secret, bot_id, user_id)
+
+    def chat_instance(self, bot_id: int, chat: ChatRecord) -> str:
+        """An opaque string naming a chat for callback queries (stable per bot)."""
+        return str(scoped_user_id(self._secret, bot_id, -chat.id))
+
+    def view(self, viewer_bot: int | None) -> View:
+        """Renders records as ``viewer_bot`` sees them (``None``: the users' view)."""
+        return View(self, viewer_bot)
 
     # -- accounts -------------------------------------------------------------
 
@@ -114,6 +131,10 @@ class Messenger:
                 "a bot username is 5-32 characters: a lowercase letter, then lowercase "
                 "letters, digits or underscores, ending in _bot",
             )
+        if not 3 <= len(name) <= 32:
+            raise ApiError(400, "INVALID_PARAMETER", "a bot's name is 3-32 characters")
+        if len(description) > 256:
+            raise ApiError(400, "INVALID_PARAMETER", "a bot's description is at most 256 chars")
         bot_id = random_id()
         if not await self.db.claim_username(username, member_key("b", bot_id)):
             raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
@@ -130,10 +151,32 @@ class Messenger:
         assert bot is not None
         return bot, token
 
+    async def edit_bot(self, bot: BotRecord, fields: dict[str, Any]) -> BotRecord:
+        """Change some of name, description, privacy_mode (and other record fields)."""
+        if not bot.active:
+            raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
+        if fields:
+            await self.db.update_bot(bot.id, fields)
+        fresh = await self.db.get_bot(bot.id)
+        assert fresh is not None
+        return fresh
+
     async def rotate_token(self, bot: BotRecord) -> str:
+        """A new token; the old one stops working at once (only its hash was stored)."""
+        if not bot.active:
+            raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
         token = f"bot_{bot.id}:{new_secret()}"
         await self.db.update_bot(bot.id, {"token_hash": hash_secret(token)})
+        await self.store.log.announce(bot.id, "credentials rotated")
         return token
+
+    async def revoke_bot(self, bot: BotRecord) -> BotRecord:
+        """Irreversible: later calls with the bot's token get 412 ``BOT_INACTIVE``."""
+        await self.db.update_bot(bot.id, {"active": False})
+        await self.store.log.announce(bot.id, "credentials revoked")
+        fresh = await self.db.get_bot(bot.id)
+        assert fresh is not None
+        return fresh
 
     async def bot_by_username(self, username: str) -> BotRecord | None:
         owner = await self.db.resolve_username(username.lower().lstrip("@"))
@@ -171,7 +214,7 @@ class Messenger:
                 id=random_id(),
                 type="private",
                 title="",
-                created=_now(),
+                created=now(),
                 user_id=user.id,
                 bot_id=bot.id,
             )
@@ -181,7 +224,17 @@ class Messenger:
             )
         chat = await self.db.get_chat(chat_id)
         assert chat is not None
-        await self.user_send_message(user, chat.id, "/start")
+        await self.user_send_message(user, chat, "/start")
+        return chat
+
+    async def create_group(self, user: UserRecord, title: str) -> ChatRecord:
+        chat = ChatRecord(id=random_id(), type="group", title=title, created=now())
+        await self.db.create_chat(chat)
+        await self.db.add_member(
+            chat.id,
+            member_key("u", user.id),
+            {"status": "creator", "date": chat.created, "since": 0, "by": member_key("u", user.id)},
+        )
         return chat
 
     async def chat_for_user(self, user: UserRecord, chat_id: int) -> ChatRecord:
@@ -218,7 +271,132 @@ class Messenger:
     def bot_chat_id(self, bot_id: int, chat: ChatRecord) -> int:
         return self.scoped(bot_id, chat.user_id) if chat.type == "private" else chat.id
 
+    async def member_info(self, chat: ChatRecord, member: str) -> dict[str, Any] | None:
+        """Membership of ``u<id>``/``b<id>`` (private chats: the user and the bot)."""
+        if chat.type == "private":
+            if member in (member_key("u", chat.user_id), member_key("b", chat.bot_id)):
+                return {"status": "member", "date": chat.created, "since": 0}
+            return None
+        return await self.db.member(chat.id, member)
+
+    async def member_count(self, chat: ChatRecord) -> int:
+        if chat.type == "private":
+            return 2
+        return len(await self.db.members(chat.id))
+
+    async def resolve_user_for_bot(self, bot: BotRecord, chat: ChatRecord, user_id: int) -> str:
+        """The member key behind an id as ``bot`` names it (a scoped user id or a bot id)."""
+        if user_id == bot.id:
+            return member_key("b", bot.id)
+        if chat.type == "private":
+            if user_id == self.scoped(bot.id, chat.user_id):
+                return member_key("u", chat.user_id)
+        else:
+            real = await self.db.seen_user(bot.id, user_id)
+            if real is not None:
+                return member_key("u", real)
+            members = await self.db.members(chat.id)
+            for member in members:
+                if member[0] == "b" and int(member[1:]) == user_id:
+                    return member
+                if member[0] == "u" and self.scoped(bot.id, int(member[1:])) == user_id:
+                    await self.db.note_seen_users(bot.id, {user_id: int(member[1:])})
+                    return member
+            if await self.db.get_bot(user_id) is not None:
+                return member_key("b", user_id)
+        raise ApiError(400, "USER_NOT_FOUND", "no such user in this chat: check user_id")
+
+    async def add_member(self, actor: UserRecord, chat: ChatRecord, username: str) -> str:
+        """Add a user or a bot to a group; a bot gets ``my_chat_member``. Idempotent."""
+        if chat.type != "group":
+            raise ApiError(400, "NOT_A_GROUP", "members can only be added to groups")
+        member = await self._username_member(username)
+        if member[0] == "b":
+            bot = await self.db.get_bot(int(member[1:]))
+            if bot is None or not bot.active:
+                raise ApiError(412, "BOT_INACTIVE", f"the bot '{username}' was revoked")
+        info = {
+            "status": "member",
+            "date": now(),
+            "since": await self.db.last_message_id(chat.id),
+            "by": member_key("u", actor.id),
+        }
+        if await self.db.add_member(chat.id, member, info) and member[0] == "b":
+            await self._my_chat_member(int(member[1:]), chat, member_key("u", actor.id), "member")
+        return member
+
+    async def remove_member(self, actor: UserRecord, chat: ChatRecord, username: str) -> str:
+        """Remove a member: the creator removes anyone, others themselves and whom they added."""
+        if chat.type != "group":
+            raise ApiError(400, "NOT_A_GROUP", "members can only be removed from groups")
+        member = await self._username_member(username)
+        info = await self.db.member(chat.id, member)
+        if info is None:
+            raise ApiError(400, "USER_NOT_PARTICIPANT", f"'{username}' is not in this group")
+        me = member_key("u", actor.id)
+        mine = await self.db.member(chat.id, me)
+        allowed = member == me or info.get("by") == me or (mine or {}).get("status") == "creator"
+        if not allowed:
+            raise ApiError(
+                403,
+                "NOT_ENOUGH_RIGHTS",
+                "only the group's creator, or whoever added a member, may remove it",
+            )
+        if await self.db.remove_member(chat.id, member) and member[0] == "b":
+            await self._my_chat_member(int(member[1:]), chat, me, "left")
+        return member
+
+    async def leave_chat(self, bot: BotRecord, chat: ChatRecord) -> None:
+        if chat.type != "group":
+            raise ApiError(400, "NOT_A_GROUP", "a bot can only leave groups")
+        me = member_key("b", bot.id)
+        if await self.db.remove_member(chat.id, me):
+            await self._my_chat_member(bot.id, chat, me, "left")
+
+    async def _username_member(self, username: str) -> str:
+        owner = await self.db.resolve_username(username.lower().lstrip("@"))
+        if owner is None:
+            raise ApiError(404, "USER_NOT_FOUND", f"no user or bot is called '{username}'")
+        return owner
+
+    async def _my_chat_member(self, bot_id: int, chat: ChatRecord, actor: str, new: str) -> None:
+        old = "left" if new == "member" else "member"
+        view = self.view(bot_id)
+        me = await view.user(member_key("b", bot_id))
+        body = {
+            "my_chat_member": {
+                "chat": await view.chat(chat),
+                "from": await view.user(actor),
+                "date": now(),
+                "old_chat_member": {"status": old, "user": me},
+                "new_chat_member": {"status": new, "user": me},
+            }
+        }
+        await self.publish(
+            [Outgoing(bot_id=bot_id, kind="my_chat_member", chat_id=chat.id, body=body)]
+        )
+
     # -- messages -------------------------------------------------------------
+
+    async def message_in(self, chat: ChatRecord, message_id: int) -> MessageRecord:
+        message = await self.db.get_message(chat.id, message_id)
+        if message is None:
+            raise ApiError(
+                400, "MESSAGE_NOT_FOUND", f"message {message_id} was not found in this chat"
+            )
+        return message
+
+    async def check_reply(
+        self, chat: ChatRecord, reply_to: int | None, lenient: bool = False
+    ) -> int | None:
+        """The message to reply to, if it exists; ``lenient``: send without the reply."""
+        if reply_to is None or await self.db.get_message(chat.id, reply_to) is not None:
+            return reply_to
+        if lenient:
+            return None
+        raise ApiError(
+            400, "MESSAGE_NOT_FOUND", f"the message to reply to ({reply_to}) was not found"
+        )
 
     async def new_message(
         self,
@@ -231,76 +409,96 @@ class Messenger:
         reply_markup: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> MessageRecord:
-        if reply_to is not None and await self.db.get_message(chat.id, reply_to) is None:
-            raise ApiError(
-                400, "MESSAGE_NOT_FOUND", f"the message to reply to ({reply_to}) was not found"
-            )
+        """Store a message (the caller checked the reply target and the rate limit)."""
         message = MessageRecord(
             id=await self.db.next_message_id(chat.id),
             chat_id=chat.id,
             sender=sender,
-            date=_now(),
+            date=now(),
             text=text,
-            entities=entities,
+            entities=entities or None,
             reply_to=reply_to,
             reply_markup=reply_markup,
             extra=extra or {},
         )
         await self.db.save_message(message)
+        for file_id in _file_ids(message.extra):
+            await self.db.note_file_chat(file_id, chat.id)
         return message
 
     async def user_send_message(
-        self, user: UserRecord, chat_id: int, text: str, *, reply_to: int | None = None
+        self, user: UserRecord, chat: ChatRecord, text: str, *, reply_to: int | None = None
     ) -> MessageRecord:
-        chat = await self.chat_for_user(user, chat_id)
-        entities = parse_entities(text) or None
+        reply_to = await self.check_reply(chat, reply_to)
         message = await self.new_message(
-            chat, member_key("u", user.id), text=text, entities=entities, reply_to=reply_to
+            chat,
+            member_key("u", user.id),
+            text=text,
+            entities=parse_entities(text),
+            reply_to=reply_to,
         )
         await self.deliver(chat, message, "message")
         return message
 
+    async def user_edit_message(
+        self, user: UserRecord, chat: ChatRecord, message_id: int, text: str
+    ) -> MessageRecord:
+        message = await self.message_in(chat, message_id)
+        if message.sender != member_key("u", user.id) or message.text is None:
+            raise ApiError(
+                400, "MESSAGE_CANT_BE_EDITED", "only your own text messages can be edited"
+            )
+        if message.text == text:
+            raise ApiError(400, "MESSAGE_NOT_MODIFIED", "the new text is the same as the old")
+        message.text = text
+        message.entities = parse_entities(text) or None
+        message.edit_date = now()
+        await self.db.save_message(message)
+        await self.deliver(chat, message, "edited_message")
+        return message
+
+    async def user_delete_message(
+        self, user: UserRecord, chat: ChatRecord, message_id: int
+    ) -> None:
+        message = await self.message_in(chat, message_id)
+        me = member_key("u", user.id)
+        if message.sender != me and chat.type != "private":
+            mine = await self.db.member(chat.id, me)
+            if (mine or {}).get("status") != "creator":
+                raise ApiError(
+                    403,
+                    "MESSAGE_CANT_BE_DELETED",
+                    "in groups only the creator may delete other members' messages",
+                )
+        await self.db.delete_message(chat.id, message_id)
+
     async def recipients(self, chat: ChatRecord, message: MessageRecord) -> list[BotRecord]:
         """The bots that receive a user's message (DESIGN section 7, chat rules)."""
-        if message.sender.startswith("b"):
+        if message.sent_by_bot:
             return []  # bots never receive their own or other bots' messages
         if chat.type == "private":
             bot = await self.db.get_bot(chat.bot_id)
             return [bot] if bot is not None and bot.active else []
         members = await self.db.members(chat.id)
         bot_ids = [int(m[1:]) for m in members if m.startswith("b")]
+        if not bot_ids:
+            return []
         bots = await self.db.get_bots(bot_ids)
         replied: MessageRecord | None = None
         if message.reply_to is not None:
             replied = await self.db.get_message(chat.id, message.reply_to)
-        out = []
-        for bot in bots.values():
-            if not bot.active:
-                continue
-            if not bot.privacy_mode or self._addressed(bot, message, replied):
-                out.append(bot)
-        return out
-
-    @staticmethod
-    def _addressed(bot: BotRecord, message: MessageRecord, replied: MessageRecord | None) -> bool:
-        if replied is not None and replied.sender == member_key("b", bot.id):
-            return True
-        text = message.text or str(message.extra.get("caption") or "")
-        handle = "@" + bot.username
-        for entity in message.entities or ():
-            piece = _utf16_slice(text, entity["offset"], entity["length"]).lower()
-            if entity["type"] == "bot_command" and piece.endswith(handle):
-                return True
-            if entity["type"] == "mention" and piece == handle:
-                return True
-        return False
+        return [
+            bot
+            for bot in bots.values()
+            if bot.active and (not bot.privacy_mode or addressed(bot, message, replied))
+        ]
 
     async def deliver(self, chat: ChatRecord, message: MessageRecord, kind: str) -> list[int]:
         """Append ``kind`` (message / edited_message) to every recipient bot's log."""
         bots = await self.recipients(chat, message)
         out: list[Outgoing] = []
         for bot in bots:
-            body = await self.render_message(bot.id, chat, message)
+            body = await self.view(bot.id).message(chat, message)
             out.append(
                 Outgoing(
                     bot_id=bot.id,
@@ -323,79 +521,34 @@ class Messenger:
             ids.append(result.update_id)
         return ids
 
-    # -- rendering ------------------------------------------------------------
-
-    async def render_user(self, viewer_bot: int | None, member: str) -> dict[str, Any]:
-        """A Telegram User object for ``u<id>``/``b<id>`` as a bot (or a user) sees it."""
-        kind, member_id = member[0], int(member[1:])
-        if kind == "b":
-            bot = await self.db.get_bot(member_id)
-            return {
-                "id": member_id,
-                "is_bot": True,
-                "first_name": bot.name if bot else "Deleted bot",
-                "username": bot.username if bot else "",
-            }
-        user = await self.db.get_user(member_id)
-        shown = self.scoped(viewer_bot, member_id) if viewer_bot is not None else member_id
-        out: dict[str, Any] = {"id": shown, "is_bot": False, "first_name": "Deleted account"}
-        if user is not None:
-            out["first_name"] = user.name
-            out["username"] = user.username
-        return out
-
-    async def render_chat(self, viewer_bot: int | None, chat: ChatRecord) -> dict[str, Any]:
-        if chat.type == "group":
-            return {"id": chat.id, "type": "group", "title": chat.title}
-        if viewer_bot is None:
-            # the user's view of a private chat: named after the bot
-            bot = await self.db.get_bot(chat.bot_id)
-            out: dict[str, Any] = {"id": chat.id, "type": "private"}
-            if bot is not None:
-                out["first_name"] = bot.name
-                out["username"] = bot.username
-            return out
-        user = await self.db.get_user(chat.user_id)
-        out = {"id": self.scoped(viewer_bot, chat.user_id), "type": "private"}
-        if user is not None:
-            out["first_name"] = user.name
-            out["username"] = user.username
-        return out
-
-    async def render_message(
-        self,
-        viewer_bot: int | None,
-        chat: ChatRecord,
-        message: MessageRecord,
-        *,
-        with_reply: bool = True,
-    ) -> dict[str, Any]:
-        """A Telegram Message as ``viewer_bot`` sees it (``None``: the users' view)."""
-        out: dict[str, Any] = {
-            "message_id": message.id,
-            "from": await self.render_user(viewer_bot, message.sender),
-            "chat": await self.render_chat(viewer_bot, chat),
-            "date": message.date,
-        }
-        if message.text is not None:
-            out["text"] = message.text
-        if message.entities:
-            out["entities"] = message.entities
-        if message.edit_date is not None:
-            out["edit_date"] = message.edit_date
-        for key, value in message.extra.items():
-            out[key] = value
-        if message.reply_markup is not None:
-            out["reply_markup"] = message.reply_markup
-        if with_reply and message.reply_to is not None:
-            replied = await self.db.get_message(chat.id, message.reply_to)
-            if replied is not None:
-                out["reply_to_message"] = await self.render_message(
-                    viewer_bot, chat, replied, with_reply=False
-                )
-        return out
+    async def bot_in_chat(self, bot_id: int, chat: ChatRecord) -> BotRecord | None:
+        """The bot, if it is active and still in the chat (to send it an update)."""
+        bot = await self.db.get_bot(bot_id)
+        if bot is None or not bot.active:
+            return None
+        if chat.type == "private":
+            return bot if chat.bot_id == bot_id else None
+        return bot if await self.db.member(chat.id, member_key("b", bot_id)) else None
 
 
-def _utf16_slice(text: str, offset: int, length: int) -> str:
-    data = text.encode("utf-16-le")
-    return data[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+def _file_ids(extra: dict[str, Any]) -> list[str]:
+    """The files a message carries (its members may download them)."""
+    found = [size["file_id"] for size in extra.get("photo") or ()]
+    if extra.get("document"):
+        found.append(extra["document"]["file_id"])
+    return found
+
+
+def addressed(bot: BotRecord, message: MessageRecord, replied: MessageRecord | None) -> bool:
+    """Whether a group message reaches ``bot`` in privacy mode."""
+    if replied is not None and replied.sender == member_key("b", bot.id):
+        return True
+    text = message.text or str(message.extra.get("caption") or "")
+    handle = "@" + bot.username
+    for entity in message.entities or ():
+        piece = utf16_slice(text, entity["offset"], entity["length"]).lower()
+        if entity["type"] == "bot_command" and piece.endswith(handle):
+            return True
+        if entity["type"] == "mention" and piece == handle:
+            return True
+    return False

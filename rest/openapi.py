@@ -1,4 +1,11 @@
-"""``/openapi.json``, generated from the same Method/Param definitions that validate."""
+"""``/openapi.json``, generated from the same Method/Param definitions that validate.
+
+Every method becomes ``POST /<api>/<method>`` (JSON; methods with uploads also
+multipart) and, for getters, ``GET`` with query parameters. Request schemas come
+from the :class:`~rest.schema.Param` lists, result schemas from ``Method.result``
+and the objects in :mod:`rest.objects`; the service routes (health, metrics, file
+downloads) are described in :data:`SERVICE_PATHS`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from typing import Any
 from rest.objects import SCHEMAS
 from rest.schema import Method
 
-__all__ = ["openapi_document"]
+__all__ = ["SERVICE_PATHS", "openapi_document"]
 
 ERROR: dict[str, Any] = {
     "type": "object",
@@ -90,16 +97,109 @@ def _operation(prefix: str, method: Method, security: str, verb: str) -> dict[st
         ]
     else:
         content: dict[str, Any] = {"application/json": {"schema": _request_schema(method)}}
+        if method.multipart:
+            content["multipart/form-data"] = {"schema": _multipart_schema(method)}
         op["requestBody"] = {"required": any(p.required for p in method.params), "content": content}
     return op
+
+
+def _multipart_schema(method: Method) -> dict[str, Any]:
+    """Form fields are text (ids, numbers, JSON objects); files are binary."""
+    properties: dict[str, Any] = {}
+    for p in method.params:
+        if p.type == "file":
+            properties[p.name] = {"type": "string", "format": "binary"}
+        else:
+            properties[p.name] = _query_schema(p.json_schema())
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    required = [p.name for p in method.params if p.required]
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if "oneOf" in schema:
         return {"type": "string", "pattern": "^-?[0-9]{1,16}$"}
-    if schema.get("type") in ("object", "array"):
+    if "$ref" in schema or schema.get("type") in ("object", "array"):
         return {"type": "string", "description": "JSON-encoded"}
     return schema
+
+
+def _error_responses(*statuses: str) -> dict[str, Any]:
+    return {
+        status: {
+            "description": ERROR_STATUSES[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _service(summary: str, ok: dict[str, Any], *errors: str) -> dict[str, Any]:
+    return {"get": {"summary": summary, "responses": {"200": ok, **_error_responses(*errors)}}}
+
+
+_STATUS_OK = {
+    "description": "Success.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["ok", "result"],
+                "properties": {
+                    "ok": {"type": "boolean", "enum": [True]},
+                    "result": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string"}},
+                    },
+                },
+            }
+        }
+    },
+}
+
+
+def _download(api: str, security: str, *errors: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": "Download a file by the file_path from getFile.",
+            "operationId": f"{api}.file.get",
+            "security": [{security: []}],
+            "parameters": [
+                {
+                    "name": "file_path",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "file_path from getFile, e.g. photos/<file_id>.jpg",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file's bytes.",
+                    "content": {"application/octet-stream": {}},
+                },
+                **_error_responses("401", "404", *errors, "503"),
+            },
+        }
+    }
+
+
+SERVICE_PATHS: dict[str, Any] = {
+    "/healthz": _service("The process is alive.", _STATUS_OK),
+    "/readyz": _service("Redis is reachable and the process is not draining.", _STATUS_OK, "503"),
+    "/metrics": _service(
+        "Prometheus metrics.",
+        {"description": "Metrics in the Prometheus text format.", "content": {"text/plain": {}}},
+    ),
+    "/openapi.json": _service(
+        "This document.",
+        {"description": "The OpenAPI document.", "content": {"application/json": {}}},
+    ),
+    "/bot/file/{file_path}": _download("bot", "botToken", "412"),
+    "/client/file/{file_path}": _download("client", "userToken"),
+}
 
 
 def openapi_document(

@@ -2,7 +2,9 @@
 
 Every API method is a :class:`Method` with a tuple of :class:`Param`. The same
 objects validate incoming parameters (turning any mistake into a 400 envelope that
-names the field) and generate the OpenAPI document.
+names the field) and generate the OpenAPI document. The parameters several
+methods share (``chat_id``, ``reply_markup`` ...) and the validators of the
+objects they carry are defined at the end.
 """
 
 from __future__ import annotations
@@ -12,13 +14,34 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.datastructures import UploadFile
+
 from shared.codecs import CodecError, json_loads
 from shared.errors import ApiError
 from shared.ids import MAX_ID
 
-__all__ = ["Method", "Param", "validate_params"]
+__all__ = [
+    "CAPTION",
+    "CHAT_ID",
+    "FILE_ID_PATTERN",
+    "MESSAGE_ID",
+    "PARSE_MODE",
+    "REPLY_MARKUP",
+    "REPLY_PARAMETERS",
+    "REPLY_TO",
+    "SEND_OPTIONS",
+    "Method",
+    "Param",
+    "check_reaction",
+    "check_reply_markup",
+    "reply_target",
+    "validate_params",
+]
+
+FILE_ID_PATTERN = r"[A-Za-z0-9_-]{8,128}"
 
 Validator = Callable[[str, Any], Any]
+REF_KEYBOARD: dict[str, Any] = {"$ref": "#/components/schemas/InlineKeyboardMarkup"}
 
 
 def _bad(name: str, what: str) -> ApiError:
@@ -30,7 +53,7 @@ class Param:
     """One parameter: its JSON type, its constraints and how it reads from a form."""
 
     name: str
-    type: str  # id, int, float, bool, str, object, array
+    type: str  # id, int, float, bool, str, object, array, file (an upload or a file_id)
     required: bool = False
     default: Any = None
     minimum: float | None = None
@@ -54,6 +77,12 @@ class Param:
                 ],
                 "description": self.doc or "an id, as a decimal string or a number",
             }
+        if self.type == "file":
+            return {
+                "type": "string",
+                "pattern": f"^{FILE_ID_PATTERN}$",
+                "description": self.doc or "the file_id of a file sent before",
+            }
         if self.schema is not None:
             out = dict(self.schema)
         elif self.type == "array":
@@ -72,7 +101,7 @@ class Param:
             out["pattern"] = self.pattern
         if self.choices is not None:
             out["enum"] = list(self.choices)
-        if self.doc:
+        if self.doc and "$ref" not in out:
             out["description"] = self.doc
         return out
 
@@ -82,6 +111,12 @@ class Param:
         value = raw
         if self.type == "id":
             return _parse_id(name, value)
+        if self.type == "file":
+            if isinstance(value, UploadFile):
+                return value
+            if not isinstance(value, str) or not re.fullmatch(FILE_ID_PATTERN, value):
+                raise _bad(name, "must be an uploaded file (multipart) or a file_id string")
+            return value
         if self.type == "int":
             if from_text and isinstance(value, str):
                 value = _text_int(name, value)
@@ -204,6 +239,8 @@ class Method:
     summary: str = ""
     getter: bool = False  # also answers GET with query parameters
     multipart: bool = False  # accepts file uploads
+    # the largest request body it accepts, from the call context (uploads)
+    body_limit: Callable[[Any], int] | None = None
 
     def param(self, name: str) -> Param | None:
         for p in self.params:
@@ -224,3 +261,126 @@ def validate_params(method: Method, raw: Mapping[str, Any], *, from_text: bool) 
             continue
         out[param.name] = param.parse(value, from_text=from_text)
     return out
+
+
+# -- incoming objects -----------------------------------------------------------
+
+
+def _invalid(text: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER", text)
+
+
+def check_reply_markup(name: str, value: Any) -> Any:
+    """Validate an InlineKeyboardMarkup: rows of buttons with text and one action."""
+    rows = value.get("inline_keyboard")
+    if not isinstance(rows, list) or not rows:
+        raise _invalid(f"parameter '{name}' must be an object with a non-empty 'inline_keyboard'")
+    if len(rows) > 100:
+        raise _invalid(f"parameter '{name}' has more than 100 rows")
+    clean_rows = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, list) or not row or len(row) > 8:
+            raise _invalid(f"{name}.inline_keyboard[{r}] must be an array of 1-8 buttons")
+        clean_row = []
+        for c, button in enumerate(row):
+            where = f"{name}.inline_keyboard[{r}][{c}]"
+            if not isinstance(button, dict):
+                raise _invalid(f"{where} must be an object")
+            text = button.get("text")
+            if not isinstance(text, str) or not 1 <= len(text) <= 128:
+                raise _invalid(f"{where}.text must be a string of 1-128 characters")
+            data = button.get("callback_data")
+            url = button.get("url")
+            clean: dict[str, Any] = {"text": text}
+            if data is not None:
+                if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
+                    raise _invalid(f"{where}.callback_data must be a string of 1-64 bytes")
+                clean["callback_data"] = data
+            if url is not None:
+                if not isinstance(url, str) or not re.fullmatch(r"(https?|tg)://\S{1,2000}", url):
+                    raise _invalid(f"{where}.url must be an http(s) URL")
+                clean["url"] = url
+            if (data is None) == (url is None):
+                raise _invalid(f"{where} must have exactly one of callback_data or url")
+            clean_row.append(clean)
+        clean_rows.append(clean_row)
+    return {"inline_keyboard": clean_rows}
+
+
+def _check_reply_parameters(name: str, value: Any) -> Any:
+    message_id = value.get("message_id")
+    if isinstance(message_id, str) and re.fullmatch(r"[0-9]{1,16}", message_id):
+        message_id = int(message_id)
+    if type(message_id) is not int or message_id < 1:
+        raise _invalid(f"{name}.message_id must be a message id")
+    out = {"message_id": message_id, "lenient": value.get("allow_sending_without_reply") is True}
+    if value.get("chat_id") is not None:
+        out["chat_id"] = _parse_id(f"{name}.chat_id", value["chat_id"])
+    return out
+
+
+def check_reaction(name: str, value: Any) -> list[dict[str, str]]:
+    """ReactionType objects (or bare emoji strings) to ``[{type: emoji, emoji}]``."""
+    out: list[dict[str, str]] = []
+    for i, item in enumerate(value):
+        emoji = item if isinstance(item, str) else None
+        if isinstance(item, dict):
+            if item.get("type") != "emoji":
+                raise _invalid(f"{name}[{i}].type must be 'emoji' (the only kind supported)")
+            emoji = item.get("emoji")
+        if not isinstance(emoji, str) or not 1 <= len(emoji) <= 16 or emoji.isspace():
+            raise _invalid(f"{name}[{i}] must be a ReactionType with a non-empty 'emoji'")
+        reaction = {"type": "emoji", "emoji": emoji}
+        if reaction not in out:
+            out.append(reaction)
+    return out
+
+
+def reply_target(p: dict[str, Any]) -> tuple[int | None, bool]:
+    """(message to reply to, whether a missing one may be skipped) of send params."""
+    params = p.get("reply_parameters")
+    if params:
+        return int(params["message_id"]), bool(params["lenient"])
+    if p.get("reply_to_message_id") is not None:
+        return int(p["reply_to_message_id"]), bool(p.get("allow_sending_without_reply"))
+    return None, False
+
+
+CHAT_ID = Param("chat_id", "id", required=True, doc="the chat, as the caller knows its id")
+MESSAGE_ID = Param("message_id", "id", required=True, doc="a message id in that chat")
+REPLY_MARKUP = Param(
+    "reply_markup",
+    "object",
+    check=check_reply_markup,
+    schema=REF_KEYBOARD,
+    doc="an InlineKeyboardMarkup (a JSON string in forms)",
+)
+REPLY_TO = Param("reply_to_message_id", "id", doc="the message to reply to")
+REPLY_PARAMETERS = Param(
+    "reply_parameters",
+    "object",
+    check=_check_reply_parameters,
+    schema={
+        "type": "object",
+        "required": ["message_id"],
+        "properties": {
+            "message_id": {"type": "integer", "minimum": 1},
+            "allow_sending_without_reply": {"type": "boolean"},
+        },
+    },
+    doc="ReplyParameters: the message to reply to",
+)
+PARSE_MODE = Param(
+    "parse_mode",
+    "str",
+    choices=("HTML", "MarkdownV2", "Markdown"),
+    doc="how to read formatting in the text",
+)
+CAPTION = Param("caption", "str", max_length=1024 * 4, doc="a caption, up to 1024 characters")
+# options Telegram clients send with every message: accepted, with no effect here
+SEND_OPTIONS = (
+    Param("disable_notification", "bool"),
+    Param("protect_content", "bool"),
+    Param("allow_sending_without_reply", "bool"),
+    Param("message_thread_id", "int", minimum=0, maximum=MAX_ID - 1),
+)

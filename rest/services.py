@@ -1,10 +1,11 @@
-"""What every handler can reach: settings, the store, the messenger, wake-ups."""
+"""What every handler can reach: settings, the store, the messenger, files, wake-ups."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rest.messenger import Messenger
+from shared.files import BlobStore
 from shared.models import BotRecord, UserRecord
 from shared.settings import Settings
 from shared.store import Store, Wakeups
@@ -18,6 +19,7 @@ class Services:
     store: Store
     messenger: Messenger
     wakeups: Wakeups
+    files: BlobStore
     draining: bool = False
 
 

@@ -1,24 +1,41 @@
 """``getUpdates``: the long-poll reader of a bot's update log (DESIGN section 6).
 
-``offset`` is the first update id to return and confirms every earlier one
-(commits the consumer's cursor); none (or 0) reads after the committed cursor;
-a negative offset returns the last N and forgets the ones before. A long-poll
-waits on the process's wake-up subscription, never on a blocking Redis call.
+Telegram's semantics on the shared log and committed cursors:
+
+* ``offset`` is the first update id to return and confirms every earlier one (it
+  commits the consumer's cursor to ``offset - 1``; never backwards, never beyond
+  the newest update). Absent or 0: from the committed cursor. Negative: the last
+  ``-offset`` unconfirmed updates, confirming the ones before them.
+* ``allowed_updates`` filters what is returned, not what is stored; it is
+  remembered per consumer until a call gives it again (``[]`` means all types).
+* One reader per consumer: a newer poll ends a waiting older one with 409
+  ``CONFLICT``; a live WebSocket on the consumer, or an active webhook (which reads
+  consumer ``default``), makes polling answer 409 with the reason.
+* A poll repeating the previous one of its consumer (same offset) within 3 s is
+  slowed, as Telegram does: it waits at least 3 s for new updates and is answered
+  no sooner than 1 s after the previous one.
+
+A long poll waits on the process's wake-up subscription (one pub/sub connection
+per worker), never on a blocking Redis call, so one worker holds thousands of
+them with a bounded connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from rest.schema import Method, Param
 from rest.services import BotCall
 from shared.codecs import unpack
+from shared.errors import ApiError
 from shared.ids import Cursor
 from shared.store import StoredUpdate, Wakeup
+from shared.store.webhooks import PollStart
 
-__all__ = ["GET_UPDATES", "UPDATE_TYPES", "render_update"]
+__all__ = ["GET_UPDATES", "UPDATE_TYPES", "check_update_types", "conflict", "render_update"]
 
 UPDATE_TYPES = (
     "message",
@@ -29,8 +46,12 @@ UPDATE_TYPES = (
     "poll",
     "poll_answer",
 )
-CONSUMER_PATTERN = r"[A-Za-z0-9_.\-]{1,64}"
+CONSUMER_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 READ_BATCH = 100
+# Pub/sub is at-most-once (wake-ups re-subscribe after a lost connection and then say
+# "look again"): a waiting poll also looks at the log and at who owns its consumer
+# this often, as a safety net for anything else that goes missing.
+RECHECK_S = 5.0
 
 
 def render_update(entry: StoredUpdate) -> dict[str, Any]:
@@ -40,9 +61,32 @@ def render_update(entry: StoredUpdate) -> dict[str, Any]:
     return {"update_id": entry.update_id, **body}
 
 
-def _check_types(name: str, value: Any) -> Any:
-    from shared.errors import ApiError
+def conflict(reason: str, consumer: str) -> ApiError:
+    """The 409 answered to a poll that another reader displaced or blocks."""
+    if reason == "webhook":
+        return ApiError(
+            409,
+            "WEBHOOK_ACTIVE",
+            f"a webhook is active and reads consumer '{consumer}': call deleteWebhook "
+            "before polling it, or poll another consumer",
+        )
+    if reason == "reader":
+        return ApiError(
+            409,
+            "CONSUMER_IN_USE",
+            f"consumer '{consumer}' is being read by a live WebSocket connection: close it "
+            "before polling, or poll another consumer",
+        )
+    return ApiError(
+        409,
+        "CONFLICT",
+        f"terminated by a newer getUpdates request on consumer '{consumer}': make sure "
+        "only one instance of the bot polls it (or give each instance its own consumer)",
+    )
 
+
+def check_update_types(name: str, value: Any) -> Any:
+    """Refuse unknown update types in an allowed_updates array."""
     for item in value:
         if item not in UPDATE_TYPES:
             raise ApiError(
@@ -54,76 +98,179 @@ def _check_types(name: str, value: Any) -> Any:
     return value
 
 
-async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
-    services = call.services
-    log = services.store.log
-    bot_id = call.bot.id
-    consumer: str = p["consumer"]
-    limit: int = p["limit"]
-    timeout: float = min(float(p["timeout"]), services.settings.long_poll_max_timeout)
-    allowed: frozenset[str] | None = (
-        frozenset(p["allowed_updates"]) if p["allowed_updates"] else None
-    )
-    offset: int | None = p["offset"]
+class LongPoll:
+    """One ``getUpdates`` call after it has started: read, wait, answer."""
 
-    epoch = await log.epoch(bot_id)
-    if offset is not None and offset < 0:
-        entries = await log.read_last(bot_id, min(-offset, limit))
-        if entries and epoch is not None:
-            await log.commit_cursor(bot_id, consumer, Cursor(epoch, entries[0].prev_id))
-        return [render_update(e) for e in entries if allowed is None or e.kind in allowed]
+    def __init__(
+        self, call: BotCall, consumer: str, limit: int, start: PollStart, *, max_timeout: float
+    ) -> None:
+        self.services = call.services
+        self.log = call.services.store.log
+        self.bot_id = call.bot.id
+        self.consumer = consumer
+        self.limit = limit
+        self.start = start
+        self.after = start.after
+        self.allowed = start.allowed
+        now = time.monotonic()
+        # the guard may raise the timeout, but never above the configured maximum
+        self.deadline = now + min(start.timeout_s, max_timeout)
+        self.not_before = now + start.pace_s
+        self.woken = asyncio.Event()
+        self.displaced: str | None = None  # who took the consumer: poll, reader, webhook
+        self.look_again = False  # wake-ups were re-subscribed: controls may be lost
+        self.listening = False
 
-    if offset:
-        after = offset - 1
-        if epoch is not None:
-            await log.commit_cursor(bot_id, consumer, Cursor(epoch, after))
-    else:
-        cursor = await log.get_cursor(bot_id, consumer)
-        after = cursor.update_id if cursor is not None and cursor.epoch == epoch else 0
+    # -- wake-ups ------------------------------------------------------------------
 
-    deadline = time.monotonic() + timeout
-    woken = asyncio.Event()
+    def on_wakeup(self, wakeup: Wakeup) -> None:
+        control = wakeup.control
+        if control is not None:
+            reason = self._displaced_by(control)
+            if reason is None:
+                return
+            self.displaced = reason
+        elif wakeup.update_id is None:
+            self.look_again = True
+        self.woken.set()
 
-    def on_wakeup(_: Wakeup) -> None:
-        woken.set()
+    def _displaced_by(self, control: str) -> str | None:
+        parts = control.split(" ")
+        if parts[0] == "poll" and len(parts) == 3 and parts[1] == self.consumer:
+            if parts[2].isdigit() and int(parts[2]) > self.start.generation:
+                return "poll"
+        elif parts[0] == "takeover" and len(parts) >= 2 and parts[1] == self.consumer:
+            return "reader"
+        elif parts[:2] == ["webhook", "set"] and self.consumer == "default":
+            return "webhook"
+        return None
 
-    listening = False
-    try:
-        while True:
-            found: list[dict[str, Any]] = []
-            while True:
-                entries = await log.read_after(bot_id, after, READ_BATCH)
-                for entry in entries:
-                    if allowed is None or entry.kind in allowed:
-                        found.append(render_update(entry))
-                        if len(found) >= limit:
-                            break
-                if found or len(entries) < READ_BATCH:
-                    break
-                after = entries[-1].update_id  # a full batch filtered out: read on
-            if found:
-                return found
-            if entries:
-                after = entries[-1].update_id
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            if not listening:
-                # subscribe, then read once more: an append between the read and the
-                # subscription would otherwise be missed until the timeout
-                services.wakeups.add(bot_id, on_wakeup)
-                listening = True
-                await services.wakeups.subscribed(bot_id)
-                woken.clear()
-                continue
+    async def listen(self) -> None:
+        """Subscribe to the bot's wake-ups, then make sure nothing was missed before."""
+        wakeups = self.services.wakeups
+        wakeups.add(self.bot_id, self.on_wakeup)
+        self.listening = True
+        # bounded: with the subscription down (Redis restarting) the poll still ends
+        # at its deadline, and the periodic re-check stands in for wake-ups
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                wakeups.subscribed(self.bot_id),
+                timeout=max(0.05, self.deadline - time.monotonic()),
+            )
+        await self.check_owner()
+
+    async def check_owner(self) -> None:
+        if self.displaced is None:
+            owner = await self.services.store.webhooks.poll_current(
+                self.bot_id, self.consumer, self.start.generation
+            )
+            if owner != "ok":
+                self.displaced = owner
+        if self.displaced is not None:
+            raise conflict(self.displaced, self.consumer)
+
+    async def wait(self, until: float) -> bool:
+        """Wait for a wake-up until the monotonic time ``until``; True when woken."""
+        if not self.listening:
+            await self.listen()
+        remaining = until - time.monotonic()
+        woken = False
+        if remaining > 0:
             try:
-                await asyncio.wait_for(woken.wait(), timeout=min(remaining, 1.0))
+                await asyncio.wait_for(self.woken.wait(), timeout=min(remaining, RECHECK_S))
+                woken = True
             except TimeoutError:
                 pass
-            woken.clear()
-    finally:
-        if listening:
-            services.wakeups.remove(bot_id, on_wakeup)
+        self.woken.clear()
+        if not woken or self.look_again:
+            self.look_again = False
+            await self.check_owner()  # a lost control message must not go unnoticed
+        elif self.displaced is not None:
+            raise conflict(self.displaced, self.consumer)
+        return woken
+
+    def close(self) -> None:
+        if self.listening:
+            self.services.wakeups.remove(self.bot_id, self.on_wakeup)
+            self.listening = False
+
+    # -- reading -------------------------------------------------------------------
+
+    def wants(self, entry: StoredUpdate) -> bool:
+        return self.allowed is None or entry.kind in self.allowed
+
+    async def read(self) -> list[dict[str, Any]]:
+        """Up to ``limit`` wanted updates after ``after``; skips past unwanted ones."""
+        found: list[dict[str, Any]] = []
+        while True:
+            entries = await self.log.read_after(self.bot_id, self.after, READ_BATCH)
+            for entry in entries:
+                if self.wants(entry):
+                    found.append(render_update(entry))
+                    if len(found) >= self.limit:
+                        return found
+            if found or len(entries) < READ_BATCH:
+                if entries and not found:
+                    self.after = entries[-1].update_id  # filtered out: do not read again
+                return found
+            self.after = entries[-1].update_id  # a full batch filtered out: read on
+
+    async def read_last(self, count: int) -> list[dict[str, Any]]:
+        """Negative offset: the last ``count`` unconfirmed updates; confirms the ones
+        before them (Telegram forgets them)."""
+        entries = [
+            e for e in await self.log.read_last(self.bot_id, count) if e.update_id > self.after
+        ]
+        if not entries:
+            return []
+        if entries[0].prev_id > self.after:
+            self.after = entries[0].prev_id
+            await self.log.commit_cursor(
+                self.bot_id, self.consumer, Cursor(self.start.epoch, self.after)
+            )
+        found = [render_update(e) for e in entries if self.wants(e)]
+        if not found:
+            self.after = entries[-1].update_id
+        return found
+
+    async def run(self, offset: int | None) -> list[dict[str, Any]]:
+        try:
+            found: list[dict[str, Any]] = []
+            if offset is not None and offset < 0:
+                found = await self.read_last(min(-offset, self.limit))
+            while not found:
+                found = await self.read()
+                if found or time.monotonic() >= self.deadline:
+                    break
+                await self.wait(self.deadline)
+            while time.monotonic() < self.not_before:
+                await self.wait(self.not_before)  # the tight-loop guard's pacing
+            return found
+        finally:
+            self.close()
+
+
+async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
+    consumer: str = p["consumer"]
+    offset: int | None = p["offset"] or None
+    timeout = min(float(p["timeout"]), call.services.settings.long_poll_max_timeout)
+    start = await call.services.store.webhooks.begin_poll(
+        call.bot.id,
+        consumer,
+        offset=offset,
+        timeout_s=timeout,
+        allowed=p["allowed_updates"],
+    )
+    if start.status != "ok":
+        raise conflict(start.status, consumer)
+    poll = LongPoll(
+        call,
+        consumer,
+        p["limit"],
+        start,
+        max_timeout=call.services.settings.long_poll_max_timeout,
+    )
+    return await poll.run(offset)
 
 
 GET_UPDATES = Method(
@@ -132,17 +279,45 @@ GET_UPDATES = Method(
     getter=True,
     summary="Receive updates by long polling.",
     params=(
-        Param("offset", "id", doc="first update id to return; confirms all earlier ones"),
-        Param("limit", "int", default=100, minimum=1, maximum=100, clamp=True),
-        Param("timeout", "float", default=0, minimum=0, maximum=60, clamp=True),
+        Param(
+            "offset",
+            "id",
+            doc="first update id to return; confirms every earlier one. Absent or 0: "
+            "from the committed cursor; negative: the last N unconfirmed updates",
+        ),
+        Param(
+            "limit",
+            "int",
+            default=100,
+            minimum=1,
+            maximum=100,
+            clamp=True,
+            doc="at most this many updates (1-100; out-of-range values are clamped)",
+        ),
+        Param(
+            "timeout",
+            "float",
+            default=0,
+            minimum=0,
+            maximum=60,
+            clamp=True,
+            doc="seconds to wait for an update when there is none (0-60, clamped)",
+        ),
         Param(
             "allowed_updates",
             "array",
             items="str",
-            check=_check_types,
-            doc="update types to return (others are skipped, not lost)",
+            check=check_update_types,
+            doc="update types to return (others are skipped, not lost); remembered for "
+            "the consumer until given again; [] means all types",
         ),
-        Param("consumer", "str", default="default", pattern=CONSUMER_PATTERN),
+        Param(
+            "consumer",
+            "str",
+            default="default",
+            pattern=CONSUMER_PATTERN,
+            doc="whose committed cursor to read and confirm (shared with the gateway)",
+        ),
     ),
     result={"type": "array", "items": {"$ref": "#/components/schemas/Update"}},
 )

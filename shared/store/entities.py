@@ -1,8 +1,9 @@
-"""Users, bots, chats, members and messages as stored in Redis.
+"""Users, bots, chats, members, messages, files, callbacks and polls as stored in Redis.
 
 Records are hashes of strings (bots, users, chats) so that two concurrent edits of
 different fields never overwrite each other; messages are msgpack blobs in one hash
-per chat, keyed by the per-chat message id.
+per chat, keyed by the per-chat message id. Reactions and poll votes live in their
+own hashes (one field per voter) so concurrent voters never overwrite each other.
 """
 
 from __future__ import annotations
@@ -12,14 +13,47 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import WatchError
+
 from shared import keys
 from shared.codecs import json_dumps, json_loads, pack, unpack
-from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord
+from shared.models import (
+    BotRecord,
+    CallbackRecord,
+    ChatRecord,
+    FileRecord,
+    MessageRecord,
+    UserRecord,
+)
 
 if TYPE_CHECKING:
     from shared.store import Store
 
 __all__ = ["Entities"]
+
+
+# -- keys not yet in shared.keys (to be moved there; same hash tags as their chat) --
+
+
+def _chat_reactions(chat_id: int) -> str:
+    """Hash: ``<message id>:<member>`` -> JSON list of ReactionType objects."""
+    return f"{keys.PREFIX}{{c{chat_id}}}:reactions"
+
+
+def _poll_votes(chat_id: int, message_id: int) -> str:
+    """Hash: member -> JSON list of option ids; field ``~closed`` once the poll is closed."""
+    return f"{keys.PREFIX}{{c{chat_id}}}:poll:{message_id}"
+
+
+POLL_CLOSED_FIELD = "~closed"
+
+
+# redis-py's hash mappings are invariant in their key type: build them as this
+Fields = dict[Any, Any]
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _s(value: Any) -> str:
@@ -43,6 +77,8 @@ def _bot(h: dict[str, str]) -> BotRecord:
         active=h.get("active", "1") == "1",
         created=int(h.get("created", "0")),
         commands=json_loads(h["commands"]) if h.get("commands") else [],
+        command_sets=json_loads(h["command_sets"]) if h.get("command_sets") else {},
+        texts=json_loads(h["texts"]) if h.get("texts") else {},
     )
 
 
@@ -83,7 +119,7 @@ class Entities:
         await self._redis.set(keys.server_secret(), secrets.token_hex(32), nx=True)
         value = await self._redis.get(keys.server_secret())
         assert value is not None
-        return bytes(value)
+        return _b(value)
 
     # -- usernames ------------------------------------------------------------
 
@@ -169,13 +205,22 @@ class Entities:
             replies = await pipe.execute()
         return {bid: _bot(_hash(raw)) for bid, raw in zip(ids, replies, strict=True) if raw}
 
+    async def all_bot_ids(self) -> list[int]:
+        """Every bot ever created (from the username index), in id order."""
+        ids = []
+        async for _username, owner in self._redis.hscan_iter(keys.usernames(), count=1000):
+            text = _s(owner)
+            if text.startswith("b"):
+                ids.append(int(text[1:]))
+        return sorted(ids)
+
     async def bots_of_owner(self, owner_id: int) -> list[int]:
         members = await self._redis.smembers(keys.bots_by_owner(owner_id))
         return sorted(int(m) for m in members)
 
     async def update_bot(self, bot_id: int, fields: dict[str, Any]) -> None:
         """Set some fields of a bot (``commands`` is stored as JSON, booleans as 1/0)."""
-        mapping: dict[str, str | int] = {}
+        mapping: Fields = {}
         for name, value in fields.items():
             if isinstance(value, bool):
                 mapping[name] = "1" if value else "0"
@@ -189,7 +234,7 @@ class Entities:
     # -- chats ----------------------------------------------------------------
 
     async def create_chat(self, chat: ChatRecord) -> None:
-        mapping: dict[str, str | int] = {
+        mapping: Fields = {
             "id": chat.id,
             "type": chat.type,
             "title": chat.title,
@@ -205,7 +250,7 @@ class Entities:
         return _chat(_hash(raw)) if raw else None
 
     async def update_chat(self, chat_id: int, fields: dict[str, Any]) -> None:
-        mapping = {
+        mapping: Fields = {
             k: json_dumps(v).decode() if isinstance(v, list | dict) else v
             for k, v in fields.items()
         }
@@ -230,7 +275,8 @@ class Entities:
     async def note_seen_users(self, bot_id: int, users: dict[int, int]) -> None:
         """Remember users a bot has seen: scoped id -> real id."""
         if users:
-            await self._redis.hset(keys.bot_seen_users(bot_id), mapping=users)
+            mapping: Fields = dict(users)
+            await self._redis.hset(keys.bot_seen_users(bot_id), mapping=mapping)
 
     async def seen_user(self, bot_id: int, scoped_user: int) -> int | None:
         value = await self._redis.hget(keys.bot_seen_users(bot_id), scoped_user)
@@ -286,13 +332,171 @@ class Entities:
 
     async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
         raw = await self._redis.hget(keys.chat_messages(chat_id), message_id)
-        return None if raw is None else MessageRecord.from_storage(unpack(raw))
+        return None if raw is None else MessageRecord.from_storage(unpack(_b(raw)))
 
     async def get_messages(self, chat_id: int, message_ids: list[int]) -> list[MessageRecord]:
         if not message_ids:
             return []
         raws = await self._redis.hmget(keys.chat_messages(chat_id), message_ids)
-        return [MessageRecord.from_storage(unpack(r)) for r in raws if r is not None]
+        return [MessageRecord.from_storage(unpack(_b(r))) for r in raws if r is not None]
 
     async def delete_message(self, chat_id: int, message_id: int) -> bool:
         return bool(await self._redis.hdel(keys.chat_messages(chat_id), message_id))
+
+    async def get_message_range(self, chat_id: int, first: int, last: int) -> list[MessageRecord]:
+        """The messages with ids ``first`` to ``last`` (inclusive) that exist, in id order."""
+        if last < first:
+            return []
+        ids = list(range(first, last + 1))
+        raws = await self._redis.hmget(keys.chat_messages(chat_id), ids)
+        return [MessageRecord.from_storage(unpack(_b(r))) for r in raws if r is not None]
+
+    # -- reactions ------------------------------------------------------------
+
+    async def set_reaction(
+        self, chat_id: int, message_id: int, member: str, reaction: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Replace ``member``'s reaction on a message; returns the previous one."""
+        key, field_name = _chat_reactions(chat_id), f"{message_id}:{member}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(key, field_name)
+            if reaction:
+                pipe.hset(key, field_name, json_dumps(reaction))
+            else:
+                pipe.hdel(key, field_name)
+            old, _ = await pipe.execute()
+        return list(json_loads(old)) if old else []
+
+    async def reaction(self, chat_id: int, message_id: int, member: str) -> list[dict[str, Any]]:
+        raw = await self._redis.hget(_chat_reactions(chat_id), f"{message_id}:{member}")
+        return list(json_loads(raw)) if raw else []
+
+    # -- polls ----------------------------------------------------------------
+
+    async def poll_votes(self, chat_id: int, message_id: int) -> tuple[dict[str, list[int]], bool]:
+        """(member -> chosen option ids, closed) of the poll in a message."""
+        raw = await self._redis.hgetall(_poll_votes(chat_id, message_id))
+        votes: dict[str, list[int]] = {}
+        closed = False
+        for k, v in raw.items():
+            name = _s(k)
+            if name == POLL_CLOSED_FIELD:
+                closed = True
+            else:
+                votes[name] = list(json_loads(v))
+        return votes, closed
+
+    async def cast_vote(
+        self, chat_id: int, message_id: int, member: str, option_ids: list[int]
+    ) -> tuple[bool, list[int]]:
+        """Record a vote unless the poll is closed: (accepted, previous option ids)."""
+        key = _poll_votes(chat_id, message_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    closed, old = await pipe.hmget(key, [POLL_CLOSED_FIELD, member])
+                    if closed is not None:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        return False, []
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if option_ids:
+                        pipe.hset(key, member, json_dumps(option_ids))
+                    else:
+                        pipe.hdel(key, member)
+                    await pipe.execute()
+                    return True, list(json_loads(old)) if old else []
+                except WatchError:
+                    continue  # a concurrent vote or close: look again
+
+    async def close_poll(self, chat_id: int, message_id: int) -> bool:
+        """Close a poll; False if it was closed already."""
+        return bool(
+            await self._redis.hsetnx(_poll_votes(chat_id, message_id), POLL_CLOSED_FIELD, "1")
+        )
+
+    # -- files ----------------------------------------------------------------
+
+    async def save_file(self, record: FileRecord) -> None:
+        await self._redis.hset(
+            keys.files(record.file_id),
+            mapping={
+                "file_id": record.file_id,
+                "file_unique_id": record.file_unique_id,
+                "sha256": record.sha256,
+                "size": record.size,
+                "kind": record.kind,
+                "mime_type": record.mime_type,
+                "file_name": record.file_name,
+                "extension": record.extension,
+                "width": record.width,
+                "height": record.height,
+                "created": record.created or int(time.time()),
+            },
+        )
+
+    async def note_file_chat(self, file_id: str, chat_id: int) -> None:
+        """Remember that a file was sent to a chat (so its members may download it)."""
+        await self._redis.sadd(keys.files(f"{file_id}:chats"), chat_id)
+
+    async def file_chats(self, file_id: str) -> list[int]:
+        return sorted(int(m) for m in await self._redis.smembers(keys.files(f"{file_id}:chats")))
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        raw = await self._redis.hgetall(keys.files(file_id))
+        if not raw:
+            return None
+        h = _hash(raw)
+        return FileRecord(
+            file_id=h["file_id"],
+            file_unique_id=h["file_unique_id"],
+            sha256=h["sha256"],
+            size=int(h["size"]),
+            kind=h["kind"],
+            mime_type=h.get("mime_type", ""),
+            file_name=h.get("file_name", ""),
+            extension=h.get("extension", ""),
+            width=int(h.get("width", "0")),
+            height=int(h.get("height", "0")),
+            created=int(h.get("created", "0")),
+        )
+
+    # -- callback queries -----------------------------------------------------
+
+    async def create_callback(self, record: CallbackRecord, ttl: int) -> None:
+        key = keys.callback_answers(record.id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "bot_id": record.bot_id,
+                    "user_id": record.user_id,
+                    "chat_id": record.chat_id,
+                    "message_id": record.message_id,
+                    "data": record.data,
+                    "created": record.created,
+                },
+            )
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+    async def get_callback(self, query_id: str) -> CallbackRecord | None:
+        raw = await self._redis.hgetall(keys.callback_answers(query_id))
+        if not raw or b"bot_id" not in raw:
+            return None
+        h = _hash(raw)
+        return CallbackRecord(
+            id=query_id,
+            bot_id=int(h["bot_id"]),
+            user_id=int(h["user_id"]),
+            chat_id=int(h["chat_id"]),
+            message_id=int(h["message_id"]),
+            data=h.get("data", ""),
+            created=int(h.get("created", "0")),
+            answer=json_loads(h["answer"]) if h.get("answer") else None,
+        )
+
+    async def answer_callback(self, query_id: str, answer: dict[str, Any]) -> bool:
+        """Store the one answer of a callback query; False if it was answered already."""
+        key = keys.callback_answers(query_id)
+        return bool(await self._redis.hsetnx(key, "answer", json_dumps(answer)))

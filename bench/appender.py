@@ -1,0 +1,258 @@
+"""Ingress load generator: appends updates the way the REST layer does.
+
+``python -m bench.appender --control SOCK --name N`` appends with
+``store.log.append`` (the Lua append script, its wake-up included), one update
+in flight per bot so that a bot's sequence numbers follow its log order. For the
+Socket.IO peer it emits the same updates through a write-only
+``AsyncRedisManager``; for the write-path ceiling it pipelines the append script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from importlib import resources
+from typing import Any
+
+from bench.checks import body_text
+from bench.control import Handler, run_worker
+from bench.stats import percentile
+from shared.settings import Settings
+from shared.store import Store
+
+__all__ = ["main", "message_body"]
+
+USER = {"id": 4_000_000_000_001, "is_bot": False, "first_name": "Bench", "username": "bench_user"}
+
+
+def message_body(seq: int, chat_id: int, sent_ns: int) -> dict[str, Any]:
+    """A realistic private-chat message update whose text carries seq and send time."""
+    return {
+        "message": {
+            "message_id": seq + 1,
+            "from": USER,
+            "chat": {"id": chat_id, "type": "private", "first_name": "Bench"},
+            "date": int(time.time()),
+            "text": body_text(seq, sent_ns),
+        }
+    }
+
+
+class Appender:
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.sio: Any = None
+        self.seqs: dict[int, int] = {}
+        self.sha = ""
+
+    def _store(self) -> Store:
+        assert self.store is not None, "setup first"
+        return self.store
+
+    async def cmd_setup(self, p: dict[str, Any]) -> None:
+        settings = Settings.from_env({}, redis_url=p["redis_url"], secret="bench")
+        self.store = Store.connect(settings)
+        await self.store.redis.ping()
+        source = (resources.files("shared.store") / "lua" / "append_update.lua").read_text()
+        self.sha = await self.store.redis.script_load(source)
+        if p.get("sio"):
+            self.sio = _collecting_manager(p["redis_url"])
+
+    def _next(self, bot_id: int) -> int:
+        seq = self.seqs.get(bot_id, 0)
+        self.seqs[bot_id] = seq + 1
+        return seq
+
+    async def cmd_reset(self, p: dict[str, Any]) -> None:
+        self.seqs.clear()
+
+    async def _send(self, batch: list[tuple[int, int]], *, peer: bool) -> int:
+        """Append one update to each (bot, chat) of ``batch``, pipelined on one connection.
+
+        Each is the script call ``store.log.append`` makes (for the peer: the
+        publish ``AsyncRedisManager.emit`` makes); one batch is in flight at a time,
+        so every bot's updates reach Redis in sequence order. Returns the send time
+        written into the updates.
+        """
+        sent = time.monotonic_ns()
+        store = self._store()
+        if peer:
+            for bot_id, chat_id in batch:
+                seq = self._next(bot_id)
+                update = {"update_id": str(seq + 1), **message_body(seq, chat_id, sent)}
+                await self.sio.emit("updates", update, room=f"b{bot_id}")
+            messages, self.sio.outbox = self.sio.outbox, []
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(self.sio.channel, self.sio.json.dumps(message))
+                await pipe.execute()
+            return sent
+        updates = [
+            (bot_id, chat_id, message_body(self._next(bot_id), chat_id, sent))
+            for bot_id, chat_id in batch
+        ]
+        await self._pipelined(await _script_calls(store, updates))
+        return sent
+
+    async def _pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> None:
+        """The append script calls on one pipeline, by sha (loaded once at setup)."""
+        store = self._store()
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for call_keys, call_args in calls:
+                pipe.evalsha(self.sha, len(call_keys), *call_keys, *call_args)
+            await pipe.execute()
+
+    async def cmd_burst(self, p: dict[str, Any]) -> dict[str, Any]:
+        """``n`` updates to each bot, sent ``depth`` at a time as fast as Redis takes them."""
+        n = int(p["n"])
+        depth = int(p.get("depth", 50))
+        peer = bool(p.get("peer"))
+        bots = [(int(b), int(c)) for b, c in p["bots"]]
+        first = 0
+        for start in range(0, n, depth):
+            batch = [bot for bot in bots for _ in range(min(depth, n - start))]
+            sent = await self._send(batch, peer=peer)
+            first = first or sent
+        return {"first_ns": first, "last_ns": time.monotonic_ns(), "appended": n * len(bots)}
+
+    async def cmd_rate(self, p: dict[str, Any]) -> dict[str, Any]:
+        """``rate`` updates/s for ``seconds``, round-robin over the bots (open loop).
+
+        Every millisecond or so the updates that are due go out as one batch; how
+        late a batch leaves against its schedule is reported as the lag.
+        """
+        bots = [(int(b), int(c)) for b, c in p["bots"]]
+        rate = float(p["rate"])
+        peer = bool(p.get("peer"))
+        total = int(rate * float(p["seconds"]))
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+        lags: list[float] = []
+        first_ns = 0
+        done = 0
+        while done < total:
+            now = loop.time()
+            due = min(total, int((now - start) * rate) + 1, done + MAX_BATCH)
+            if due <= done:
+                await asyncio.sleep(max(TICK, start + done / rate - now))
+                continue
+            lags.append(now - (start + done / rate))
+            batch = [bots[k % len(bots)] for k in range(done, due)]
+            sent = await self._send(batch, peer=peer)
+            first_ns = first_ns or sent
+            done = due
+        elapsed = loop.time() - start
+        lags.sort()
+        return {
+            "sent": done,
+            "rate": done / elapsed if elapsed > 0 else 0.0,
+            "lag_p50_ms": percentile(lags, 50) * 1000,
+            "lag_p99_ms": percentile(lags, 99) * 1000,
+            "first_ns": first_ns,
+            "last_ns": time.monotonic_ns(),
+        }
+
+    async def cmd_seqs(self, p: dict[str, Any]) -> dict[str, int]:
+        return {str(bot): seq for bot, seq in self.seqs.items()}
+
+    async def cmd_prefill(self, p: dict[str, Any]) -> int:
+        """``n`` updates per bot through a pipeline (setup for readers, not measured)."""
+        store = self._store()
+        n = int(p["n"])
+        total = 0
+        for bot_id, chat_id in p["bots"]:
+            updates = []
+            for _ in range(n):
+                body = message_body(self._next(bot_id), chat_id, time.monotonic_ns())
+                updates.append((bot_id, chat_id, body))
+            await self._pipelined(await _script_calls(store, updates))
+            total += n
+        return total
+
+    async def cmd_write_ceiling(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The append script pipelined ``depth`` deep for ``seconds``: the write path's ceiling."""
+        store = self._store()
+        depth = int(p.get("depth", 100))
+        bots = [(int(b), int(c)) for b, c in p["bots"]]
+        deadline = time.monotonic() + float(p["seconds"])
+        started = time.monotonic()
+        total = 0
+        i = 0
+        while time.monotonic() < deadline:
+            updates = []
+            for _ in range(depth):
+                bot_id, chat_id = bots[i % len(bots)]
+                i += 1
+                body = message_body(self._next(bot_id), chat_id, time.monotonic_ns())
+                updates.append((bot_id, chat_id, body))
+            await self._pipelined(await _script_calls(store, updates))
+            total += depth
+        elapsed = time.monotonic() - started
+        return {"appended": total, "seconds": elapsed, "rate": total / elapsed}
+
+
+MAX_BATCH = 500
+TICK = 0.001
+
+
+def _collecting_manager(redis_url: str) -> Any:
+    """A write-only ``AsyncRedisManager`` whose publishes are collected, not sent."""
+    import socketio  # type: ignore[import-untyped, unused-ignore]
+
+    class Collecting(socketio.AsyncRedisManager):  # type: ignore[misc]
+        outbox: list[Any]
+
+        async def _publish(self, data: Any) -> None:
+            self.outbox.append(data)
+
+    manager = Collecting(redis_url, write_only=True)
+    manager.outbox = []
+    return manager
+
+
+class _Capture:
+    """Stands in for the append script to learn the exact keys and args ``append`` sends."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[Any]]] = []
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        self.calls.append((keys, args))
+        return [b"1-0", b"bench", b"0-0", 0]
+
+
+async def _script_calls(
+    store: Store, updates: list[tuple[int, int, dict[str, Any]]]
+) -> list[tuple[list[str], list[Any]]]:
+    """The append script calls ``store.log.append`` would make for ``updates``."""
+    capture = _Capture()
+    real = store.scripts["append_update"]
+    store.scripts["append_update"] = capture  # type: ignore[assignment]
+    try:
+        for bot_id, chat_id, body in updates:
+            await store.log.append(bot_id, kind="message", chat_id=chat_id, body=body)
+    finally:
+        store.scripts["append_update"] = real
+    return capture.calls
+
+
+def handlers(args: argparse.Namespace) -> dict[str, Handler]:
+    appender = Appender()
+    return {
+        "setup": appender.cmd_setup,
+        "reset": appender.cmd_reset,
+        "burst": appender.cmd_burst,
+        "rate": appender.cmd_rate,
+        "seqs": appender.cmd_seqs,
+        "prefill": appender.cmd_prefill,
+        "write_ceiling": appender.cmd_write_ceiling,
+    }
+
+
+def main() -> None:
+    run_worker(handlers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,482 @@
+"""The webhook dispatcher (``botgw webhooks``): POSTs each bot's updates to its URL.
+
+Any number of dispatchers share the work through Redis. Every bot with an active
+webhook is listed in one set; a dispatcher takes a bot by its *lease* (``SET NX
+PX``, renewed while it delivers) so one dispatcher at a time delivers a bot, and
+a crashed dispatcher's bots are taken over when its leases expire.
+
+A webhook is the reader of consumer ``default``: delivery starts after that
+consumer's committed cursor and commits it after every 2xx answer, so a restart,
+a takeover or a switch to the gateway or to getUpdates repeats only updates that
+were not acknowledged (at least once: receivers de-duplicate by
+``X-Botgw-Update-Id``). Each request:
+
+* body: the update as JSON, ids as decimal strings (``id_format`` ``string``) or
+  numbers (``number``, for Telegram clients);
+* ``X-Botgw-Timestamp`` (unix seconds), ``X-Botgw-Update-Id`` (idempotency key);
+* with a ``secret_token``: ``X-Botgw-Signature: sha256=<hex HMAC-SHA256 of
+  "<timestamp>.<body>" under the secret>`` and Telegram's
+  ``X-Telegram-Bot-Api-Secret-Token``.
+
+Order: one chat's updates are delivered one after another in log order; with
+``max_connections > 1`` different chats are delivered concurrently. A failed
+attempt (non-2xx, a redirect, no answer within ``webhook_timeout``, a broken
+connection, a refused address) is retried after each of ``webhook_retry_delays``
+with the same idempotency key; after the last the webhook turns inactive with
+the reason (getWebhookInfo), the updates stay in the log, and ``setWebhook``
+resumes from where delivery stopped. The SSRF guard (:mod:`gateway.ssrf`) runs
+again before deliveries and the request goes to the vetted address itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+import httpx
+from redis.exceptions import RedisError
+
+from gateway.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
+from shared.codecs import json_dumps, unpack
+from shared.dialect import native_ids
+from shared.ids import Cursor
+from shared.settings import Settings
+from shared.store import Store, StoredUpdate, Wakeup, Wakeups
+from shared.store.webhooks import WEBHOOK_CONSUMER, WebhookConfig
+
+__all__ = ["Dispatcher", "lease_ttl", "render_body", "serve_webhooks", "sign"]
+
+log = logging.getLogger("botgw.webhooks")
+
+USER_AGENT = "botgw-webhooks/1"
+READ_BATCH = 100
+SCAN_INTERVAL_S = 0.5  # how soon a newly set webhook is picked up
+RECHECK_S = 5.0  # idle bots look at their log this often besides wake-ups
+PAUSED_RECHECK_S = 1.0  # while a live WebSocket holds consumer default
+
+
+def lease_ttl(settings: Settings) -> float:
+    """How long a dispatcher's claim on a bot lasts without renewal (renewed every
+    third of it): twice the delivery timeout, from 2 to 15 s."""
+    return min(15.0, max(2.0, 2 * settings.webhook_timeout))
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``."""
+    message = timestamp.encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def render_body(entry: StoredUpdate, id_format: str) -> bytes:
+    """The JSON body of one delivery."""
+    body = unpack(entry.payload)
+    update: dict[str, Any] = {"update_id": entry.update_id, **body}
+    return json_dumps(update if id_format == "number" else native_ids(update))
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    CHANGED = "changed"  # the webhook was set again or deleted: start over
+    GAVE_UP = "gave up"  # the last retry failed: the webhook is now inactive
+    STOPPED = "stopped"  # another lane of the batch ended it
+
+
+class Progress:
+    """Which entries of a batch are done; the committable prefix of the log."""
+
+    def __init__(self, entries: Sequence[StoredUpdate], done: set[int]) -> None:
+        self.entries = entries
+        self.done = done
+        self.index = 0
+
+    def advance(self) -> int | None:
+        """The last update id of the done prefix if it grew since the last call."""
+        start = self.index
+        while self.index < len(self.entries) and self.entries[self.index].update_id in self.done:
+            self.index += 1
+        return self.entries[self.index - 1].update_id if self.index > start else None
+
+
+class BotDelivery:
+    """Delivers one bot's log to its webhook while this dispatcher holds the lease."""
+
+    def __init__(self, dispatcher: Dispatcher, bot_id: int) -> None:
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings
+        self.store = dispatcher.store
+        self.bot_id = bot_id
+        self.woken = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.address: str | None = None
+        self.client: httpx.AsyncClient | None = None
+
+    def on_wakeup(self, wakeup: Wakeup) -> None:
+        if wakeup.control is not None:
+            if not wakeup.control.startswith("webhook "):
+                return
+            self.changed.set()
+        self.woken.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.woken.wait(), timeout=seconds)
+        self.woken.clear()
+
+    async def run(self) -> None:
+        wakeups = self.dispatcher.wakeups
+        wakeups.add(self.bot_id, self.on_wakeup)
+        # one client per bot: connections go to vetted addresses, with the bot's own
+        # host name for TLS, so they must never be shared between bots
+        self.client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(self.settings.webhook_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=10),
+            trust_env=False,
+        )
+        try:
+            await wakeups.subscribed(self.bot_id)
+            while await self.step():
+                pass
+        finally:
+            wakeups.remove(self.bot_id, self.on_wakeup)
+            await self.client.aclose()
+
+    async def step(self) -> bool:
+        """Deliver the next batch (or wait for one); False when there is nothing to do."""
+        log_ = self.store.log
+        self.changed.clear()
+        config = await self.store.webhooks.get_webhook(self.bot_id)
+        if config is None or not config.active:
+            return False
+        if await log_.reader(self.bot_id, WEBHOOK_CONSUMER) is not None:
+            # a live WebSocket reads consumer default: one reader at a time, so wait
+            await self.wait(PAUSED_RECHECK_S)
+            return True
+        epoch = await log_.ensure_epoch(self.bot_id)
+        cursor = await log_.get_cursor(self.bot_id, WEBHOOK_CONSUMER)
+        after = cursor.update_id if cursor is not None and cursor.epoch == epoch else 0
+        entries = await log_.read_after(self.bot_id, after, READ_BATCH)
+        if not entries:
+            await self.wait(RECHECK_S)
+            return True
+        outcome = await self.deliver_batch(config, epoch, entries)
+        return outcome is not Outcome.GAVE_UP
+
+    # -- one batch -------------------------------------------------------------------
+
+    async def deliver_batch(
+        self, config: WebhookConfig, epoch: str, entries: list[StoredUpdate]
+    ) -> Outcome:
+        allowed = config.allowed_updates
+        done = {e.update_id for e in entries if allowed is not None and e.kind not in allowed}
+        progress = Progress(entries, done)
+        wanted = [e for e in entries if e.update_id not in done]
+        lanes: dict[int, list[StoredUpdate]] = {}
+        for entry in wanted:
+            # one lane keeps log order; several keep each chat's order
+            lanes.setdefault(entry.chat_id if config.max_connections > 1 else 0, []).append(entry)
+        slots = asyncio.Semaphore(config.max_connections)
+        stop = asyncio.Event()
+        outcomes: list[Outcome] = []
+        target: list[WebhookTarget | None] = [None]
+
+        async def commit() -> None:
+            last = progress.advance()
+            if last is not None:
+                await self.store.log.commit_cursor(
+                    self.bot_id, WEBHOOK_CONSUMER, Cursor(epoch, last)
+                )
+
+        async def lane(items: list[StoredUpdate]) -> None:
+            for entry in items:
+                if stop.is_set():
+                    return
+                outcome = await self.deliver(config, entry, slots, stop, target)
+                if outcome is not Outcome.DELIVERED:
+                    outcomes.append(outcome)
+                    stop.set()  # the batch ends; undelivered updates stay after the cursor
+                    return
+                done.add(entry.update_id)
+                await commit()
+
+        await commit()  # a filtered-out head of the batch is confirmed at once
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
+        if Outcome.CHANGED in outcomes:
+            return Outcome.CHANGED
+        if Outcome.GAVE_UP in outcomes:
+            return Outcome.GAVE_UP
+        return Outcome.DELIVERED
+
+    async def deliver(
+        self,
+        config: WebhookConfig,
+        entry: StoredUpdate,
+        slots: asyncio.Semaphore,
+        stop: asyncio.Event,
+        target: list[WebhookTarget | None],
+    ) -> Outcome:
+        """One update with its retries, the same idempotency key on every attempt."""
+        delays = self.settings.webhook_retry_delays
+        body = render_body(entry, config.id_format)
+        error = ""
+        for attempt in range(len(delays) + 1):
+            if attempt:
+                await self._pause(delays[attempt - 1], stop)
+                target[0] = None  # look the name up again before a retry
+            if self.changed.is_set():
+                return Outcome.CHANGED
+            if stop.is_set():
+                return Outcome.STOPPED
+            async with slots:
+                failure = await self.attempt(config, entry, body, target)
+            if failure is None:
+                return Outcome.DELIVERED
+            error = failure
+            log.info(
+                "bot %s update %s attempt %d failed: %s",
+                self.bot_id,
+                entry.update_id,
+                attempt + 1,
+                error,
+            )
+            if not await self.store.webhooks.record_error(
+                self.bot_id, config.version, int(time.time()), error
+            ):
+                return Outcome.CHANGED
+        attempts = len(delays) + 1
+        reason = f"delivery stopped after {attempts} attempts of update {entry.update_id}: {error}"
+        if not await self.store.webhooks.deactivate(
+            self.bot_id, config.version, int(time.time()), reason
+        ):
+            return Outcome.CHANGED
+        log.warning("bot %s: webhook inactive: %s", self.bot_id, reason)
+        return Outcome.GAVE_UP
+
+    async def _pause(self, seconds: float, stop: asyncio.Event) -> None:
+        """Sleep before a retry, cut short when the webhook changes or the batch stops."""
+        waiters = [
+            asyncio.ensure_future(self.changed.wait()),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def attempt(
+        self,
+        config: WebhookConfig,
+        entry: StoredUpdate,
+        body: bytes,
+        target: list[WebhookTarget | None],
+    ) -> str | None:
+        """POST once; None on a 2xx answer, else what went wrong."""
+        resolved = target[0]
+        if resolved is None:
+            try:
+                resolved = await resolve_target(config.url, self.dispatcher.allow)
+            except UrlRefused as exc:
+                return f"the webhook URL is refused: {exc.reason}"
+            target[0] = resolved
+        timestamp = str(int(time.time()))
+        headers = {
+            "Host": resolved.host_header,
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Botgw-Timestamp": timestamp,
+            "X-Botgw-Update-Id": str(entry.update_id),
+        }
+        if config.secret:
+            headers["X-Botgw-Signature"] = "sha256=" + sign(config.secret, timestamp, body)
+            headers["X-Telegram-Bot-Api-Secret-Token"] = config.secret
+        extensions: dict[str, Any] = {}
+        if resolved.scheme == "https":
+            extensions["sni_hostname"] = resolved.host
+        assert self.client is not None
+        failure = "no address to connect to"
+        for address in resolved.addresses:
+            try:
+                async with asyncio.timeout(self.settings.webhook_timeout):
+                    request = self.client.build_request(
+                        "POST",
+                        resolved.url_for(address),
+                        content=body,
+                        headers=headers,
+                        extensions=extensions,
+                    )
+                    response = await self.client.send(request, stream=True)
+                    await response.aclose()  # the answer's body is not used
+            except httpx.ConnectError as exc:
+                failure = f"could not connect to {address}: {_reason(exc)}"
+                continue  # the name may have other addresses
+            except (TimeoutError, httpx.TimeoutException):
+                return f"no answer within {self.settings.webhook_timeout:g} s"
+            except httpx.HTTPError as exc:
+                return f"the connection failed: {_reason(exc)}"
+            await self._note_address(config, address)
+            status = response.status_code
+            if 200 <= status < 300:
+                return None
+            if 300 <= status < 400:
+                return f"the receiver answered HTTP {status} (redirects are not followed)"
+            return f"the receiver answered HTTP {status}"
+        return failure
+
+    async def _note_address(self, config: WebhookConfig, address: str) -> None:
+        if address != self.address:
+            self.address = address
+            with contextlib.suppress(RedisError):
+                await self.store.webhooks.record_address(self.bot_id, config.version, address)
+
+
+_QUIET_ERRORS = {
+    "ReadError": "the connection broke while waiting for the answer (reset by the receiver?)",
+    "WriteError": "the connection broke while sending the update",
+    "ConnectError": "the connection could not be made",
+}
+
+
+def _reason(exc: BaseException) -> str:
+    """Words for a transport error: its message, a cause's, or what the type means."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        if str(seen):
+            return str(seen)[:300]
+        seen = seen.__cause__ or seen.__context__
+    return _QUIET_ERRORS.get(type(exc).__name__, type(exc).__name__)
+
+
+class Dispatcher:
+    """One dispatcher process: finds bots with webhooks, leases them, delivers."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.allow = Allowlist(settings.webhook_allow)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease_ttl = lease_ttl(settings)
+        self.wakeups: Wakeups = store.wakeups()
+        self.deliveries: dict[int, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.wakeups.start()
+        self._loops = [
+            asyncio.create_task(self._scan_loop(), name="webhook-scan"),
+            asyncio.create_task(self._renew_loop(), name="webhook-leases"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop delivering and give the leases back so another dispatcher goes on."""
+        for task in self._loops:
+            task.cancel()
+        tasks = dict(self.deliveries)
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._loops, *tasks.values(), return_exceptions=True)
+        for bot_id in tasks:
+            with contextlib.suppress(Exception):
+                await self.store.webhooks.release_lease(bot_id, self.holder)
+        await self.wakeups.stop()
+
+    async def _scan_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self.scan()
+                failures = 0
+            except (RedisError, OSError) as exc:
+                failures += 1
+                if failures == 1 or failures % 60 == 0:
+                    log.warning("cannot read the webhook list (%s); retrying", exc)
+            await asyncio.sleep(SCAN_INTERVAL_S if failures == 0 else min(5.0, 0.5 * failures))
+
+    async def scan(self) -> None:
+        """Take the free leases of bots with an active webhook and start delivering."""
+        bots = await self.store.webhooks.active_bots()
+        candidates = [b for b in bots if b not in self.deliveries]
+        for bot_id in await self.store.webhooks.acquire_leases(
+            candidates, self.holder, self.lease_ttl
+        ):
+            self._start(bot_id)
+
+    def _start(self, bot_id: int) -> None:
+        task = asyncio.create_task(self._deliver(bot_id), name=f"webhook-{bot_id}")
+        self.deliveries[bot_id] = task
+
+    async def _deliver(self, bot_id: int) -> None:
+        try:
+            await BotDelivery(self, bot_id).run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis trouble or a bug: give the bot up, retry later
+            log.warning("bot %s: delivery interrupted: %r", bot_id, exc)
+            await asyncio.sleep(1.0)
+        finally:
+            self.deliveries.pop(bot_id, None)
+        with contextlib.suppress(Exception):
+            await self.store.webhooks.release_lease(bot_id, self.holder)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            bots = list(self.deliveries)
+            try:
+                lost = await self.store.webhooks.renew_leases(bots, self.holder, self.lease_ttl)
+            except (RedisError, OSError) as exc:
+                log.warning("cannot renew webhook leases (%s)", exc)
+                continue
+            for bot_id in lost:
+                task = self.deliveries.get(bot_id)
+                if task is not None:
+                    log.warning("bot %s: lease lost; another dispatcher delivers it", bot_id)
+                    task.cancel()
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+    """Run one dispatcher until ``stop`` is set."""
+    store = Store.connect(settings)
+    dispatcher = Dispatcher(settings, store)
+    dispatcher.start()
+    log.info("webhook dispatcher %s running", dispatcher.holder)
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        await store.close()
+
+
+def serve_webhooks(settings: Settings, *, log_level: str = "info") -> int:
+    """``botgw webhooks``: run a dispatcher until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not settings.redis_url:
+        log.error("no Redis URL: set BOTGW_REDIS_URL")
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_dispatcher(settings, stop)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,169 @@
+"""getChatHistory: paged chat history, for agents that need the conversation.
+
+Pages by message id (message ids are a per-chat sequence): ``before`` returns the
+newest ``limit`` messages older than that id, ``since`` the oldest ``limit``
+messages newer than it (both exclusive; with both, the newest of the range).
+Results are always oldest first, so a reader pages back with ``before`` = the first
+id it got, or forward with ``since`` = the last. ``sender_id`` keeps one sender's
+messages; deleted messages are skipped.
+
+A bot reads only chats it is in, and sees what it could have received there: its
+own messages and, in groups, users' messages since it joined that reach it under
+its privacy mode (never other bots' messages). Users see every message of their
+chats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest.messenger import Messenger, addressed
+from rest.objects import ref
+from rest.schema import CHAT_ID, Method, Param
+from rest.services import BotCall, UserCall
+from shared.models import BotRecord, ChatRecord, MessageRecord, member_key
+
+__all__ = ["HISTORY_BOT_METHODS", "HISTORY_CLIENT_METHODS", "read_history"]
+
+MAX_LIMIT = 100
+_CHUNK = 200  # message ids read per round trip
+
+
+async def _visible_to(
+    messenger: Messenger, bot: BotRecord, chat: ChatRecord, batch: list[MessageRecord]
+) -> list[MessageRecord]:
+    me = member_key("b", bot.id)
+    if chat.type == "private":
+        return batch
+    wanted = {m.reply_to for m in batch if m.reply_to is not None}
+    known = {m.id: m for m in batch}
+    missing = sorted(i for i in wanted if i not in known)
+    for found in await messenger.db.get_messages(chat.id, missing):
+        known[found.id] = found
+    out = []
+    for message in batch:
+        if message.sender == me:
+            out.append(message)
+        elif message.sent_by_bot:
+            continue
+        elif not bot.privacy_mode:
+            out.append(message)
+        else:
+            replied = known.get(message.reply_to) if message.reply_to is not None else None
+            if addressed(bot, message, replied):
+                out.append(message)
+    return out
+
+
+async def read_history(
+    messenger: Messenger,
+    chat: ChatRecord,
+    *,
+    bot: BotRecord | None,
+    limit: int,
+    before: int | None,
+    since: int | None,
+    sender: str | None,
+) -> list[MessageRecord]:
+    """Up to ``limit`` messages of ``chat`` as ``bot`` (or, if None, a user) sees them."""
+    db = messenger.db
+    high = await db.last_message_id(chat.id)
+    if before is not None:
+        high = min(high, before - 1)
+    low = 1 if since is None else max(1, since + 1)
+    if bot is not None and chat.type == "group":
+        info = await db.member(chat.id, member_key("b", bot.id))
+        low = max(low, int((info or {}).get("since", 0)) + 1)
+    forward = since is not None and before is None
+    found: list[MessageRecord] = []
+    cursor = low if forward else high
+    while low <= cursor <= high and len(found) < limit:
+        if forward:
+            first, last = cursor, min(high, cursor + _CHUNK - 1)
+            cursor = last + 1
+        else:
+            first, last = max(low, cursor - _CHUNK + 1), cursor
+            cursor = first - 1
+        batch = await db.get_message_range(chat.id, first, last)
+        if sender is not None:
+            batch = [m for m in batch if m.sender == sender]
+        if bot is not None:
+            batch = await _visible_to(messenger, bot, chat, batch)
+        found.extend(batch if forward else reversed(batch))
+    found = found[:limit]
+    return found if forward else found[::-1]
+
+
+async def bot_history(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    sender = None
+    if p["sender_id"] is not None:
+        sender = await messenger.resolve_user_for_bot(call.bot, chat, p["sender_id"])
+    messages = await read_history(
+        messenger,
+        chat,
+        bot=call.bot,
+        limit=p["limit"],
+        before=p["before"],
+        since=p["since"],
+        sender=sender,
+    )
+    if chat.type == "group":
+        # users the bot now knows by their scoped ids (getChatMember, CHAT_FORBIDDEN ...)
+        users = {int(m.sender[1:]) for m in messages if m.sender.startswith("u")}
+        await messenger.db.note_seen_users(
+            call.bot.id, {messenger.scoped(call.bot.id, uid): uid for uid in users}
+        )
+    return await messenger.view(call.bot.id).messages(chat, messages)
+
+
+async def client_history(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    sender = None
+    if p["sender_id"] is not None:
+        is_bot = await messenger.db.get_bot(p["sender_id"]) is not None
+        sender = member_key("b" if is_bot else "u", p["sender_id"])
+    messages = await read_history(
+        messenger,
+        chat,
+        bot=None,
+        limit=p["limit"],
+        before=p["before"],
+        since=p["since"],
+        sender=sender,
+    )
+    return await messenger.view(None).messages(chat, messages)
+
+
+_PARAMS = (
+    CHAT_ID,
+    Param("limit", "int", default=50, minimum=1, maximum=MAX_LIMIT, doc="1-100, default 50"),
+    Param("before", "id", doc="only messages with a smaller message id"),
+    Param("since", "id", doc="only messages with a greater message id"),
+    Param("sender_id", "id", doc="only messages of this sender (a user or a bot id)"),
+)
+_RESULT = {"type": "array", "items": ref("Message")}
+
+HISTORY_BOT_METHODS: tuple[Method, ...] = (
+    Method(
+        "getChatHistory",
+        bot_history,
+        getter=True,
+        summary="Messages of a chat the bot is in, as the bot sees them, oldest first.",
+        params=_PARAMS,
+        result=_RESULT,
+    ),
+)
+
+HISTORY_CLIENT_METHODS: tuple[Method, ...] = (
+    Method(
+        "getChatHistory",
+        client_history,
+        getter=True,
+        summary="Messages of one of the user's chats, oldest first.",
+        params=_PARAMS,
+        result=_RESULT,
+    ),
+)

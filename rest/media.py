@@ -1,0 +1,478 @@
+"""Photos and documents: sendPhoto, sendDocument, getFile and file downloads.
+
+A file is sent either as a multipart upload (the ``photo`` / ``document`` field)
+or by the ``file_id`` of a file sent before. Uploads are checked (size against
+``max_photo_bytes`` / ``max_document_bytes`` with 413 ``FILE_TOO_LARGE``; a photo
+must be a JPEG, PNG, GIF or WebP image) and the send rate is taken before the
+content is written to the blob store, so a refused call stores nothing.
+
+``file_path`` (from getFile) is ``photos/<file_id>.<ext>`` or
+``documents/<file_id>[.<ext>]``. :func:`open_file` resolves one for any download
+route (``GET /bot/file/<file_path>`` here, ``/file/bot<token>/<file_path>`` in the
+Telegram dialect); :func:`file_response` turns it into a streaming response.
+Users read the files sent to their chats with client ``getFile`` and
+``GET /client/file/<file_path>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import re
+import secrets
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from rest.dispatch import auth_token
+from rest.objects import ref
+from rest.ratelimit import take_send_token
+from rest.schema import (
+    CAPTION,
+    CHAT_ID,
+    FILE_ID_PATTERN,
+    PARSE_MODE,
+    REPLY_MARKUP,
+    REPLY_PARAMETERS,
+    REPLY_TO,
+    SEND_OPTIONS,
+    Method,
+    Param,
+    reply_target,
+)
+from rest.services import BotCall, Services, UserCall
+from rest.text import formatted
+from shared.errors import ApiError
+from shared.models import FileRecord, UserRecord, member_key
+
+__all__ = [
+    "MEDIA_BOT_METHODS",
+    "MEDIA_CLIENT_METHODS",
+    "FileDownload",
+    "client_download_route",
+    "download_route",
+    "file_response",
+    "open_file",
+    "sniff_image",
+]
+
+MAX_CAPTION = 1024
+# room in a multipart body for the other fields besides the file itself
+FORM_SLACK = 256 * 1024
+_HEAD = 1 << 20  # enough of a file to find an image's dimensions
+_FILE_PATH_RE = re.compile(r"^(photo|document)s/([A-Za-z0-9_-]{8,128})(\.[A-Za-z0-9]{1,10})?$")
+_EXTENSION_RE = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+_IMAGE_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+
+
+# -- image dimensions -------------------------------------------------------------
+
+
+def sniff_image(head: bytes) -> tuple[str, int, int] | None:
+    """(mime type, width, height) of a JPEG, PNG, GIF or WebP image, else None."""
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return _sane("image/png", width, height)
+        if head[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack("<HH", head[6:10])
+            return _sane("image/gif", width, height)
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg(head)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return _webp(head)
+    except struct.error:
+        return None
+    return None
+
+
+def _sane(mime: str, width: int, height: int) -> tuple[str, int, int] | None:
+    return (mime, width, height) if 0 < width <= 65535 and 0 < height <= 65535 else None
+
+
+def _jpeg(data: bytes) -> tuple[str, int, int] | None:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return _sane("image/jpeg", width, height)
+        i += 2 + length
+    return None
+
+
+def _webp(data: bytes) -> tuple[str, int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return _sane("image/webp", width & 0x3FFF, height & 0x3FFF)
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return _sane("image/webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return _sane("image/webp", width, height)
+    return None
+
+
+# -- uploads ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Upload:
+    """A checked upload, not yet stored."""
+
+    upload: UploadFile
+    kind: str
+    mime_type: str
+    file_name: str
+    extension: str
+    width: int = 0
+    height: int = 0
+
+
+def _limit(call: BotCall, kind: str) -> int:
+    settings = call.services.settings
+    return settings.max_photo_bytes if kind == "photo" else settings.max_document_bytes
+
+
+async def _check_upload(call: BotCall, kind: str, upload: UploadFile) -> _Upload:
+    limit = _limit(call, kind)
+    size = upload.size
+    if size is None:
+        upload.file.seek(0, 2)
+        size = upload.file.tell()
+    if size > limit:
+        raise ApiError(
+            413,
+            "FILE_TOO_LARGE",
+            f"parameter '{kind}': the file has {size} bytes; a {kind} may have at most {limit}",
+        )
+    if size == 0:
+        raise ApiError(400, "FILE_EMPTY", f"parameter '{kind}': the uploaded file is empty")
+    file_name = _clean_name(upload.filename or "")
+    if kind == "photo":
+        await upload.seek(0)
+        found = sniff_image(await upload.read(_HEAD))
+        await upload.seek(0)
+        if found is None:
+            raise ApiError(
+                400,
+                "PHOTO_INVALID",
+                "parameter 'photo' must be a JPEG, PNG, GIF or WebP image "
+                "(send other files with sendDocument)",
+            )
+        mime, width, height = found
+        return _Upload(upload, kind, mime, file_name, _IMAGE_EXTENSIONS[mime], width, height)
+    await upload.seek(0)
+    mime = (upload.content_type or "").split(";")[0].strip().lower()
+    if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", mime) or mime == "application/octet-stream":
+        mime = mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+    extension = ""
+    if "." in file_name:
+        suffix = "." + file_name.rsplit(".", 1)[1]
+        extension = suffix.lower() if _EXTENSION_RE.match(suffix) else ""
+    return _Upload(upload, kind, mime, file_name or "document", extension)
+
+
+def _clean_name(name: str) -> str:
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name.strip()[:255]
+
+
+async def _store_upload(services: Services, checked: _Upload) -> FileRecord:
+    await checked.upload.seek(0)
+    blob = await services.files.put(checked.upload.file)
+    record = FileRecord(
+        file_id=secrets.token_urlsafe(24),
+        file_unique_id=_unique_id(blob.sha256),
+        sha256=blob.sha256,
+        size=blob.size,
+        kind=checked.kind,
+        mime_type=checked.mime_type,
+        file_name=checked.file_name if checked.kind == "document" else "",
+        extension=checked.extension,
+        width=checked.width,
+        height=checked.height,
+        created=int(time.time()),
+    )
+    await services.messenger.db.save_file(record)
+    return record
+
+
+def _unique_id(sha256: str) -> str:
+    """The same for the same content, whoever sent it (Telegram's file_unique_id)."""
+    return base64.urlsafe_b64encode(bytes.fromhex(sha256)[:12]).decode().rstrip("=")
+
+
+async def _known_file(call: BotCall, kind: str, file_id: str) -> FileRecord:
+    record = await call.services.messenger.db.get_file(file_id)
+    if record is None:
+        raise ApiError(400, "FILE_ID_INVALID", f"parameter '{kind}': no file has this file_id")
+    if kind == "photo" and not record.width:
+        raise ApiError(400, "PHOTO_INVALID", "parameter 'photo': this file_id is not a photo")
+    return record
+
+
+def photo_sizes(record: FileRecord) -> list[dict[str, Any]]:
+    """The PhotoSize list of a photo (one size: the original)."""
+    return [
+        {
+            "file_id": record.file_id,
+            "file_unique_id": record.file_unique_id,
+            "file_size": record.size,
+            "width": record.width,
+            "height": record.height,
+        }
+    ]
+
+
+def document_object(record: FileRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "file_id": record.file_id,
+        "file_unique_id": record.file_unique_id,
+        "file_size": record.size,
+        "mime_type": record.mime_type,
+    }
+    if record.file_name:
+        out["file_name"] = record.file_name
+    return out
+
+
+async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, Any]:
+    services = call.services
+    messenger = services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    caption, caption_entities = formatted(
+        p, "caption", "caption_entities", limit=MAX_CAPTION, required=False
+    )
+    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    source = p[kind]
+    checked: _Upload | None = None
+    record: FileRecord | None = None
+    if isinstance(source, UploadFile):
+        checked = await _check_upload(call, kind, source)
+    else:
+        record = await _known_file(call, kind, source)
+    await take_send_token(services.store, services.settings, call.bot.id, chat)
+    if checked is not None:
+        record = await _store_upload(services, checked)
+    assert record is not None
+    extra: dict[str, Any] = {}
+    if kind == "photo":
+        extra["photo"] = photo_sizes(record)
+    else:
+        extra["document"] = document_object(record)
+    if caption is not None:
+        extra["caption"] = caption
+        if caption_entities:
+            extra["caption_entities"] = caption_entities
+    message = await messenger.new_message(
+        chat,
+        member_key("b", call.bot.id),
+        text=None,
+        reply_to=reply_to,
+        reply_markup=p["reply_markup"],
+        extra=extra,
+    )
+    return await messenger.view(call.bot.id).message(chat, message)
+
+
+async def send_photo(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _send_file(call, p, "photo")
+
+
+async def send_document(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    return await _send_file(call, p, "document")
+
+
+async def get_file(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    record = await call.services.messenger.db.get_file(p["file_id"])
+    if record is None:
+        raise ApiError(400, "FILE_ID_INVALID", "parameter 'file_id': no file has this file_id")
+    return _file_object(record)
+
+
+async def _user_may_read(services: Services, user: UserRecord, file_id: str) -> bool:
+    """Whether the file was sent to one of the user's chats."""
+    messenger = services.messenger
+    for chat_id in await messenger.db.file_chats(file_id):
+        try:
+            await messenger.chat_for_user(user, chat_id)
+        except ApiError:
+            continue
+        return True
+    return False
+
+
+async def client_get_file(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
+    services = call.services
+    record = await services.messenger.db.get_file(p["file_id"])
+    if record is None or not await _user_may_read(services, call.user, record.file_id):
+        raise ApiError(
+            400, "FILE_ID_INVALID", "parameter 'file_id': no file with this id was sent to you"
+        )
+    return _file_object(record)
+
+
+def _file_object(record: FileRecord) -> dict[str, Any]:
+    return {
+        "file_id": record.file_id,
+        "file_unique_id": record.file_unique_id,
+        "file_size": record.size,
+        "file_path": record.file_path,
+    }
+
+
+# -- downloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileDownload:
+    """An opened file: what it is, and its bytes in chunks."""
+
+    record: FileRecord
+    chunks: AsyncIterator[bytes]
+
+    @property
+    def size(self) -> int:
+        return self.record.size
+
+    @property
+    def media_type(self) -> str:
+        return self.record.mime_type or "application/octet-stream"
+
+
+async def open_file(services: Services, file_path: str) -> FileDownload | None:
+    """The file behind a ``file_path`` from getFile, or None when there is none."""
+    match = _FILE_PATH_RE.match(file_path)
+    if match is None:
+        return None
+    record = await services.messenger.db.get_file(match.group(2))
+    if record is None or record.kind != match.group(1) or record.file_path != file_path:
+        return None
+    if await services.files.size(record.sha256) is None:
+        return None
+    return FileDownload(record=record, chunks=services.files.read(record.sha256))
+
+
+async def file_response(services: Services, file_path: str) -> Response:
+    """A streaming response with the file, or 404 ``FILE_NOT_FOUND``."""
+    download = await open_file(services, file_path)
+    if download is None:
+        raise ApiError(404, "FILE_NOT_FOUND", "no file has this file_path: call getFile first")
+    headers = {
+        "Content-Length": str(download.size),
+        "ETag": f'"{download.record.sha256}"',
+        "Cache-Control": "private, max-age=3600",
+    }
+    return StreamingResponse(download.chunks, media_type=download.media_type, headers=headers)
+
+
+async def download_route(request: Request) -> Response:
+    """``GET /bot/file/{file_path}`` with the bot token in ``Authorization``."""
+    services: Services = request.app.state.services
+    await services.messenger.authenticate_bot(auth_token(request, ("bot", "bearer")))
+    return await file_response(services, request.path_params["file_path"])
+
+
+async def client_download_route(request: Request) -> Response:
+    """``GET /client/file/{file_path}`` with a user token: files sent to the user's chats."""
+    services: Services = request.app.state.services
+    user = await services.messenger.authenticate_user(auth_token(request, ("bearer",)))
+    file_path: str = request.path_params["file_path"]
+    match = _FILE_PATH_RE.match(file_path)
+    if match is None or not await _user_may_read(services, user, match.group(2)):
+        raise ApiError(404, "FILE_NOT_FOUND", "no file with this file_path was sent to you")
+    return await file_response(services, file_path)
+
+
+def _photo_limit(call: BotCall) -> int:
+    return _limit(call, "photo") + FORM_SLACK
+
+
+def _document_limit(call: BotCall) -> int:
+    return _limit(call, "document") + FORM_SLACK
+
+
+def _send_params(kind: str) -> tuple[Param, ...]:
+    return (
+        CHAT_ID,
+        Param(kind, "file", required=True, doc=f"the {kind}: an upload, or a file_id"),
+        CAPTION,
+        PARSE_MODE,
+        Param("caption_entities", "array", max_length=1000),
+        Param("has_spoiler", "bool"),
+        Param("show_caption_above_media", "bool"),
+        Param("disable_content_type_detection", "bool"),
+        *SEND_OPTIONS,
+        REPLY_TO,
+        REPLY_PARAMETERS,
+        REPLY_MARKUP,
+    )
+
+
+# file ids are url-safe (they name Redis keys and download paths)
+_FILE_ID = Param("file_id", "str", required=True, pattern=f"^{FILE_ID_PATTERN}$")
+
+MEDIA_CLIENT_METHODS: tuple[Method, ...] = (
+    Method(
+        "getFile",
+        client_get_file,
+        getter=True,
+        summary="The file_path of a file sent to one of the user's chats (for /client/file).",
+        params=(_FILE_ID,),
+        result=ref("File"),
+    ),
+)
+
+MEDIA_BOT_METHODS: tuple[Method, ...] = (
+    Method(
+        "sendPhoto",
+        send_photo,
+        summary="Send a photo: a multipart upload, or the file_id of a photo sent before.",
+        params=_send_params("photo"),
+        result=ref("Message"),
+        multipart=True,
+        body_limit=_photo_limit,
+    ),
+    Method(
+        "sendDocument",
+        send_document,
+        summary="Send a file: a multipart upload, or the file_id of a file sent before.",
+        params=_send_params("document"),
+        result=ref("Message"),
+        multipart=True,
+        body_limit=_document_limit,
+    ),
+    Method(
+        "getFile",
+        get_file,
+        getter=True,
+        summary="The file_path to download a file from.",
+        params=(_FILE_ID,),
+        result=ref("File"),
+    ),
+)

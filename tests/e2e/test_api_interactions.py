@@ -1,0 +1,244 @@
+"""Button presses (callback_query + answerCallbackQuery) and reactions (message_reaction)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from aiogram import types as tg
+
+from shared.settings import Settings
+from tests.api import Account, BotAccount, Caller, bot_api, client_api, create_bot, create_user
+from tests.conftest import Stack, unique
+
+pytestmark = pytest.mark.asyncio
+
+KEYBOARD = {
+    "inline_keyboard": [
+        [{"text": "Red", "callback_data": "color:red"}, {"text": "Blue", "callback_data": "blue"}],
+        [{"text": "Docs", "url": "https://e.org/docs"}],
+    ]
+}
+
+
+class Inbox:
+    """A bot's updates through getUpdates. Each look starts after the last update seen,
+    on a consumer of its own, so two looks in a row are never a repeated poll."""
+
+    def __init__(self, bot: Caller) -> None:
+        self.bot = bot
+        self.after = 0
+        self.looks = 0
+
+    async def take(self) -> list[dict[str, Any]]:
+        self.looks += 1
+        found = await self.bot(
+            "getUpdates", consumer=f"look{self.looks}", offset=self.after + 1, timeout=0
+        )
+        if found:
+            self.after = int(found[-1]["update_id"])
+        return list(found)
+
+
+@dataclass
+class Pair:
+    http: httpx.AsyncClient
+    user: Account
+    bot: BotAccount
+    as_user: Caller
+    as_bot: Caller
+    private: str
+    bot_chat: str
+
+    inboxes: dict[str, Inbox] = field(default_factory=dict)
+
+    async def updates(self, bot: Caller | None = None) -> list[dict[str, Any]]:
+        caller = bot or self.as_bot
+        inbox = self.inboxes.setdefault(caller.auth, Inbox(caller))
+        return await inbox.take()
+
+
+@pytest.fixture
+async def pair(stack: Stack, settings: Settings) -> AsyncIterator[Pair]:
+    user = await create_user(settings, unique("iu"))
+    bot = await create_bot(settings, user, unique("i") + "_bot")
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
+        as_user, as_bot = client_api(http, user), bot_api(http, bot)
+        private = await as_user("startBot", username=bot.username)
+        pair = Pair(http, user, bot, as_user, as_bot, private["id"], "")
+        pair.bot_chat = (await pair.updates())[0]["message"]["chat"]["id"]
+        yield pair
+
+
+async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
+    response = await caller.raw(method, **params)
+    body = response.json()
+    assert body["ok"] is False and body["error_code"] == response.status_code
+    return response.status_code, body["code"]
+
+
+async def test_button_press_is_answered_once(pair: Pair) -> None:
+    sent = await pair.as_bot(
+        "sendMessage", chat_id=pair.bot_chat, text="Pick one", reply_markup=KEYBOARD
+    )
+    pressed = await pair.as_user(
+        "pressButton",
+        chat_id=pair.private,
+        message_id=sent["message_id"],
+        callback_data="color:red",
+    )
+    assert pressed["answered"] is False and pressed["id"]
+    (update,) = await pair.updates()
+    query = tg.Update.model_validate(update).callback_query
+    assert query is not None and query.data == "color:red" and query.chat_instance
+    body = update["callback_query"]
+    assert body["id"] == pressed["id"]
+    assert body["from"]["id"] == pair.bot_chat  # the user's scoped id, as in the chat id
+    assert body["message"]["message_id"] == sent["message_id"]
+    assert body["message"]["reply_markup"] == KEYBOARD
+
+    waiting = await pair.as_user("getCallbackAnswer", callback_query_id=pressed["id"])
+    assert waiting == {"id": pressed["id"], "answered": False}
+    assert await pair.as_bot(
+        "answerCallbackQuery", callback_query_id=body["id"], text="Red it is", show_alert=True
+    )
+    answer = await pair.as_user("getCallbackAnswer", callback_query_id=pressed["id"])
+    assert answer == {
+        "id": pressed["id"],
+        "answered": True,
+        "text": "Red it is",
+        "show_alert": True,
+    }
+    assert await error(pair.as_bot, "answerCallbackQuery", callback_query_id=body["id"]) == (
+        400,
+        "QUERY_ALREADY_ANSWERED",
+    )
+    assert await pair.as_user("getCallbackAnswer", callback_query_id=pressed["id"]) == answer
+    response = await pair.http.get(
+        "/client/getCallbackAnswer",
+        params={"callback_query_id": pressed["id"]},
+        headers={"Authorization": f"Bearer {pair.user.token}"},
+    )
+    assert response.json()["result"] == answer
+
+
+async def test_button_errors(pair: Pair, settings: Settings) -> None:
+    sent = await pair.as_bot(
+        "sendMessage", chat_id=pair.bot_chat, text="Pick", reply_markup=KEYBOARD
+    )
+    plain = await pair.as_user("sendMessage", chat_id=pair.private, text="no buttons")
+    for message_id, data in ((sent["message_id"], "green"), (plain["message_id"], "blue")):
+        assert await error(
+            pair.as_user,
+            "pressButton",
+            chat_id=pair.private,
+            message_id=message_id,
+            callback_data=data,
+        ) == (400, "BUTTON_DATA_INVALID")
+    assert await error(
+        pair.as_user, "pressButton", chat_id=pair.private, message_id=99, callback_data="blue"
+    ) == (400, "MESSAGE_NOT_FOUND")
+    assert await error(pair.as_bot, "answerCallbackQuery", callback_query_id="nope") == (
+        400,
+        "QUERY_ID_INVALID",
+    )
+    assert await error(pair.as_user, "getCallbackAnswer", callback_query_id="nope") == (
+        400,
+        "QUERY_ID_INVALID",
+    )
+    pressed = await pair.as_user(
+        "pressButton", chat_id=pair.private, message_id=sent["message_id"], callback_data="blue"
+    )
+    # another bot cannot answer this bot's query; another user cannot read it
+    stranger = await create_user(settings, unique("is"))
+    other_bot = await create_bot(settings, stranger, unique("j") + "_bot")
+    as_other_bot = bot_api(pair.http, other_bot)
+    assert await error(as_other_bot, "answerCallbackQuery", callback_query_id=pressed["id"]) == (
+        400,
+        "QUERY_ID_INVALID",
+    )
+    as_stranger = client_api(pair.http, stranger)
+    assert await error(as_stranger, "getCallbackAnswer", callback_query_id=pressed["id"]) == (
+        400,
+        "QUERY_ID_INVALID",
+    )
+    assert await error(
+        pair.as_bot, "answerCallbackQuery", callback_query_id=pressed["id"], text="x" * 201
+    ) == (400, "INVALID_PARAMETER")
+    assert await pair.as_bot("answerCallbackQuery", callback_query_id=pressed["id"])
+    answer = await pair.as_user("getCallbackAnswer", callback_query_id=pressed["id"])
+    assert answer == {"id": pressed["id"], "answered": True, "show_alert": False}
+
+
+async def test_reactions_reach_the_bot(pair: Pair) -> None:
+    sent = await pair.as_bot("sendMessage", chat_id=pair.bot_chat, text="rate me")
+    assert await pair.as_user(
+        "setMessageReaction",
+        chat_id=pair.private,
+        message_id=sent["message_id"],
+        reaction=[{"type": "emoji", "emoji": "👍"}],
+    )
+    assert await pair.as_user(
+        "setMessageReaction",
+        chat_id=pair.private,
+        message_id=sent["message_id"],
+        reaction=[{"type": "emoji", "emoji": "👍"}, "🔥"],
+    )
+    # the same reaction again changes nothing and sends nothing
+    assert await pair.as_user(
+        "setMessageReaction",
+        chat_id=pair.private,
+        message_id=sent["message_id"],
+        reaction=["👍", "🔥"],
+    )
+    assert await pair.as_user(
+        "setMessageReaction", chat_id=pair.private, message_id=sent["message_id"], reaction=[]
+    )
+    updates = await pair.updates()
+    assert [list(u)[1] for u in updates] == ["message_reaction"] * 3
+    first = tg.Update.model_validate(updates[0]).message_reaction
+    assert first is not None and first.message_id == int(sent["message_id"])
+    reactions = [
+        (u["message_reaction"]["old_reaction"], u["message_reaction"]["new_reaction"])
+        for u in updates
+    ]
+    thumbs, fire = {"type": "emoji", "emoji": "👍"}, {"type": "emoji", "emoji": "🔥"}
+    assert reactions == [([], [thumbs]), ([thumbs], [thumbs, fire]), ([thumbs, fire], [])]
+    event = updates[0]["message_reaction"]
+    assert event["chat"]["id"] == pair.bot_chat and event["user"]["id"] == pair.bot_chat
+    assert await error(
+        pair.as_user,
+        "setMessageReaction",
+        chat_id=pair.private,
+        message_id=sent["message_id"],
+        reaction=["1", "2", "3", "4"],
+    ) == (400, "INVALID_PARAMETER")
+    assert await error(
+        pair.as_user, "setMessageReaction", chat_id=pair.private, message_id=42, reaction=["👍"]
+    ) == (400, "MESSAGE_NOT_FOUND")
+    assert await pair.updates() == []
+
+
+async def test_group_reactions_follow_privacy_mode(pair: Pair, settings: Settings) -> None:
+    other_bot = await create_bot(settings, pair.user, unique("k") + "_bot")
+    as_other_bot = bot_api(pair.http, other_bot)
+    group = await pair.as_user("createGroup", title="Reactions")
+    for name in (pair.bot.username, other_bot.username):
+        await pair.as_user("addChatMember", chat_id=group["id"], username=name)
+    await pair.updates()
+    await pair.updates(as_other_bot)
+    mine = await pair.as_bot("sendMessage", chat_id=group["id"], text="bot message")
+    users = await pair.as_user("sendMessage", chat_id=group["id"], text="plain user message")
+    for message in (mine, users):
+        await pair.as_user(
+            "setMessageReaction",
+            chat_id=group["id"],
+            message_id=message["message_id"],
+            reaction=["👀"],
+        )
+    got = [u["message_reaction"]["message_id"] for u in await pair.updates()]
+    assert got == [mine["message_id"]]  # privacy mode: only reactions to its own messages
+    assert await pair.updates(as_other_bot) == []
