@@ -59,6 +59,7 @@ class _Link:
 
     ws: ClientConnection
     epoch: str = ""
+    high: int = 0  # the newest update id this socket delivered (or started after)
     heartbeat_s: float = 30.0
     draining: bool = False
 
@@ -270,6 +271,7 @@ class GatewayClient:
                 if op == "updates":
                     for update in frame.get("updates", ()):
                         update_id = int(update["update_id"])
+                        link.high = max(link.high, update_id)
                         if update_id <= self.last_seen:
                             self.duplicates_dropped += 1
                             continue  # already delivered by this or an earlier socket
@@ -278,6 +280,7 @@ class GatewayClient:
                 elif op == "ready":
                     link.epoch = str(frame["epoch"])
                     start = int(frame["cursor"]["update_id"])
+                    link.high = start
                     if self.cursor is None or self.cursor[0] != link.epoch:
                         if self.cursor is not None:
                             self.last_seen = 0  # ids of another epoch mean nothing here
@@ -379,11 +382,18 @@ class GatewayClient:
 
     async def _flush_ack(self, link: _Link) -> None:
         pending = self._pending_ack
-        if pending is None or pending <= self._sent_ack or not link.epoch:
+        if pending is None or not link.epoch:
             return
-        await self._send(link, {"op": "ack", "update_id": str(pending)})
-        self._sent_ack = pending
-        self.cursor = (link.epoch, pending)
+        # a socket accepts acks only of what it delivered itself: during a drain the
+        # new socket is still replaying what the old one already sent
+        value = min(pending, link.high)
+        if pending > value:
+            self._ack_wakeup.set()  # the rest once this socket has caught up
+        if value <= self._sent_ack:
+            return
+        await self._send(link, {"op": "ack", "update_id": str(value)})
+        self._sent_ack = value
+        self.cursor = (link.epoch, value)
 
     async def _ack_loop(self) -> None:
         """Send the newest processed id, coalescing acks to one per ~20 ms."""

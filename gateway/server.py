@@ -184,7 +184,9 @@ class Worker:
                     "a valid bot token is required: 'Authorization: Bot bot_<id>:<secret>'",
                 ),
             )
-        self._upgrades[connection.id] = (bot, token.strip())
+        parsed = parse_bot_token(token.strip())
+        assert parsed is not None  # authenticate() accepted it
+        self._upgrades[connection.id] = (bot, parsed.token)
         return None
 
     async def handler(self, ws: WebSocket) -> None:

@@ -186,12 +186,24 @@ class Session:
 
     def on_control(self, message: str) -> None:
         """A control message on the bot's channel, e.g. another worker's takeover."""
+        if message.startswith("credentials"):
+            # the owner rotated the token or revoked the bot: check ours again
+            self._spawn(self._recheck_credentials())
+            return
         parts = message.split(" ")
         if len(parts) == 4 and parts[0] == "takeover" and parts[1] == self.consumer_key:
             generation, connection_id = int(parts[2]), parts[3]
             if connection_id != self.connection_id and generation > self.generation:
                 self.core.take_over()
                 self._wake.set()
+
+    async def _recheck_credentials(self) -> None:
+        bot = await self.worker.store.entities.get_bot(self.bot_id)
+        if bot is None or self.token is None or not tokens_equal(self.token, bot.token_hash):
+            self.core.close(CloseCode.AUTH_FAILED, "the bot token was rotated or revoked")
+        elif not bot.active:
+            self.core.close(CloseCode.BOT_INACTIVE, "this bot was revoked by its owner")
+        self._wake.set()
 
     # -- the connection's life ---------------------------------------------------
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from rest.botapi import BOT_METHODS
 from rest.clientapi import CLIENT_METHODS
-from rest.dispatch import JSONResponse, auth_token, call_method, error_response
+from rest.dispatch import JSONResponse, auth_token, call_method, count_request, error_response
 from rest.manageapi import MANAGE_METHODS
 from rest.media import client_download_route, download_route
 from rest.messenger import Messenger
@@ -35,7 +35,6 @@ __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("botgw.rest")
 
-REQUESTS = Counter("botgw_rest_requests_total", "REST calls", ["api", "method", "status"])
 
 _BOT_SCHEMES = ("bot", "bearer")
 _USER_SCHEMES = ("bearer",)
@@ -46,16 +45,12 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _count(api: str, method: str, status: int) -> None:
-    REQUESTS.labels(api, method if len(method) <= 40 else "other", str(status)).inc()
-
-
 async def bot_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
     bot = await services.messenger.authenticate_bot(auth_token(request, _BOT_SCHEMES))
     response = await call_method(request, BOT_METHODS, name, BotCall(services, bot))
-    _count("bot", name, response.status_code)
+    count_request("bot", name, response.status_code)
     return response
 
 
@@ -64,7 +59,7 @@ async def client_api(request: Request) -> Response:
     name = request.path_params["method"]
     user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
     response = await call_method(request, CLIENT_METHODS, name, UserCall(services, user))
-    _count("client", name, response.status_code)
+    count_request("client", name, response.status_code)
     return response
 
 
@@ -73,7 +68,7 @@ async def manage_api(request: Request) -> Response:
     name = request.path_params["method"]
     user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
     response = await call_method(request, MANAGE_METHODS, name, UserCall(services, user))
-    _count("manage", name, response.status_code)
+    count_request("manage", name, response.status_code)
     return response
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,11 +33,21 @@ __all__ = [
     "auth_token",
     "body_limit",
     "call_method",
+    "count_request",
     "error_response",
     "read_params",
 ]
 
 log = logging.getLogger("botgw.rest")
+
+REQUESTS = Counter("botgw_rest_requests_total", "REST calls", ["api", "method", "status"])
+
+
+def count_request(api: str, method: str, status: int) -> None:
+    """Count one call in ``botgw_rest_requests_total`` (unknown names share a label)."""
+    known = len(method) <= 40 and method.isidentifier()
+    REQUESTS.labels(api, method if known else "other", str(status)).inc()
+
 
 MAX_JSON_BODY = 1 << 20
 

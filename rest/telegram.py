@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rest.botapi import BOT_METHODS
-from rest.dispatch import JSONResponse, body_limit, call_method, read_params
+from rest.dispatch import JSONResponse, body_limit, call_method, count_request, read_params
 from rest.media import file_response
 from rest.schema import Method
 from rest.services import BotCall, Services
@@ -294,6 +294,12 @@ async def read_telegram_params(request: Request, method: Method, call: BotCall) 
 
 async def bot_method(request: Request) -> Response:
     """``GET|POST /bot<token>/<method>``."""
+    response = await _bot_method(request)
+    count_request("telegram", request.path_params.get("method", ""), response.status_code)
+    return response
+
+
+async def _bot_method(request: Request) -> Response:
     name = request.path_params.get("method", "")
     try:
         services: Services = request.app.state.services

@@ -66,6 +66,9 @@ def cmd_rest(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # longer than clients' pool expiry (httpx: 5 s), so a client never reuses a
+        # connection the server is closing at that very moment
+        timeout_keep_alive=75,
     )
     return 0
 

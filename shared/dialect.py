@@ -12,8 +12,12 @@ from typing import Any
 __all__ = ["is_id_key", "native_ids"]
 
 
+# integers named like ids that are not ids (indexes into a list)
+_NOT_IDS = frozenset({"correct_option_id"})
+
+
 def is_id_key(key: str) -> bool:
-    return key == "id" or key.endswith("_id")
+    return (key == "id" or key.endswith("_id")) and key not in _NOT_IDS
 
 
 def native_ids(value: Any) -> Any:

@@ -23,18 +23,23 @@ __all__ = [
     "bot_seen_users",
     "bot_wakeup_channel",
     "bot_webhook",
+    "bot_webhook_lease",
     "bots_by_owner",
     "callback_answers",
     "chat_info",
     "chat_members",
     "chat_messages",
+    "chat_reactions",
     "chat_sequence",
+    "file_chats",
     "files",
+    "poll_votes",
     "poller_lock",
     "server_secret",
     "user_chats",
     "user_info",
     "usernames",
+    "webhook_index",
 ]
 
 PREFIX = "botgw:"
@@ -112,6 +117,16 @@ def poller_lock(bot_id: int, consumer: str) -> str:
     return f"{_bot(bot_id)}:poller:{consumer}"
 
 
+def bot_webhook_lease(bot_id: int) -> str:
+    """String: the id of the dispatcher delivering this bot's webhook (with a TTL)."""
+    return f"{_bot(bot_id)}:webhook:lease"
+
+
+def webhook_index() -> str:
+    """Set of the ids of bots with an active webhook (what dispatchers scan)."""
+    return f"{PREFIX}{{wh}}:bots"
+
+
 def chat_info(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:info"
 
@@ -122,6 +137,21 @@ def chat_members(chat_id: int) -> str:
 
 def chat_messages(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:messages"
+
+
+def chat_reactions(chat_id: int) -> str:
+    """Hash: ``<message id>:<member>`` -> JSON list of ReactionType objects."""
+    return f"{PREFIX}{{c{chat_id}}}:reactions"
+
+
+def poll_votes(chat_id: int, message_id: int) -> str:
+    """Hash: member -> JSON list of option ids; field ``~closed`` once the poll is closed."""
+    return f"{PREFIX}{{c{chat_id}}}:poll:{message_id}"
+
+
+def file_chats(file_id: str) -> str:
+    """Set of the chats a file was sent to (who may download it)."""
+    return files(f"{file_id}:chats")
 
 
 def chat_sequence(chat_id: int) -> str:

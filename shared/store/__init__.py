@@ -111,7 +111,8 @@ class Store:
             return False
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        # the pool was passed in explicitly, so aclose() alone would leave it open
+        await self.redis.aclose(close_connection_pool=True)
 
     async def pool_in_use(self) -> int:
         pool = self.redis.connection_pool

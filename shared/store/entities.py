@@ -32,19 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["Entities"]
 
 
-# -- keys not yet in shared.keys (to be moved there; same hash tags as their chat) --
-
-
-def _chat_reactions(chat_id: int) -> str:
-    """Hash: ``<message id>:<member>`` -> JSON list of ReactionType objects."""
-    return f"{keys.PREFIX}{{c{chat_id}}}:reactions"
-
-
-def _poll_votes(chat_id: int, message_id: int) -> str:
-    """Hash: member -> JSON list of option ids; field ``~closed`` once the poll is closed."""
-    return f"{keys.PREFIX}{{c{chat_id}}}:poll:{message_id}"
-
-
 POLL_CLOSED_FIELD = "~closed"
 
 
@@ -357,7 +344,7 @@ class Entities:
         self, chat_id: int, message_id: int, member: str, reaction: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Replace ``member``'s reaction on a message; returns the previous one."""
-        key, field_name = _chat_reactions(chat_id), f"{message_id}:{member}"
+        key, field_name = keys.chat_reactions(chat_id), f"{message_id}:{member}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(key, field_name)
             if reaction:
@@ -368,14 +355,14 @@ class Entities:
         return list(json_loads(old)) if old else []
 
     async def reaction(self, chat_id: int, message_id: int, member: str) -> list[dict[str, Any]]:
-        raw = await self._redis.hget(_chat_reactions(chat_id), f"{message_id}:{member}")
+        raw = await self._redis.hget(keys.chat_reactions(chat_id), f"{message_id}:{member}")
         return list(json_loads(raw)) if raw else []
 
     # -- polls ----------------------------------------------------------------
 
     async def poll_votes(self, chat_id: int, message_id: int) -> tuple[dict[str, list[int]], bool]:
         """(member -> chosen option ids, closed) of the poll in a message."""
-        raw = await self._redis.hgetall(_poll_votes(chat_id, message_id))
+        raw = await self._redis.hgetall(keys.poll_votes(chat_id, message_id))
         votes: dict[str, list[int]] = {}
         closed = False
         for k, v in raw.items():
@@ -390,7 +377,7 @@ class Entities:
         self, chat_id: int, message_id: int, member: str, option_ids: list[int]
     ) -> tuple[bool, list[int]]:
         """Record a vote unless the poll is closed: (accepted, previous option ids)."""
-        key = _poll_votes(chat_id, message_id)
+        key = keys.poll_votes(chat_id, message_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -412,7 +399,7 @@ class Entities:
     async def close_poll(self, chat_id: int, message_id: int) -> bool:
         """Close a poll; False if it was closed already."""
         return bool(
-            await self._redis.hsetnx(_poll_votes(chat_id, message_id), POLL_CLOSED_FIELD, "1")
+            await self._redis.hsetnx(keys.poll_votes(chat_id, message_id), POLL_CLOSED_FIELD, "1")
         )
 
     # -- files ----------------------------------------------------------------
@@ -437,10 +424,10 @@ class Entities:
 
     async def note_file_chat(self, file_id: str, chat_id: int) -> None:
         """Remember that a file was sent to a chat (so its members may download it)."""
-        await self._redis.sadd(keys.files(f"{file_id}:chats"), chat_id)
+        await self._redis.sadd(keys.file_chats(file_id), chat_id)
 
     async def file_chats(self, file_id: str) -> list[int]:
-        return sorted(int(m) for m in await self._redis.smembers(keys.files(f"{file_id}:chats")))
+        return sorted(int(m) for m in await self._redis.smembers(keys.file_chats(file_id)))
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         raw = await self._redis.hgetall(keys.files(file_id))

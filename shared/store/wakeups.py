@@ -45,6 +45,7 @@ class Wakeups:
         self._channels: dict[bytes, int] = {}
         self._pubsub: PubSub | None = None
         self._confirmed: set[bytes] = set()
+        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.connected = asyncio.Event()
@@ -74,7 +75,12 @@ class Wakeups:
         while not (self.connected.is_set() and channel in self._confirmed):
             if self._task is None or self._task.done():
                 raise RuntimeError("wake-ups are not running")
-            await asyncio.sleep(0.002)
+            waiter = self._confirmations.get(channel)
+            if waiter is None or waiter.done():
+                waiter = self._confirmations[channel] = asyncio.get_running_loop().create_future()
+            # resolved by the confirmation; the timeout re-checks a restarted subscription
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), timeout=0.5)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="wakeups")
@@ -148,6 +154,9 @@ class Wakeups:
         data = message.get("data")
         if kind == "subscribe" and isinstance(channel, bytes):
             self._confirmed.add(channel)
+            waiter = self._confirmations.pop(channel, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             return
         if kind == "unsubscribe" and isinstance(channel, bytes):
             self._confirmed.discard(channel)

@@ -56,9 +56,7 @@ _SCRIPTS = (
 )
 
 
-# -- key names --------------------------------------------------------------------
-# Built here until they move to shared/keys.py; the bot's hash tag keeps each next
-# to the bot's log, cursors and wake-up channel (one slot on Redis Cluster).
+# -- key names (all under the bot's hash tag but the index) -------------------------
 
 
 def poll_state_key(bot_id: int, consumer: str) -> str:
@@ -67,13 +65,11 @@ def poll_state_key(bot_id: int, consumer: str) -> str:
 
 
 def webhook_lease_key(bot_id: int) -> str:
-    """String: the id of the dispatcher delivering this bot's webhook (with a TTL)."""
-    return f"{keys.PREFIX}{{b{bot_id}}}:webhook:lease"
+    return keys.bot_webhook_lease(bot_id)
 
 
 def webhook_index_key() -> str:
-    """Set of the ids of bots with an active webhook (what dispatchers scan)."""
-    return f"{keys.PREFIX}{{wh}}:bots"
+    return keys.webhook_index()
 
 
 def _text(value: Any) -> str:

@@ -315,3 +315,23 @@ async def test_a_log_replaced_under_a_live_connection_leads_to_a_gap(
         stack.ws_url, bot.token, cursor={"epoch": old_epoch, "update_id": str(last)}
     )
     assert frame["op"] == "gap" and frame["reason"] == "epoch"
+
+
+async def test_rotating_or_revoking_closes_live_sockets(stack: Stack, settings: Settings) -> None:
+    import httpx
+
+    from tests.api import create_bot, create_user, manage_api
+
+    owner = await create_user(settings, "rv" + bot_suffix())
+    bot = await create_bot(settings, owner, "rv" + bot_suffix() + "_bot")
+    ws, ready = await open_raw(stack.ws_url, bot.token)
+    assert ready["op"] == "ready"
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as http:
+        fresh = await manage_api(http, owner)("rotateToken", bot_id=str(bot.bot_id))
+        closing = await recv_frame(ws)
+        assert closing["op"] == "close" and closing["code"] == 4501
+        ws, ready = await open_raw(stack.ws_url, fresh["token"])
+        assert ready["op"] == "ready"
+        await manage_api(http, owner)("revokeBot", bot_id=str(bot.bot_id))
+        closing = await recv_frame(ws)
+        assert closing["op"] == "close" and closing["code"] in (4501, 4505)

@@ -166,8 +166,14 @@ async def test_a_repeated_identical_poll_is_slowed(store: Store) -> None:
     assert again.repeated and again.timeout_s >= 3 and 0 < again.pace_s <= 1
     moved = await polls.begin_poll(bot, "default", offset=1, timeout_s=0, allowed=None)
     assert not moved.repeated and moved.timeout_s == 0
+    # a different timeout is a different call, not a loop (a long poll after a quick
+    # one, or a confirming timeout=0 poll on shut-down after a long poll)
     long = await polls.begin_poll(bot, "default", offset=1, timeout_s=25, allowed=None)
-    assert long.repeated and long.timeout_s == 25  # a long poll is not shortened
+    assert not long.repeated and long.timeout_s == 25
+    again = await polls.begin_poll(bot, "default", offset=1, timeout_s=25, allowed=None)
+    assert again.repeated and again.timeout_s == 25  # a long poll is not shortened
+    confirm = await polls.begin_poll(bot, "default", offset=1, timeout_s=0, allowed=None)
+    assert not confirm.repeated and confirm.pace_s == 0
 
 
 async def test_webhook_configuration_versions_and_state(store: Store) -> None:

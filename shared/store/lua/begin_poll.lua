@@ -35,7 +35,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local prev = redis.call('HMGET', state, 'offset', 'start', 'until')
+local prev = redis.call('HMGET', state, 'offset', 'start', 'until', 'asked')
 local generation = redis.call('HINCRBY', state, 'gen', 1)
 if prev[3] and tonumber(prev[3]) > now then
   -- an older poll may still be waiting, here or on another worker: end it
@@ -45,7 +45,10 @@ end
 local timeout = tonumber(ARGV[4])
 local pace = 0
 local repeated = 0
-if prev[1] == offset_text and prev[2] and now - tonumber(prev[2]) < tonumber(ARGV[7]) then
+-- a tight loop repeats the same call; a different timeout is a different call
+-- (e.g. a client's confirming timeout=0 poll on shut-down after a long poll)
+if prev[1] == offset_text and prev[2] and prev[4] == ARGV[4]
+    and now - tonumber(prev[2]) < tonumber(ARGV[7]) then
   repeated = 1
   if timeout < tonumber(ARGV[8]) then
     timeout = tonumber(ARGV[8])
@@ -60,7 +63,8 @@ end
 local allowed = redis.call('HGET', state, 'allowed') or ''
 -- `start` is when this poll may first answer: pacing is measured from there, so a
 -- loop of repeated polls gets at most one answer per pacing interval
-redis.call('HSET', state, 'offset', offset_text, 'start', now + pace, 'until', now + timeout)
+redis.call('HSET', state, 'offset', offset_text, 'start', now + pace, 'until', now + timeout,
+  'asked', ARGV[4])
 redis.call('EXPIRE', state, tonumber(ARGV[11]))
 
 -- the committed position of this consumer in the log's current epoch
