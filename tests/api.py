@@ -77,3 +77,22 @@ def client_api(http: httpx.AsyncClient, user: Account) -> Caller:
 
 def manage_api(http: httpx.AsyncClient, user: Account) -> Caller:
     return Caller(http, "manage", f"Bearer {user.token}")
+
+
+class Inbox:
+    """A bot's updates through getUpdates. Each look starts after the last update seen,
+    on a consumer of its own, so two looks in a row are never a repeated poll."""
+
+    def __init__(self, bot: Caller) -> None:
+        self.bot = bot
+        self.after = 0
+        self.looks = 0
+
+    async def take(self) -> list[dict[str, Any]]:
+        self.looks += 1
+        found = await self.bot(
+            "getUpdates", consumer=f"look{self.looks}", offset=self.after + 1, timeout=0
+        )
+        if found:
+            self.after = int(found[-1]["update_id"])
+        return list(found)

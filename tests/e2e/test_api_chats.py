@@ -12,29 +12,19 @@ from aiogram import types as tg
 
 from shared.ids import scoped_user_id
 from shared.settings import Settings
-from tests.api import Account, BotAccount, Caller, bot_api, client_api, create_bot, create_user
+from tests.api import (
+    Account,
+    BotAccount,
+    Caller,
+    Inbox,
+    bot_api,
+    client_api,
+    create_bot,
+    create_user,
+)
 from tests.conftest import TEST_SECRET, Stack, unique
 
 pytestmark = pytest.mark.asyncio
-
-
-class Inbox:
-    """A bot's updates through getUpdates. Each look starts after the last update seen,
-    on a consumer of its own, so two looks in a row are never a repeated poll."""
-
-    def __init__(self, bot: Caller) -> None:
-        self.bot = bot
-        self.after = 0
-        self.looks = 0
-
-    async def take(self) -> list[dict[str, Any]]:
-        self.looks += 1
-        found = await self.bot(
-            "getUpdates", consumer=f"look{self.looks}", offset=self.after + 1, timeout=0
-        )
-        if found:
-            self.after = int(found[-1]["update_id"])
-        return list(found)
 
 
 @dataclass

@@ -13,29 +13,10 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.api import Caller, bot_api, client_api, create_bot, create_user, manage_api
+from tests.api import Caller, Inbox, bot_api, client_api, create_bot, create_user, manage_api
 from tests.conftest import Stack, unique
 
 pytestmark = pytest.mark.asyncio
-
-
-class Inbox:
-    """A bot's updates through getUpdates. Each look starts after the last update seen,
-    on a consumer of its own, so two looks in a row are never a repeated poll."""
-
-    def __init__(self, bot: Caller) -> None:
-        self.bot = bot
-        self.after = 0
-        self.looks = 0
-
-    async def take(self) -> list[dict[str, Any]]:
-        self.looks += 1
-        found = await self.bot(
-            "getUpdates", consumer=f"look{self.looks}", offset=self.after + 1, timeout=0
-        )
-        if found:
-            self.after = int(found[-1]["update_id"])
-        return list(found)
 
 
 async def test_privacy_matrix(stack: Stack, settings: Settings) -> None:
