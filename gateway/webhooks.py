@@ -45,14 +45,13 @@ from enum import Enum
 from typing import Any
 
 import httpx
-from redis.exceptions import RedisError
 
 from gateway.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
 from shared.codecs import json_dumps, unpack
 from shared.dialect import native_ids
 from shared.ids import Cursor
 from shared.settings import Settings
-from shared.store import Store, StoredUpdate, Wakeup, Wakeups
+from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
 from shared.store.webhooks import WEBHOOK_CONSUMER, WebhookConfig
 
 __all__ = ["Dispatcher", "lease_ttl", "render_body", "serve_webhooks", "sign"]
@@ -337,7 +336,7 @@ class BotDelivery:
     async def _note_address(self, config: WebhookConfig, address: str) -> None:
         if address != self.address:
             self.address = address
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(StoreError):
                 await self.store.webhooks.record_address(self.bot_id, config.version, address)
 
 
@@ -399,7 +398,7 @@ class Dispatcher:
             try:
                 await self.scan()
                 failures = 0
-            except (RedisError, OSError) as exc:
+            except (StoreError, OSError) as exc:
                 failures += 1
                 if failures == 1 or failures % 60 == 0:
                     log.warning("cannot read the webhook list (%s); retrying", exc)
@@ -437,7 +436,7 @@ class Dispatcher:
             bots = list(self.deliveries)
             try:
                 lost = await self.store.webhooks.renew_leases(bots, self.holder, self.lease_ttl)
-            except (RedisError, OSError) as exc:
+            except (StoreError, OSError) as exc:
                 log.warning("cannot renew webhook leases (%s)", exc)
                 continue
             for bot_id in lost:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,7 +28,7 @@ from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared.errors import ApiError
 from shared.files import open_blob_store
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, StoreError
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -164,7 +163,7 @@ def create_app(settings: Settings) -> Starlette:
     handlers: dict[Any, Any] = {
         ApiError: on_api_error,
         HTTPException: on_http_error,
-        RedisError: on_redis_error,
+        StoreError: on_redis_error,
         Exception: on_unexpected,
     }
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -28,6 +28,7 @@ __all__ = [
     "AppendResult",
     "LogInfo",
     "Store",
+    "StoreError",
     "StoreUnavailable",
     "StoredUpdate",
     "UpdateLog",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 SCRIPT_NAMES = ("append_update", "commit_cursor", "rate_limit")
+
+# Any failure of the store (the base class of the Redis client's errors): callers
+# outside shared/ catch this instead of importing redis.
+StoreError = RedisError
 
 # Errors callers may treat as "the backend is unreachable right now".
 StoreUnavailable: tuple[type[Exception], ...] = (
