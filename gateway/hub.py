@@ -33,9 +33,11 @@ __all__ = ["Feed", "Hub", "encode_update", "frames_for"]
 log = logging.getLogger("botgw.gateway.hub")
 
 READ_BATCH = 500
+READ_PIPELINE = 256  # feeds read in one pipelined round trip
 FRAME_MAX_UPDATES = 100
 FRAME_MAX_BYTES = 256 * 1024
 SWEEP_SECONDS = 1.0
+SWEEP_SLICE = 256
 
 _JSON_HEAD = b'{"op":"updates","updates":['
 _JSON_TAIL = b"]}"
@@ -98,6 +100,7 @@ class Feed:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reading: bool = False
     again: bool = False
+    woken: bool = False  # a wake-up came since the last sweep
     failed: BaseException | None = None
 
 
@@ -110,15 +113,20 @@ class Hub:
         self.send_buffer_bytes = send_buffer_bytes
         self.feeds: dict[int, Feed] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._due: list[Feed] = []
+        self._due_event = asyncio.Event()
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="hub-sweep")
+        self._reader = asyncio.create_task(self._read_loop(), name="hub-reader")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def attach(self, session: Session) -> Feed:
         """Join the bot's feed, creating it (subscribed, positioned at the head)."""
@@ -163,6 +171,7 @@ class Hub:
         feed = self.feeds.get(wakeup.bot_id)
         if feed is None:
             return
+        feed.woken = True
         if wakeup.control is not None:
             for session in tuple(feed.sessions):
                 session.on_control(wakeup.control)
@@ -176,21 +185,45 @@ class Hub:
             feed.again = True
             return
         feed.reading = True
-        asyncio.get_running_loop().create_task(self._read(feed))
+        self._due.append(feed)
+        self._due_event.set()
 
-    async def _read(self, feed: Feed) -> None:
-        try:
-            while True:
-                feed.again = False
-                entries = await self.store.log.read_after(feed.bot_id, feed.position, READ_BATCH)
-                if entries:
-                    self.deliver(feed, entries)
-                if len(entries) < READ_BATCH and not feed.again:
-                    break
-        except Exception as exc:  # Redis trouble: the sweep retries within a second
-            log.warning("feed read failed for bot %s: %s", feed.bot_id, exc)
-        finally:
-            feed.reading = False
+    async def _read_loop(self) -> None:
+        """Read every woken feed in one pipelined round trip, deliver, repeat.
+
+        One read is in flight at a time: wake-ups that arrive meanwhile are read
+        together by the next one, so the number of Redis round trips per second
+        stays flat however many bots are busy.
+        """
+        while True:
+            await self._due_event.wait()
+            self._due_event.clear()
+            while self._due:
+                feeds = self._due[:READ_PIPELINE]
+                del self._due[:READ_PIPELINE]
+                for feed in feeds:
+                    feed.again = False
+                try:
+                    batches = await self.store.log.read_after_many(
+                        [(f.bot_id, f.position) for f in feeds], READ_BATCH
+                    )
+                except Exception as exc:  # Redis trouble: the sweep retries within a second
+                    log.warning("feed read failed for %d bots: %s", len(feeds), exc)
+                    for feed in feeds:
+                        feed.reading = False
+                    continue
+                for feed, entries in zip(feeds, batches, strict=True):
+                    if entries:
+                        try:
+                            self.deliver(feed, entries)
+                        except Exception:  # a bug must not stop every other feed
+                            log.exception("delivery failed for bot %s", feed.bot_id)
+                            feed.reading = False
+                            continue
+                    if len(entries) >= READ_BATCH or feed.again:
+                        self._due.append(feed)  # more to read: stays marked as reading
+                    else:
+                        feed.reading = False
 
     def deliver(self, feed: Feed, entries: list[StoredUpdate]) -> None:
         """Send a contiguous run of entries after ``feed.position`` to live sessions."""
@@ -241,17 +274,28 @@ class Hub:
         metrics.FEED_READS.inc()
 
     async def _sweep(self) -> None:
-        """Pub/sub is at-most-once: look at every feed's head once a second."""
+        """Pub/sub is at-most-once: look at the head of every quiet feed.
+
+        A feed woken since the last sweep needs no look: its next wake-up reads
+        everything after its position, so only a wake-up lost before a quiet
+        spell could leave it behind; that one is found by the next sweep. Heads
+        are read in slices so that a worker with thousands of feeds does not
+        stall its deliveries parsing one huge reply.
+        """
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            feeds = [f for f in self.feeds.values() if f.ready.is_set() and not f.reading]
-            if not feeds:
-                continue
-            try:
-                heads = await self.store.log.heads([f.bot_id for f in feeds])
-            except Exception as exc:
-                log.warning("sweep failed: %s", exc)
-                continue
-            for feed, head in zip(feeds, heads, strict=True):
-                if head is not None and head > feed.position:
-                    self._schedule(feed)
+            feeds = []
+            for feed in self.feeds.values():
+                if feed.ready.is_set() and not feed.reading and not feed.woken:
+                    feeds.append(feed)
+                feed.woken = False
+            for start in range(0, len(feeds), SWEEP_SLICE):
+                part = feeds[start : start + SWEEP_SLICE]
+                try:
+                    heads = await self.store.log.heads([f.bot_id for f in part])
+                except Exception as exc:
+                    log.warning("sweep failed: %s", exc)
+                    break
+                for feed, head in zip(part, heads, strict=True):
+                    if head is not None and head > feed.position:
+                        self._schedule(feed)

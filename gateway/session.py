@@ -49,6 +49,37 @@ def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
     return consumer if count == 1 else f"{consumer}#{index}/{count}"
 
 
+class Waker:
+    """An ``asyncio.Event`` for its one waiter, without a deque per connection."""
+
+    __slots__ = ("_flag", "_future")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        self._future = asyncio.get_running_loop().create_future()
+        try:
+            await self._future
+        finally:
+            self._future = None
+
+
 class Session:
     """A connection of one bot: its core, its position in the log, its delivery mode."""
 
@@ -78,7 +109,7 @@ class Session:
         self.feed: Feed | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._closing = False
         self.counted = False  # counted in the worker's connections per bot
 
@@ -215,6 +246,8 @@ class Session:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        if task is self._catching_up:
+            self._catching_up = None  # a finished task is dead weight on an idle connection
         if task.cancelled():
             return
         exc = task.exception()
@@ -254,8 +287,10 @@ class Session:
             while not self._closing:
                 deadline = self.core.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+                # asyncio.timeout, not wait_for: no extra task per wait
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 self._wake.clear()
                 self.core.tick(self.loop.time())
                 await self.flush()
@@ -285,19 +320,25 @@ class Session:
             worker.hub.detach(self)
             self.feed = None
         worker.commits_pending.discard(self)
+        # the slot is free with the socket: a client that reconnects at once must
+        # not find its closed connection still counted while Redis answers
+        worker.release(self)
         cursor = self.commit_value()
-        if cursor is not None:
-            with contextlib.suppress(Exception):
-                await worker.store.log.commit_cursor(self.bot_id, self.consumer_key, cursor)
         if self.epoch:
             with contextlib.suppress(Exception):
-                await worker.store.log.clear_reader(
-                    self.bot_id, self.consumer_key, self.connection_id
+                await worker.store.log.close_reader(
+                    self.bot_id, self.consumer_key, self.connection_id, cursor
                 )
+        elif cursor is not None:
+            with contextlib.suppress(Exception):
+                await worker.store.log.commit_cursor(self.bot_id, self.consumer_key, cursor)
         worker.sessions.discard(self)
-        worker.release(self)
+        # the bot's other sessions, not every session of the worker: a scan of all
+        # of them per closed connection made a reconnect storm O(connections^2)
+        feed = worker.hub.feeds.get(self.bot_id)
         if self.epoch and not any(
-            s.bot_id == self.bot_id and s.consumer_key == self.consumer_key for s in worker.sessions
+            s.consumer_key == self.consumer_key and s in worker.sessions
+            for s in (feed.sessions if feed is not None else ())
         ):
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(str(self.bot_id), self.consumer_key)
@@ -339,11 +380,13 @@ class Session:
         self.consumer_key = consumer_key(event.consumer, event.shard)
         self.allowed = event.allowed_updates
         self.feed = await worker.hub.attach(self)
-        epoch = await store.log.ensure_epoch(self.bot_id)
+        # epoch, committed cursor and generation in one round trip (a generation
+        # taken and not used is harmless: they only need to increase)
+        epoch, committed, generation = await store.log.open_reader(self.bot_id, self.consumer_key)
         if self.closed:
             return
         self.epoch = epoch
-        cursor = event.cursor or await store.log.get_cursor(self.bot_id, self.consumer_key)
+        cursor = event.cursor or committed
         if event.cursor is None:
             # an ack this worker received but has not committed yet (coalescing)
             # must not repeat for a client that reconnects here at once
@@ -368,25 +411,27 @@ class Session:
         # one live reader per (bot, consumer, shard): newer takes over, everywhere
         if self.closed:
             return
-        self.generation = await store.log.next_generation(self.bot_id, self.consumer_key)
+        self.generation = generation
         if self.closed:
             # closed while identifying (e.g. identify timed out and the client is
             # already back on a newer socket): a takeover now would end that one
             return
-        for other in tuple(worker.sessions):
+        # only this bot's sessions (its feed's), not every session of the worker
+        for other in tuple(self.feed.sessions if self.feed is not None else ()):
             if (
                 other is not self
-                and other.bot_id == self.bot_id
+                and other in worker.sessions
                 and other.consumer_key == self.consumer_key
                 and other.generation < self.generation
             ):
                 other.core.take_over()
                 other._wake.set()
-        await store.log.announce(
-            self.bot_id, f"takeover {self.consumer_key} {self.generation} {self.connection_id}"
-        )
-        await store.log.set_reader(
-            self.bot_id, self.consumer_key, self.connection_id, worker.reader_ttl
+        await store.log.claim_reader(
+            self.bot_id,
+            self.consumer_key,
+            self.connection_id,
+            worker.reader_ttl,
+            f"takeover {self.consumer_key} {self.generation} {self.connection_id}",
         )
         head = self.feed.position
         self.core.accept(

@@ -182,6 +182,49 @@ class UpdateLog:
         epoch, _, update_id = _decode(value).partition(":")
         return Cursor(epoch=epoch, update_id=int(update_id))
 
+    async def open_reader(self, bot_id: int, consumer: str) -> tuple[str, Cursor | None, int]:
+        """For a new live reader, in one round trip: the log's epoch (created if the
+        bot never had an update), the consumer's committed cursor and the next
+        generation (takeover order)."""
+        epoch_key = keys.bot_epoch(bot_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(epoch_key, new_epoch(), nx=True)
+            pipe.get(epoch_key)
+            pipe.hget(keys.bot_cursors(bot_id), consumer)
+            pipe.incr(keys.bot_generation(bot_id, consumer))
+            _, epoch, committed, generation = await pipe.execute()
+        cursor = None
+        if committed is not None:
+            cursor_epoch, _, update_id = _decode(committed).partition(":")
+            cursor = Cursor(epoch=cursor_epoch, update_id=int(update_id))
+        return _decode(epoch), cursor, int(generation)
+
+    async def claim_reader(
+        self, bot_id: int, consumer: str, reader: str, ttl: float, announcement: str
+    ) -> None:
+        """Announce a takeover and mark ``reader`` live for ``ttl`` s, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.publish(keys.bot_wakeup_channel(bot_id), announcement)
+            pipe.set(keys.bot_reader(bot_id, consumer), reader, px=int(ttl * 1000))
+            await pipe.execute()
+
+    async def close_reader(
+        self, bot_id: int, consumer: str, reader: str, cursor: Cursor | None
+    ) -> None:
+        """A live reader goes: commit its last cursor and clear its mark if still its."""
+        key = keys.bot_reader(bot_id, consumer)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if cursor is not None:
+                await self._store.scripts["commit_cursor"].queue(
+                    pipe,
+                    keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
+                    args=[consumer, cursor.epoch, cursor.update_id],
+                )
+            pipe.get(key)
+            replies = await pipe.execute()
+        if replies[-1] is not None and _decode(replies[-1]) == reader:
+            await self._redis.delete(key)
+
     async def commit_cursor(self, bot_id: int, consumer: str, cursor: Cursor) -> int:
         """Move the committed cursor forward: 1 moved, 0 not newer, -1 other epoch."""
         reply = await self._store.scripts["commit_cursor"](
