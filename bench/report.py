@@ -142,12 +142,9 @@ def problems_of(results: Sequence[dict[str, Any]]) -> list[str]:
     """What the correctness checks of some repetitions found, in words."""
     out = []
     for r in results:
-        if r.get("correct", True) and r.get("complete", True):
+        if r.get("correct", True):
             continue
-        parts = [
-            f"{k} {r[k]}" for k in ("lost", "duplicates", "out_of_order", "errors") if r.get(k)
-        ]
-        if not r.get("complete", True):
-            parts.append("incomplete")
+        keys = ("lost", "duplicates", "out_of_order", "behind", "errors")
+        parts = [f"{k.replace('_', ' ')} {r[k]}" for k in keys if r.get(k)]
         out.append(", ".join(parts) or "check failed")
     return out

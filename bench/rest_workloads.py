@@ -57,6 +57,18 @@ async def make_chats(run: Run, n_bots: int, n_users: int) -> Chats:
     return Chats(bots=bots, client_items=client_items, bot_items=bot_items)
 
 
+async def redis_commands(run: Run) -> int:
+    """Commands Redis has executed so far (INFO commandstats), scripts' inner calls included."""
+    from shared.store import Store
+
+    store = Store.connect(run.settings())
+    try:
+        stats = await store.redis.info("commandstats")
+    finally:
+        await store.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if isinstance(v, dict) and "calls" in v)
+
+
 async def _log_lengths(run: Run, bots: list[Bot]) -> int:
     from shared.store import Store
 
@@ -78,6 +90,7 @@ async def rest_ingress(
     items = chats.client_items if which == "client" else chats.bot_items
     parts = split(items, len(loaders))
     before = await _log_lengths(run, chats.bots)
+    commands = await redis_commands(run)
     marks = run.cpu_marks()
     replies = await asyncio.gather(
         *(
@@ -93,6 +106,7 @@ async def rest_ingress(
     )
     seconds = max(r["seconds"] for r in replies)
     window = run.window(marks)
+    commands = await redis_commands(run) - commands
     after = await _log_lengths(run, chats.bots)
     ok = sum(r["ok"] for r in replies)
     errors: dict[str, int] = {}
@@ -111,6 +125,7 @@ async def rest_ingress(
         "p50_ms": max(r["p50_ms"] for r in replies),
         "p99_ms": max(r["p99_ms"] for r in replies),
         "updates_appended": appended,
+        "redis_commands_per_request": commands / ok if ok else 0.0,
         **cpu_figures(window, seconds),
         "correct": not errors and appended == expected,
     }
@@ -133,13 +148,14 @@ async def write_ceiling(run: Run, chats: Chats) -> Result:
 
 
 def _poll_totals(replies: list[dict[str, Any]], expected: dict[int, int]) -> Result:
-    received = dups = ooo = lost = 0
+    received = dups = ooo = lost = behind = 0
     for reply in replies:
         for bot, got, next_seq, d, o, skipped in reply["rows"]:
             received += got
             dups += d
             ooo += o
-            lost += skipped + max(0, expected.get(bot, 0) - next_seq)
+            lost += skipped
+            behind += max(0, expected.get(bot, 0) - next_seq)
     errors: dict[str, int] = {}
     for reply in replies:
         for key, count in reply["errors"].items():
@@ -149,9 +165,10 @@ def _poll_totals(replies: list[dict[str, Any]], expected: dict[int, int]) -> Res
         "duplicates": dups,
         "out_of_order": ooo,
         "lost": lost,
+        "behind": behind,
         "errors": sum(errors.values()),
         "error_samples": sorted(errors)[:3],
-        "correct": dups == 0 and ooo == 0 and lost == 0 and not errors,
+        "correct": dups == 0 and ooo == 0 and lost == 0 and behind == 0 and not errors,
     }
 
 
