@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,15 +32,6 @@ def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def text(update: dict[str, Any]) -> str:

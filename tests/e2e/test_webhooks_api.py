@@ -3,7 +3,6 @@ nothing is delivered here) and the SSRF guard's refusals."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,12 +16,6 @@ from tests.e2e.test_getupdates_offsets import Scene, scene
 pytestmark = pytest.mark.asyncio
 
 NOWHERE = "http://127.0.0.1:9/hook"  # allowed (loopback) in tests; nobody listens
-
-
-@pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as client:
-        yield client
 
 
 async def refused(s: Scene, **params: Any) -> dict[str, Any]:

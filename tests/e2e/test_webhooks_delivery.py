@@ -4,7 +4,7 @@ webhooks`` process POSTs to a real local HTTP receiver."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,21 +28,6 @@ def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as client:
-        yield client
 
 
 def documented_verify() -> Any:

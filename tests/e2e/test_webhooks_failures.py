@@ -5,7 +5,7 @@ arrives, in order, exactly from where delivery stopped."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -41,21 +41,6 @@ def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as client:
-        yield client
 
 
 @pytest.mark.parametrize(

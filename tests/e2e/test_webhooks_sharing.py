@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -21,15 +20,6 @@ from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
 pytestmark = pytest.mark.asyncio
 
 BOTS = 4
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def holder_pid(store: Store, bot_id: int) -> int:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the end-to-end tests of the readers (getUpdates, webhooks)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+from tests.e2e.test_webhooks_receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real local HTTP server playing a webhook receiver."""
+    server = await Receiver().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the stack's REST process."""
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as client:
+        yield client
