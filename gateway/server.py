@@ -61,6 +61,7 @@ class Worker:
         self.settings = settings
         self.store = store
         self.wakeups = store.wakeups()
+        store.entities.enable_cache(self.wakeups)
         self.hub = Hub(store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes)
         self.limits = Limits(
             heartbeat_interval_s=settings.heartbeat_interval,

@@ -134,6 +134,7 @@ def create_app(settings: Settings) -> Starlette:
         store = Store.connect(settings)
         secret = await store.entities.server_secret(settings.secret)
         wakeups = store.wakeups()
+        store.entities.enable_cache(wakeups)
         wakeups.start()
         app.state.services = Services(
             settings=settings,

@@ -411,7 +411,7 @@ class Messenger:
     ) -> MessageRecord:
         """Store a message (the caller checked the reply target and the rate limit)."""
         message = MessageRecord(
-            id=await self.db.next_message_id(chat.id),
+            id=0,  # the store gives it the chat's next id
             chat_id=chat.id,
             sender=sender,
             date=now(),
@@ -421,7 +421,7 @@ class Messenger:
             reply_markup=reply_markup,
             extra=extra or {},
         )
-        await self.db.save_message(message)
+        await self.db.add_message(message)
         for file_id in _file_ids(message.extra):
             await self.db.note_file_chat(file_id, chat.id)
         return message

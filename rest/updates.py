@@ -145,16 +145,21 @@ class LongPoll:
             return "webhook"
         return None
 
-    async def listen(self) -> None:
-        """Subscribe to the bot's wake-ups, then make sure nothing was missed before."""
+    def start_listening(self) -> bool:
+        """Register for the bot's wake-ups; True when its channel is already subscribed."""
         wakeups = self.services.wakeups
         wakeups.add(self.bot_id, self.on_wakeup)
         self.listening = True
+        return wakeups.is_subscribed(self.bot_id)
+
+    async def listen(self) -> None:
+        """Wait for the bot's channel to be subscribed, then check who owns the consumer
+        (a newer poll that started before we listened published its control unheard)."""
         # bounded: with the subscription down (Redis restarting) the poll still ends
         # at its deadline, and the periodic re-check stands in for wake-ups
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                wakeups.subscribed(self.bot_id),
+                self.services.wakeups.subscribed(self.bot_id),
                 timeout=max(0.05, self.deadline - time.monotonic()),
             )
         await self.check_owner()
@@ -172,6 +177,7 @@ class LongPoll:
     async def wait(self, until: float) -> bool:
         """Wait for a wake-up until the monotonic time ``until``; True when woken."""
         if not self.listening:
+            self.start_listening()
             await self.listen()
         remaining = until - time.monotonic()
         woken = False
@@ -238,10 +244,20 @@ class LongPoll:
             found: list[dict[str, Any]] = []
             if offset is not None and offset < 0:
                 found = await self.read_last(min(-offset, self.limit))
+            # listen before reading, so an append between the read and the wait wakes us;
+            # an append before the channel was subscribed is found by reading again
+            heard = not found and self.deadline > time.monotonic() and self.start_listening()
+            listened = False
             while not found:
                 found = await self.read()
                 if found or time.monotonic() >= self.deadline:
                     break
+                if not listened:
+                    await self.listen()
+                    listened = True
+                    if not heard:
+                        heard = True
+                        continue
                 await self.wait(self.deadline)
             while time.monotonic() < self.not_before:
                 await self.wait(self.not_before)  # the tight-loop guard's pacing

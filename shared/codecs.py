@@ -39,6 +39,18 @@ def pack(value: Any) -> bytes:
     return data
 
 
+def pack_open_map(fields: dict[str, Any], last_key: str) -> bytes:
+    """A msgpack map of ``fields`` plus ``last_key`` whose value is left to be appended
+    (by a Lua script that only knows it then, e.g. a new message id)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(len(fields) + 1)]
+    for key, value in fields.items():
+        parts.append(packer.pack(key))
+        parts.append(packer.pack(value))
+    parts.append(packer.pack(last_key))
+    return b"".join(parts)
+
+
 def unpack(data: bytes) -> Any:
     """Decode msgpack, raising :class:`CodecError` on bad input."""
     try:

@@ -31,6 +31,7 @@ __all__ = [
     "chat_messages",
     "chat_reactions",
     "chat_sequence",
+    "entities_channel",
     "file_chats",
     "files",
     "poll_votes",
@@ -75,6 +76,12 @@ def bot_cursors(bot_id: int) -> str:
 
 def bot_wakeup_channel(bot_id: int) -> str:
     return f"{_bot(bot_id)}:wake"
+
+
+def entities_channel() -> str:
+    """Pub/sub: ``"<kind> <id>"`` when a bot (b), user (u), chat (c) or a chat's
+    members (m) changed, so processes drop their cached copy."""
+    return f"{PREFIX}{{idx}}:changed"
 
 
 def bot_private_chats(bot_id: int) -> str:

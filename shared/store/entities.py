@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import WatchError
 
 from shared import keys
-from shared.codecs import json_dumps, json_loads, pack, unpack
+from shared.codecs import json_dumps, json_loads, pack, pack_open_map, unpack
 from shared.models import (
     BotRecord,
     CallbackRecord,
@@ -25,9 +25,11 @@ from shared.models import (
     MessageRecord,
     UserRecord,
 )
+from shared.store.cache import ABSENT, RecordCache
 
 if TYPE_CHECKING:
     from shared.store import Store
+    from shared.store.wakeups import Wakeups
 
 __all__ = ["Entities"]
 
@@ -91,11 +93,50 @@ def _chat(h: dict[str, str]) -> ChatRecord:
     )
 
 
+def _pair(a: int, b: int) -> int:
+    """One cache key for two ids (both below 2**63)."""
+    return (a << 64) | (b & ((1 << 64) - 1))
+
+
 class Entities:
     """Persistence of the messenger's objects; reached as ``store.entities``."""
 
     def __init__(self, store: Store) -> None:
         self._redis = store.redis
+        self._new_message = store.scripts["new_message"]
+        self.cache: RecordCache | None = None
+
+    def enable_cache(self, wakeups: Wakeups) -> RecordCache:
+        """Keep bots, users, chats and members in this process (see shared.store.cache)."""
+        if self.cache is None:
+            self.cache = RecordCache()
+            wakeups.watch(keys.entities_channel(), self.cache.on_message, self.cache.on_state)
+        return self.cache
+
+    async def _changed(self, kind: str, ident: int, *commands: tuple[str, tuple[Any, ...]]) -> Any:
+        """Run ``commands`` and announce the change in the same round trip; the local
+        copy is dropped before and after (a read racing the write is not kept)."""
+        if self.cache is not None:
+            self.cache.forget(kind, ident)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            pipe.publish(keys.entities_channel(), f"{kind} {ident}")
+            replies = await pipe.execute()
+        if self.cache is not None:
+            self.cache.forget(kind, ident)
+        return replies[0] if commands else None
+
+    async def _cached(self, kind: str, ident: int) -> tuple[Any, int]:
+        """(cached value or None, generation to keep a fresh read under)."""
+        cache = self.cache
+        if cache is None or not cache.live:
+            return None, -1
+        return cache.get((kind, ident)), cache.generation
+
+    def _keep(self, kind: str, ident: int, value: Any, generation: int) -> None:
+        if self.cache is not None and generation >= 0:
+            self.cache.put((kind, ident), value, generation)
 
     # -- server secret --------------------------------------------------------
 
@@ -136,19 +177,37 @@ class Entities:
         )
 
     async def get_user(self, user_id: int) -> UserRecord | None:
-        raw = await self._redis.hgetall(keys.user_info(user_id))
-        return _user(_hash(raw)) if raw else None
+        return (await self.get_users((user_id,))).get(user_id)
 
     async def get_users(self, user_ids: Iterable[int]) -> dict[int, UserRecord]:
-        ids = list(dict.fromkeys(user_ids))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id in ids:
-                pipe.hgetall(keys.user_info(user_id))
-            replies = await pipe.execute()
-        return {uid: _user(_hash(raw)) for uid, raw in zip(ids, replies, strict=True) if raw}
+        found: dict[int, UserRecord] = {}
+        missing: list[int] = []
+        generation = -1
+        for user_id in dict.fromkeys(user_ids):
+            hit, generation = await self._cached("u", user_id)
+            if hit is not None:
+                found[user_id] = hit
+            else:
+                missing.append(user_id)
+        if not missing:
+            return found
+        if len(missing) == 1:
+            replies = [await self._redis.hgetall(keys.user_info(missing[0]))]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in missing:
+                    pipe.hgetall(keys.user_info(user_id))
+                replies = await pipe.execute()
+        for user_id, raw in zip(missing, replies, strict=True):
+            if raw:
+                found[user_id] = record = _user(_hash(raw))
+                self._keep("u", user_id, record, generation)
+        return found
 
     async def set_user_token(self, user_id: int, token_hash: str) -> None:
-        await self._redis.hset(keys.user_info(user_id), "token_hash", token_hash)
+        await self._changed(
+            "u", user_id, ("hset", (keys.user_info(user_id), "token_hash", token_hash))
+        )
 
     # -- bots -----------------------------------------------------------------
 
@@ -181,16 +240,32 @@ class Entities:
             await pipe.execute()
 
     async def get_bot(self, bot_id: int) -> BotRecord | None:
-        raw = await self._redis.hgetall(keys.bot_info(bot_id))
-        return _bot(_hash(raw)) if raw else None
+        return (await self.get_bots((bot_id,))).get(bot_id)
 
     async def get_bots(self, bot_ids: Iterable[int]) -> dict[int, BotRecord]:
-        ids = list(dict.fromkeys(bot_ids))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bot_id in ids:
-                pipe.hgetall(keys.bot_info(bot_id))
-            replies = await pipe.execute()
-        return {bid: _bot(_hash(raw)) for bid, raw in zip(ids, replies, strict=True) if raw}
+        found: dict[int, BotRecord] = {}
+        missing: list[int] = []
+        generation = -1
+        for bot_id in dict.fromkeys(bot_ids):
+            hit, generation = await self._cached("b", bot_id)
+            if hit is not None:
+                found[bot_id] = hit
+            else:
+                missing.append(bot_id)
+        if not missing:
+            return found
+        if len(missing) == 1:
+            replies = [await self._redis.hgetall(keys.bot_info(missing[0]))]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for bot_id in missing:
+                    pipe.hgetall(keys.bot_info(bot_id))
+                replies = await pipe.execute()
+        for bot_id, raw in zip(missing, replies, strict=True):
+            if raw:
+                found[bot_id] = record = _bot(_hash(raw))
+                self._keep("b", bot_id, record, generation)
+        return found
 
     async def all_bot_ids(self) -> list[int]:
         """Every bot ever created (from the username index), in id order."""
@@ -216,7 +291,7 @@ class Entities:
             else:
                 mapping[name] = value
         if mapping:
-            await self._redis.hset(keys.bot_info(bot_id), mapping=mapping)
+            await self._changed("b", bot_id, ("hset", (keys.bot_info(bot_id), None, None, mapping)))
 
     # -- chats ----------------------------------------------------------------
 
@@ -230,22 +305,35 @@ class Entities:
         if chat.type == "private":
             mapping["user_id"] = chat.user_id
             mapping["bot_id"] = chat.bot_id
-        await self._redis.hset(keys.chat_info(chat.id), mapping=mapping)
+        # announced too: other processes may remember that this id was not a chat
+        await self._changed("c", chat.id, ("hset", (keys.chat_info(chat.id), None, None, mapping)))
 
     async def get_chat(self, chat_id: int) -> ChatRecord | None:
+        hit, generation = await self._cached("c", chat_id)
+        if hit is not None:
+            return None if hit is ABSENT else hit
         raw = await self._redis.hgetall(keys.chat_info(chat_id))
-        return _chat(_hash(raw)) if raw else None
+        chat = _chat(_hash(raw)) if raw else None
+        self._keep("c", chat_id, ABSENT if chat is None else chat, generation)
+        return chat
 
     async def update_chat(self, chat_id: int, fields: dict[str, Any]) -> None:
         mapping: Fields = {
             k: json_dumps(v).decode() if isinstance(v, list | dict) else v
             for k, v in fields.items()
         }
-        await self._redis.hset(keys.chat_info(chat_id), mapping=mapping)
+        await self._changed("c", chat_id, ("hset", (keys.chat_info(chat_id), None, None, mapping)))
 
     async def private_chat_of(self, bot_id: int, scoped_user: int) -> int | None:
+        # a link never changes once made: only found ones are kept
+        hit, generation = await self._cached("p", _pair(bot_id, scoped_user))
+        if hit is not None:
+            return int(hit)
         value = await self._redis.hget(keys.bot_private_chats(bot_id), scoped_user)
-        return None if value is None else int(value)
+        if value is None:
+            return None
+        self._keep("p", _pair(bot_id, scoped_user), int(value), generation)
+        return int(value)
 
     async def link_private_chat(
         self, *, bot_id: int, scoped_user: int, user_id: int, chat_id: int
@@ -266,8 +354,15 @@ class Entities:
             await self._redis.hset(keys.bot_seen_users(bot_id), mapping=mapping)
 
     async def seen_user(self, bot_id: int, scoped_user: int) -> int | None:
+        # scoped id -> real id never changes once noted: only found ones are kept
+        hit, generation = await self._cached("s", _pair(bot_id, scoped_user))
+        if hit is not None:
+            return int(hit)
         value = await self._redis.hget(keys.bot_seen_users(bot_id), scoped_user)
-        return None if value is None else int(value)
+        if value is None:
+            return None
+        self._keep("s", _pair(bot_id, scoped_user), int(value), generation)
+        return int(value)
 
     async def chats_of_user(self, user_id: int) -> list[int]:
         return sorted(int(m) for m in await self._redis.smembers(keys.user_chats(user_id)))
@@ -279,7 +374,9 @@ class Entities:
 
     async def add_member(self, chat_id: int, member: str, info: dict[str, Any]) -> bool:
         """Add ``u<id>``/``b<id>`` to a chat; False if it was already a member."""
-        added = await self._redis.hsetnx(keys.chat_members(chat_id), member, json_dumps(info))
+        added = await self._changed(
+            "m", chat_id, ("hsetnx", (keys.chat_members(chat_id), member, json_dumps(info)))
+        )
         kind, member_id = member[0], int(member[1:])
         if kind == "u":
             await self._redis.sadd(keys.user_chats(member_id), chat_id)
@@ -288,7 +385,7 @@ class Entities:
         return bool(added)
 
     async def remove_member(self, chat_id: int, member: str) -> bool:
-        removed = await self._redis.hdel(keys.chat_members(chat_id), member)
+        removed = await self._changed("m", chat_id, ("hdel", (keys.chat_members(chat_id), member)))
         kind, member_id = member[0], int(member[1:])
         if kind == "u":
             await self._redis.srem(keys.user_chats(member_id), chat_id)
@@ -297,10 +394,16 @@ class Entities:
         return bool(removed)
 
     async def members(self, chat_id: int) -> dict[str, dict[str, Any]]:
-        raw = await self._redis.hgetall(keys.chat_members(chat_id))
-        return {_s(k): json_loads(v) for k, v in raw.items()}
+        hit, generation = await self._cached("m", chat_id)
+        if hit is None:
+            raw = await self._redis.hgetall(keys.chat_members(chat_id))
+            hit = {_s(k): json_loads(v) for k, v in raw.items()}
+            self._keep("m", chat_id, hit, generation)
+        return {member: dict(info) for member, info in hit.items()}
 
     async def member(self, chat_id: int, member: str) -> dict[str, Any] | None:
+        if self.cache is not None and self.cache.live:
+            return (await self.members(chat_id)).get(member)
         raw = await self._redis.hget(keys.chat_members(chat_id), member)
         return None if raw is None else dict(json_loads(raw))
 
@@ -311,6 +414,18 @@ class Entities:
 
     async def last_message_id(self, chat_id: int) -> int:
         return int(await self._redis.get(keys.chat_sequence(chat_id)) or 0)
+
+    async def add_message(self, message: MessageRecord) -> int:
+        """Store a new message under the chat's next id (set on ``message``) at once."""
+        fields = message.to_storage()
+        del fields["i"]
+        message.id = int(
+            await self._new_message(
+                keys=[keys.chat_sequence(message.chat_id), keys.chat_messages(message.chat_id)],
+                args=[pack_open_map(fields, "i")],
+            )
+        )
+        return message.id
 
     async def save_message(self, message: MessageRecord) -> None:
         await self._redis.hset(

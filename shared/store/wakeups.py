@@ -4,6 +4,11 @@ The append script publishes ``"<id> <prev>"`` on the bot's channel. Readers (the
 gateway hub, long-polls) register a callback per bot; no reader holds a blocking
 Redis connection. Pub/sub is at-most-once, so after the subscription is re-made
 every callback gets a wake-up with ``update_id=None`` meaning "look again".
+
+Subscribing is immediate: a change is sent while the connection keeps reading, so a
+reader waits one Redis round trip for its channel, not a polling interval. A channel
+nobody listens to any more stays subscribed for :data:`LINGER_S`, so a poller's or
+a reconnecting socket's next call finds it ready.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +30,9 @@ __all__ = ["Wakeup", "Wakeups"]
 
 log = logging.getLogger("botgw.wakeups")
 
+LINGER_S = 60.0  # how long a channel without listeners stays subscribed
+SWEEP_S = 5.0  # how often lingering channels are looked at
+
 
 @dataclass(frozen=True, slots=True)
 class Wakeup:
@@ -34,6 +43,7 @@ class Wakeup:
 
 
 Listener = Callable[[Wakeup], None]
+StateListener = Callable[[bool], None]
 
 
 class Wakeups:
@@ -43,6 +53,10 @@ class Wakeups:
         self._redis = redis
         self._listeners: dict[int, set[Listener]] = {}
         self._channels: dict[bytes, int] = {}
+        self._idle_since: dict[int, float] = {}  # bots whose channel lingers unused
+        # other channels: message callback, and a state callback told True on every
+        # subscription confirmation (a re-made one included) and False when it is lost
+        self._watched: dict[bytes, tuple[Callable[[bytes], None], StateListener]] = {}
         self._pubsub: PubSub | None = None
         self._confirmed: set[bytes] = set()
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
@@ -53,7 +67,7 @@ class Wakeups:
     def add(self, bot_id: int, listener: Listener) -> None:
         listeners = self._listeners.setdefault(bot_id, set())
         listeners.add(listener)
-        if len(listeners) == 1:
+        if len(listeners) == 1 and self._idle_since.pop(bot_id, None) is None:
             self._channels[keys.bot_wakeup_channel(bot_id).encode()] = bot_id
             self._changed.set()
 
@@ -64,8 +78,31 @@ class Wakeups:
         listeners.discard(listener)
         if not listeners:
             del self._listeners[bot_id]
-            self._channels.pop(keys.bot_wakeup_channel(bot_id).encode(), None)
-            self._changed.set()
+            self._idle_since[bot_id] = time.monotonic()  # unsubscribed by a later sweep
+
+    def watch(
+        self, channel: str, on_message: Callable[[bytes], None], on_state: StateListener
+    ) -> None:
+        """Also deliver the messages of ``channel`` (for the life of this object)."""
+        self._watched[channel.encode()] = (on_message, on_state)
+        self._changed.set()
+
+    def _watch_lost(self) -> None:
+        for _, on_state in self._watched.values():
+            on_state(False)
+
+    def is_subscribed(self, bot_id: int) -> bool:
+        """Whether every publish on the bot's channel reaches this process now."""
+        channel = keys.bot_wakeup_channel(bot_id).encode()
+        return self.connected.is_set() and channel in self._confirmed
+
+    def _expire_idle(self) -> None:
+        horizon = time.monotonic() - LINGER_S
+        for bot_id, since in tuple(self._idle_since.items()):
+            if since < horizon:
+                del self._idle_since[bot_id]
+                self._channels.pop(keys.bot_wakeup_channel(bot_id).encode(), None)
+                self._changed.set()
 
     async def subscribed(self, bot_id: int) -> None:
         """Wait until the bot's channel is subscribed (so no later append is missed)."""
@@ -104,7 +141,7 @@ class Wakeups:
             self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None))
 
     async def _sync(self, pubsub: PubSub) -> None:
-        wanted = set(self._channels)
+        wanted = set(self._channels) | set(self._watched)
         have = set(pubsub.channels) - set(pubsub.pending_unsubscribe_channels)
         add = wanted - have
         drop = have - wanted
@@ -112,6 +149,33 @@ class Wakeups:
             await pubsub.subscribe(*add)
         if drop:
             await pubsub.unsubscribe(*drop)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is not None:
+                self._handle(message)
+
+    async def _serve(self, pubsub: PubSub) -> None:
+        """Read messages while sending subscription changes as soon as they happen."""
+        reader = asyncio.create_task(self._read(pubsub), name="wakeups-read")
+        try:
+            while True:
+                changed = asyncio.ensure_future(self._changed.wait())
+                done, _ = await asyncio.wait(
+                    (reader, changed), timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                changed.cancel()
+                if reader in done:
+                    reader.result()  # the connection failed: raise its error
+                    raise RedisError("the wake-up connection stopped reading")
+                self._changed.clear()
+                self._expire_idle()
+                await self._sync(pubsub)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -122,25 +186,21 @@ class Wakeups:
                 # A placeholder channel keeps the connection in subscribed mode.
                 await pubsub.subscribe(keys.PREFIX + "{idx}:wake")
                 self._pubsub = pubsub
+                self._changed.clear()
                 await self._sync(pubsub)
                 self.connected.set()
                 self._wake_all()
                 backoff = 0.05
-                while True:
-                    if self._changed.is_set():
-                        self._changed.clear()
-                        await self._sync(pubsub)
-                    message = await pubsub.get_message(timeout=0.05)
-                    while message is not None:
-                        self._handle(message)
-                        message = await pubsub.get_message(timeout=0)
+                await self._serve(pubsub)
             except asyncio.CancelledError:
                 self.connected.clear()
+                self._watch_lost()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
+                self._watch_lost()
                 self._pubsub = None
                 log.warning("wake-up subscription lost (%s); re-subscribing", exc)
                 with contextlib.suppress(Exception):
@@ -153,6 +213,14 @@ class Wakeups:
         channel = message.get("channel")
         data = message.get("data")
         if kind == "subscribe" and isinstance(channel, bytes):
+            watched = self._watched.get(channel)
+            if watched is not None:
+                watched[1](True)
+            elif channel in self._confirmed and channel in self._channels:
+                # re-subscribed under us (the client reconnected): anything published
+                # meanwhile was lost, so the bot's readers look again
+                again = Wakeup(bot_id=self._channels[channel], update_id=None, prev_id=None)
+                self._dispatch(again)
             self._confirmed.add(channel)
             waiter = self._confirmations.pop(channel, None)
             if waiter is not None and not waiter.done():
@@ -164,6 +232,10 @@ class Wakeups:
         if kind != "message":
             return
         if not isinstance(channel, bytes) or not isinstance(data, bytes):
+            return
+        watched = self._watched.get(channel)
+        if watched is not None:
+            watched[0](data)
             return
         bot_id = self._channels.get(channel)
         if bot_id is None:

@@ -71,6 +71,26 @@ async def test_message_ranges_skip_deleted_messages(store: Store) -> None:
     assert await db.get_message_range(chat_id, 5, 4) == []
 
 
+async def test_new_messages_take_the_next_id_of_their_chat_in_one_call(store: Store) -> None:
+    chat_id, db = random_id(), store.entities
+    sent = [
+        MessageRecord(id=0, chat_id=chat_id, sender="u1", date=5, text="a" * n, extra={"k": n})
+        for n in (1, 200, 70_000)  # the id follows strings and maps of every width
+    ]
+    ids = await asyncio.gather(*(db.add_message(m) for m in sent))
+    assert sorted(ids) == [1, 2, 3] and [m.id for m in sent] == ids
+    for message in sent:
+        assert await db.get_message(chat_id, message.id) == message
+    for _ in range(300):  # ids past 127, 255 and 65 535 encode wider: checked at 301
+        await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="b2", date=6))
+    last = await db.get_message(chat_id, 303)
+    assert last is not None and (last.id, last.sender) == (303, "b2")
+    await store.redis.set(f"botgw:{{c{chat_id}}}:seq", 70_000)
+    big = MessageRecord(id=0, chat_id=chat_id, sender="u1", date=7, text="x")
+    assert await db.add_message(big) == 70_001
+    assert await db.get_message(chat_id, 70_001) == big
+
+
 async def test_file_records_and_the_chats_they_were_sent_to(store: Store) -> None:
     db = store.entities
     record = FileRecord(
