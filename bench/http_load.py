@@ -1,11 +1,12 @@
 """HTTP load generator: REST requests in a closed loop, and long-poll readers.
 
 ``python -m bench.http_load --control SOCK --name N``. ``requests`` keeps
-``concurrency`` requests in flight on keep-alive connections for ``seconds`` and
-counts the answers that are ``{"ok": true}``. ``poll`` runs one ``getUpdates``
-loop per bot (each call confirming the previous batch with ``offset``), checks
-every update once and in order, and measures each update's wake-up: from its
-append (the time in its text) to the arrival of the response carrying it.
+``concurrency`` requests in flight for ``seconds``, one per keep-alive connection
+of a :class:`bench.rawhttp.Pool`, and counts the answers that are ``{"ok": true}``.
+``poll`` runs one ``getUpdates`` loop per bot (each call confirming the previous
+batch with ``offset``), checks every update once and in order, and measures each
+update's wake-up: from its append (the time in its text) to the arrival of the
+response carrying it.
 """
 
 from __future__ import annotations
@@ -16,39 +17,34 @@ import time
 from array import array
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bench.checks import Check, parse_text
 from bench.control import Handler, run_worker
+from bench.rawhttp import HttpError, Pool
 from bench.stats import percentile
 
 __all__ = ["main"]
 
+REQUEST_TIMEOUT = 120.0
+
 
 class HttpLoad:
     def __init__(self) -> None:
-        self.session: aiohttp.ClientSession | None = None
+        self.pools: dict[str, Pool] = {}
 
-    def _session(self, limit: int) -> aiohttp.ClientSession:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=limit, keepalive_timeout=120),
-                timeout=aiohttp.ClientTimeout(total=120),
-                json_serialize=lambda v: orjson.dumps(v).decode(),
-            )
-        return self.session
+    def _pool(self, base: str) -> Pool:
+        pool = self.pools.get(base)
+        if pool is None:
+            pool = self.pools[base] = Pool(base, timeout=REQUEST_TIMEOUT)
+        return pool
 
     async def cmd_requests(self, p: dict[str, Any]) -> dict[str, Any]:
         """POST ``items`` (path, Authorization, JSON body) round-robin, closed loop."""
-        base = p["base"]
-        items = [
-            (base + path, {"Authorization": auth}, orjson.dumps(body))
-            for path, auth, body in p["items"]
-        ]
+        pool = self._pool(p["base"])
+        items = [pool.build(path, orjson.dumps(body), auth) for path, auth, body in p["items"]]
         concurrency = int(p["concurrency"])
-        session = self._session(concurrency)
-        headers_json = {"Content-Type": "application/json"}
+        keep_results = bool(p.get("keep_results"))
         ok = 0
         errors: dict[str, int] = {}
         latencies: array[int] = array("q")
@@ -58,26 +54,28 @@ class HttpLoad:
 
         async def worker() -> None:
             nonlocal ok, next_item
-            while time.monotonic() < deadline:
-                url, auth, body = items[next_item % len(items)]
-                next_item += 1
-                started = time.monotonic_ns()
-                try:
-                    async with session.post(url, data=body, headers={**auth, **headers_json}) as r:
-                        payload = await r.read()
-                        status = r.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    key = type(exc).__name__
-                    errors[key] = errors.get(key, 0) + 1
-                    continue
-                latencies.append((time.monotonic_ns() - started) // 1000)
-                if status == 200 and payload.startswith(b'{"ok":true'):
-                    ok += 1
-                    if p.get("keep_results"):
-                        results.append(orjson.loads(payload)["result"])
-                else:
-                    key = f"{status} {payload[:120].decode(errors='replace')}"
-                    errors[key] = errors.get(key, 0) + 1
+            conn = pool.acquire()
+            try:
+                while time.monotonic() < deadline:
+                    data = items[next_item % len(items)]
+                    next_item += 1
+                    started = time.monotonic_ns()
+                    try:
+                        status, payload = await conn.request(data)
+                    except (OSError, HttpError) as exc:
+                        key = type(exc).__name__
+                        errors[key] = errors.get(key, 0) + 1
+                        continue
+                    latencies.append((time.monotonic_ns() - started) // 1000)
+                    if status == 200 and payload.startswith(b'{"ok":true'):
+                        ok += 1
+                        if keep_results:
+                            results.append(orjson.loads(payload)["result"])
+                    else:
+                        key = f"{status} {payload[:120].decode(errors='replace')}"
+                        errors[key] = errors.get(key, 0) + 1
+            finally:
+                pool.release(conn)
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -91,18 +89,17 @@ class HttpLoad:
             "p50_ms": percentile(ordered, 50) / 1000,
             "p99_ms": percentile(ordered, 99) / 1000,
         }
-        if p.get("keep_results"):
+        if keep_results:
             out["results"] = results
         return out
 
     async def cmd_poll(self, p: dict[str, Any]) -> dict[str, Any]:
         """One getUpdates loop per (token, bot): until ``expected`` updates or ``seconds``."""
-        base = p["base"]
+        pool = self._pool(p["base"])
         limit = int(p.get("limit", 100))
         timeout = float(p.get("timeout", 30))
         expected = {int(k): int(v) for k, v in p.get("expected", {}).items()}
         deadline = time.monotonic() + float(p["seconds"])
-        session = self._session(len(p["pollers"]) + 8)
         wakeups: array[int] = array("q")
         calls = 0
         empty = 0
@@ -113,38 +110,40 @@ class HttpLoad:
             nonlocal calls, empty
             check = Check()
             offset: int | None = None
-            url = f"{base}/bot/getUpdates"
-            headers = {"Authorization": f"Bot {token}", "Content-Type": "application/json"}
+            auth = f"Bot {token}"
             want = expected.get(bot)
-            while time.monotonic() < deadline and (want is None or check.next_seq < want):
-                body: dict[str, Any] = {"limit": limit, "timeout": timeout}
-                if offset is not None:
-                    body["offset"] = offset
-                try:
-                    async with session.post(url, data=orjson.dumps(body), headers=headers) as r:
-                        payload = await r.read()
-                        status = r.status
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                    await asyncio.sleep(0.05)
-                    continue
-                now = time.monotonic_ns()
-                calls += 1
-                if status != 200:
-                    key = f"{status} {payload[:120].decode(errors='replace')}"
-                    errors[key] = errors.get(key, 0) + 1
-                    await asyncio.sleep(0.05)
-                    continue
-                updates = orjson.loads(payload)["result"]
-                if not updates:
-                    empty += 1
-                    continue
-                for update in updates:
-                    seq, sent = parse_text(update.get("message", {}).get("text"))
-                    check.feed_one(int(update["update_id"]), seq)
-                    if sent:
-                        wakeups.append((now - sent) // 1000)
-                offset = int(updates[-1]["update_id"]) + 1
+            conn = pool.acquire()
+            try:
+                while time.monotonic() < deadline and (want is None or check.next_seq < want):
+                    body: dict[str, Any] = {"limit": limit, "timeout": timeout}
+                    if offset is not None:
+                        body["offset"] = offset
+                    data = pool.build("/bot/getUpdates", orjson.dumps(body), auth)
+                    try:
+                        status, payload = await conn.request(data)
+                    except (OSError, HttpError) as exc:
+                        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    now = time.monotonic_ns()
+                    calls += 1
+                    if status != 200:
+                        key = f"{status} {payload[:120].decode(errors='replace')}"
+                        errors[key] = errors.get(key, 0) + 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    updates = orjson.loads(payload)["result"]
+                    if not updates:
+                        empty += 1
+                        continue
+                    for update in updates:
+                        seq, sent = parse_text(update.get("message", {}).get("text"))
+                        check.feed_one(int(update["update_id"]), seq)
+                        if sent:
+                            wakeups.append((now - sent) // 1000)
+                    offset = int(updates[-1]["update_id"]) + 1
+            finally:
+                pool.release(conn)
             rows.append([bot, *check.row()])
 
         started = time.monotonic()
@@ -160,9 +159,10 @@ class HttpLoad:
         }
 
     async def cmd_close(self, p: dict[str, Any]) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        pools = list(self.pools.values())
+        self.pools.clear()
+        for pool in pools:
+            await pool.close()
 
 
 def handlers(args: argparse.Namespace) -> dict[str, Handler]:
