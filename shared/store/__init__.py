@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
@@ -23,6 +23,7 @@ from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.wakeups import Wakeup, Wakeups
 from shared.store.webhooks import WebhookStore
+from shared.store.wire import Wire
 
 __all__ = [
     "AppendResult",
@@ -52,13 +53,21 @@ StoreUnavailable: tuple[type[Exception], ...] = (
 
 
 class Script:
-    """A Lua script run by sha, re-loaded transparently after a Redis restart."""
+    """A Lua script run by sha, re-loaded transparently after a Redis restart; on the
+    store's :class:`Wire` when it has one."""
 
-    def __init__(self, redis: Redis, source: str) -> None:
+    def __init__(self, redis: Redis, source: str, wire: Wire | None = None) -> None:
         self._script = redis.register_script(source)
+        self._source = source
+        self._wire = wire
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
-        return await self._script(keys=keys, args=args)
+        if self._wire is None:
+            return await self._script(keys=keys, args=args)
+        try:
+            return await self._wire.call("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted or was flushed: EVAL loads it again
+            return await self._wire.call("EVAL", self._source, len(keys), *keys, *args)
 
     async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
         """Queue a call on a pipeline (the script is loaded on execute if needed)."""
@@ -68,13 +77,12 @@ class Script:
 class Store:
     """Connection pool, scripts and the domain operations built on them."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, wire: Wire | None = None) -> None:
         self.redis = redis
         self.settings = settings
-        lua = resources.files("shared.store") / "lua"
-        self.scripts: dict[str, Script] = {
-            name: Script(redis, (lua / f"{name}.lua").read_text()) for name in SCRIPT_NAMES
-        }
+        # the hot path (scripts, record and log reads); redis-py does everything else
+        self.wire = wire
+        self.scripts: dict[str, Script] = {name: self.script(name) for name in SCRIPT_NAMES}
         self.log = UpdateLog(self)
         self.entities = Entities(self)
         self.webhooks = WebhookStore(self)
@@ -92,7 +100,12 @@ class Store:
             socket_connect_timeout=5,
             health_check_interval=30,
         )
-        return cls(aioredis.Redis(connection_pool=pool), settings)
+        return cls(aioredis.Redis(connection_pool=pool), settings, Wire(target))
+
+    def script(self, name: str) -> Script:
+        """The Lua script ``lua/<name>.lua``."""
+        source = (resources.files("shared.store") / "lua" / f"{name}.lua").read_text()
+        return Script(self.redis, source, self.wire)
 
     def wakeups(self) -> Wakeups:
         """A wake-up listener on a dedicated pub/sub connection."""
@@ -118,6 +131,8 @@ class Store:
     async def close(self) -> None:
         # the pool was passed in explicitly, so aclose() alone would leave it open
         await self.redis.aclose(close_connection_pool=True)
+        if self.wire is not None:
+            self.wire.close()
 
     async def pool_in_use(self) -> int:
         pool = self.redis.connection_pool

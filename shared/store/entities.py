@@ -104,6 +104,7 @@ class Entities:
     def __init__(self, store: Store) -> None:
         self._redis = store.redis
         self._new_message = store.scripts["new_message"]
+        self._wire = store.wire
         self.cache: RecordCache | None = None
 
     def enable_cache(self, wakeups: Wakeups) -> RecordCache:
@@ -126,6 +127,26 @@ class Entities:
         if self.cache is not None:
             self.cache.forget(kind, ident)
         return replies[0] if commands else None
+
+    async def _hgetall_many(self, keys_: list[str]) -> list[dict[Any, Any]]:
+        """HGETALL of several hashes in one round trip."""
+        if self._wire is not None:
+            flats = await self._wire.calls([("HGETALL", key) for key in keys_])
+            return [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flats]
+        if len(keys_) == 1:
+            return [await self._redis.hgetall(keys_[0])]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys_:
+                pipe.hgetall(key)
+            return list(await pipe.execute())
+
+    async def _hgetall(self, key: str) -> dict[Any, Any]:
+        return (await self._hgetall_many([key]))[0]
+
+    async def _hget(self, key: str, field: str | int) -> Any:
+        if self._wire is not None:
+            return await self._wire.call("HGET", key, field, retry=True)
+        return await self._redis.hget(key, str(field))
 
     async def _cached(self, kind: str, ident: int) -> tuple[Any, int]:
         """(cached value or None, generation to keep a fresh read under)."""
@@ -191,13 +212,7 @@ class Entities:
                 missing.append(user_id)
         if not missing:
             return found
-        if len(missing) == 1:
-            replies = [await self._redis.hgetall(keys.user_info(missing[0]))]
-        else:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for user_id in missing:
-                    pipe.hgetall(keys.user_info(user_id))
-                replies = await pipe.execute()
+        replies = await self._hgetall_many([keys.user_info(user_id) for user_id in missing])
         for user_id, raw in zip(missing, replies, strict=True):
             if raw:
                 found[user_id] = record = _user(_hash(raw))
@@ -254,13 +269,7 @@ class Entities:
                 missing.append(bot_id)
         if not missing:
             return found
-        if len(missing) == 1:
-            replies = [await self._redis.hgetall(keys.bot_info(missing[0]))]
-        else:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for bot_id in missing:
-                    pipe.hgetall(keys.bot_info(bot_id))
-                replies = await pipe.execute()
+        replies = await self._hgetall_many([keys.bot_info(bot_id) for bot_id in missing])
         for bot_id, raw in zip(missing, replies, strict=True):
             if raw:
                 found[bot_id] = record = _bot(_hash(raw))
@@ -312,7 +321,7 @@ class Entities:
         hit, generation = await self._cached("c", chat_id)
         if hit is not None:
             return None if hit is ABSENT else hit
-        raw = await self._redis.hgetall(keys.chat_info(chat_id))
+        raw = await self._hgetall(keys.chat_info(chat_id))
         chat = _chat(_hash(raw)) if raw else None
         self._keep("c", chat_id, ABSENT if chat is None else chat, generation)
         return chat
@@ -329,7 +338,7 @@ class Entities:
         hit, generation = await self._cached("p", _pair(bot_id, scoped_user))
         if hit is not None:
             return int(hit)
-        value = await self._redis.hget(keys.bot_private_chats(bot_id), scoped_user)
+        value = await self._hget(keys.bot_private_chats(bot_id), scoped_user)
         if value is None:
             return None
         self._keep("p", _pair(bot_id, scoped_user), int(value), generation)
@@ -358,7 +367,7 @@ class Entities:
         hit, generation = await self._cached("s", _pair(bot_id, scoped_user))
         if hit is not None:
             return int(hit)
-        value = await self._redis.hget(keys.bot_seen_users(bot_id), scoped_user)
+        value = await self._hget(keys.bot_seen_users(bot_id), scoped_user)
         if value is None:
             return None
         self._keep("s", _pair(bot_id, scoped_user), int(value), generation)
@@ -396,7 +405,7 @@ class Entities:
     async def members(self, chat_id: int) -> dict[str, dict[str, Any]]:
         hit, generation = await self._cached("m", chat_id)
         if hit is None:
-            raw = await self._redis.hgetall(keys.chat_members(chat_id))
+            raw = await self._hgetall(keys.chat_members(chat_id))
             hit = {_s(k): json_loads(v) for k, v in raw.items()}
             self._keep("m", chat_id, hit, generation)
         return {member: dict(info) for member, info in hit.items()}
@@ -433,7 +442,7 @@ class Entities:
         )
 
     async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
-        raw = await self._redis.hget(keys.chat_messages(chat_id), message_id)
+        raw = await self._hget(keys.chat_messages(chat_id), message_id)
         return None if raw is None else MessageRecord.from_storage(unpack(_b(raw)))
 
     async def get_messages(self, chat_id: int, message_ids: list[int]) -> list[MessageRecord]:

@@ -71,6 +71,14 @@ def _entries(raw: Any) -> list[StoredUpdate]:
     return [_entry(entry_id, fields or {}) for entry_id, fields in raw or ()]
 
 
+def _raw_entries(raw: Any) -> list[StoredUpdate]:
+    """Entries of an XRANGE reply as RESP2 gives it: [id, [field, value, ...]]."""
+    return [
+        _entry(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {})
+        for entry_id, flat in raw or ()
+    ]
+
+
 class UpdateLog:
     """Domain operations on the update logs; reached as ``store.log``."""
 
@@ -146,6 +154,11 @@ class UpdateLog:
     async def read_after(self, bot_id: int, after: int, count: int) -> list[StoredUpdate]:
         """Up to ``count`` entries with update id greater than ``after``, oldest first."""
         start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
+        if self._store.wire is not None:
+            reply = await self._store.wire.call(
+                "XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count, retry=True
+            )
+            return _raw_entries(reply)
         entries = await self._redis.xrange(keys.bot_log(bot_id), start, "+", count=count)
         return _entries(entries)
 
@@ -158,6 +171,21 @@ class UpdateLog:
         self, requests: Sequence[tuple[int, int]], count: int
     ) -> list[list[StoredUpdate]]:
         """Pipelined :meth:`read_after` for several (bot id, after) pairs."""
+        if self._store.wire is not None:
+            replies = await self._store.wire.calls(
+                [
+                    (
+                        "XRANGE",
+                        keys.bot_log(bot_id),
+                        "-" if after <= 0 else "(" + stream_id_from_update_id(after),
+                        "+",
+                        "COUNT",
+                        count,
+                    )
+                    for bot_id, after in requests
+                ]
+            )
+            return [_raw_entries(reply) for reply in replies]
         async with self._redis.pipeline(transaction=False) as pipe:
             for bot_id, after in requests:
                 start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from shared import keys
@@ -140,11 +139,7 @@ class WebhookStore:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._redis = store.redis
-        lua = resources.files("shared.store") / "lua"
-        self._scripts = {
-            name: self._redis.register_script((lua / f"{name}.lua").read_text())
-            for name in _SCRIPTS
-        }
+        self._scripts = {name: store.script(name) for name in _SCRIPTS}
 
     # -- getUpdates ----------------------------------------------------------------
 
@@ -357,10 +352,10 @@ class WebhookStore:
         script = self._scripts["lease"]
         async with self._redis.pipeline(transaction=False) as pipe:
             for bot_id in bot_ids:
-                await script(
+                await script.queue(
+                    pipe,
                     keys=[webhook_lease_key(bot_id)],
                     args=["renew", holder, int(ttl_s * 1000)],
-                    client=pipe,
                 )
             replies = await pipe.execute()
         return [bot_id for bot_id, ok in zip(bot_ids, replies, strict=True) if not int(ok)]

@@ -1,7 +1,8 @@
 """1 000 concurrent long polls on one REST worker, each woken by its own bot's update.
 
 The module runs its own redis-server and REST process (a pool of POOL_SIZE
-connections). The worker's connections to Redis are counted from the operating
+connections, plus its one pipelined connection and its wake-up subscription, which
+do not grow with load). The worker's connections to Redis are counted from the operating
 system's view of its sockets (Linux /proc) while the polls start, wait and wake.
 """
 
@@ -208,7 +209,10 @@ async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded
         updates = body["result"]
         assert len(updates) == 1 and updates[0]["message"]["text"] == "/start"
     assert sampler.samples > 0
-    assert 0 < sampler.peak <= POOL_SIZE, f"{sampler.peak} connections for a pool of {POOL_SIZE}"
+    fixed = 2  # the pipelined connection and the wake-up subscription
+    assert 0 < sampler.peak <= POOL_SIZE + fixed, (
+        f"{sampler.peak} connections for a pool of {POOL_SIZE} (+{fixed})"
+    )
     print(
         f"\n{POLLS} long polls woken in {woke_in:.2f} s; the worker's peak Redis connections "
         f"{sampler.peak} (pool {POOL_SIZE}; Redis saw at most {sampler.peak_server} clients "
