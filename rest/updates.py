@@ -111,6 +111,7 @@ class LongPoll:
         self.limit = limit
         self.start = start
         self.after = start.after
+        self.prefetched = start.entries
         self.allowed = start.allowed
         now = time.monotonic()
         # the guard may raise the timeout, but never above the configured maximum
@@ -209,7 +210,11 @@ class LongPoll:
         """Up to ``limit`` wanted updates after ``after``; skips past unwanted ones."""
         found: list[dict[str, Any]] = []
         while True:
-            entries = await self.log.read_after(self.bot_id, self.after, READ_BATCH)
+            entries = self.prefetched
+            if entries is not None:  # read by begin_poll already
+                self.prefetched = None
+            else:
+                entries = await self.log.read_after(self.bot_id, self.after, READ_BATCH)
             for entry in entries:
                 if self.wants(entry):
                     found.append(render_update(entry))
@@ -276,6 +281,9 @@ async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
         offset=offset,
         timeout_s=timeout,
         allowed=p["allowed_updates"],
+        # the first read with the start; a negative offset reads the newest instead
+        read=0 if offset is not None and offset < 0 else p["limit"],
+        read_filtered=READ_BATCH,
     )
     if start.status != "ok":
         raise conflict(start.status, consumer)

@@ -20,7 +20,7 @@ from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_fr
 if TYPE_CHECKING:
     from shared.store import Store
 
-__all__ = ["LogInfo", "StoredUpdate", "UpdateLog"]
+__all__ = ["LogInfo", "StoredUpdate", "UpdateLog", "raw_entries"]
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
@@ -71,7 +71,7 @@ def _entries(raw: Any) -> list[StoredUpdate]:
     return [_entry(entry_id, fields or {}) for entry_id, fields in raw or ()]
 
 
-def _raw_entries(raw: Any) -> list[StoredUpdate]:
+def raw_entries(raw: Any) -> list[StoredUpdate]:
     """Entries of an XRANGE reply as RESP2 gives it: [id, [field, value, ...]]."""
     return [
         _entry(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {})
@@ -158,7 +158,7 @@ class UpdateLog:
             reply = await self._store.wire.call(
                 "XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count, retry=True
             )
-            return _raw_entries(reply)
+            return raw_entries(reply)
         entries = await self._redis.xrange(keys.bot_log(bot_id), start, "+", count=count)
         return _entries(entries)
 
@@ -185,7 +185,7 @@ class UpdateLog:
                     for bot_id, after in requests
                 ]
             )
-            return [_raw_entries(reply) for reply in replies]
+            return [raw_entries(reply) for reply in replies]
         async with self._redis.pipeline(transaction=False) as pipe:
             for bot_id, after in requests:
                 start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)

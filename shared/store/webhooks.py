@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import keys
 from shared.ids import new_epoch, stream_id_from_update_id
+from shared.store.log import StoredUpdate, raw_entries
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -93,6 +94,7 @@ class PollStart:
     pace_s: float = 0.0
     repeated: bool = False
     reader: str | None = None
+    entries: list[StoredUpdate] | None = None  # the first read, when asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +153,16 @@ class WebhookStore:
         offset: int | None,
         timeout_s: float,
         allowed: Sequence[str] | None,
+        read: int = 0,
+        read_filtered: int = 0,
     ) -> PollStart:
         """Start a poll: check the other readers, confirm ``offset``, take a generation.
 
         ``allowed`` None keeps the consumer's remembered ``allowed_updates``; an empty
         sequence means every type. A positive ``offset`` commits the cursor to
-        ``offset - 1`` (never beyond the newest update, never backwards).
+        ``offset - 1`` (never beyond the newest update, never backwards). With
+        ``read``, the poll's first read comes back too: that many entries after the
+        committed position, or ``read_filtered`` when allowed_updates filters types.
         """
         reply = await self._scripts["begin_poll"](
             keys=[
@@ -166,6 +172,7 @@ class WebhookStore:
                 keys.bot_last_id(bot_id),
                 keys.bot_reader(bot_id, consumer),
                 keys.bot_webhook(bot_id),
+                keys.bot_log(bot_id),
             ],
             args=[
                 consumer,
@@ -179,6 +186,8 @@ class WebhookStore:
                 REPEAT_PACE_MS,
                 keys.bot_wakeup_channel(bot_id),
                 POLL_STATE_TTL_S,
+                read,
+                read_filtered,
             ],
         )
         status = _text(reply[0])
@@ -196,6 +205,7 @@ class WebhookStore:
             timeout_s=int(reply[5]) / 1000,
             pace_s=int(reply[6]) / 1000,
             repeated=bool(int(reply[7])),
+            entries=raw_entries(reply[8]) if read else None,
         )
 
     async def poll_current(self, bot_id: int, consumer: str, generation: int) -> str:

@@ -11,9 +11,12 @@
 -- ARGV[6] '1' when an active webhook would read this consumer
 -- ARGV[7] repeat window ms   ARGV[8] timeout ms of a repeated poll (at least)
 -- ARGV[9] pacing ms of a repeated poll   ARGV[10] wake-up channel   ARGV[11] state ttl s
+-- ARGV[12] entries to read after `after` when every type is allowed (0: read nothing)
+-- ARGV[13] entries to read when allowed_updates filters   KEYS[7] the update log
 -- Returns {'webhook'} or {'reader', reader} or
---   {'ok', generation, epoch, after, allowed, timeout ms, pace ms, repeated 0/1}
--- where `after` is the committed position the poll reads after.
+--   {'ok', generation, epoch, after, allowed, timeout ms, pace ms, repeated 0/1, entries}
+-- where `after` is the committed position the poll reads after and `entries` the
+-- first log entries after it (XRANGE form), saving the poll its first read.
 local state, cursors, epoch_key, last_key, reader_key, webhook_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local consumer, offset_text = ARGV[1], ARGV[2]
@@ -95,4 +98,18 @@ if offset and offset > 0 then
   end
 end
 
-return {'ok', generation, epoch, string.format('%d', after), allowed, timeout, pace, repeated}
+local entries = {}
+local count = tonumber(ARGV[12])
+if count > 0 then
+  if allowed ~= '' then count = tonumber(ARGV[13]) end
+  local start = '-'
+  if after > 0 then
+    -- update id = ms * 1024 + sequence (exact: ids stay below 2^53)
+    local seq = after % 1024
+    start = '(' .. string.format('%d', (after - seq) / 1024) .. '-' .. string.format('%d', seq)
+  end
+  entries = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', count)
+end
+
+return {'ok', generation, epoch, string.format('%d', after), allowed, timeout, pace, repeated,
+  entries}
