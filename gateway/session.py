@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+import math
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,7 @@ from shared.store import StoredUpdate
 if TYPE_CHECKING:
     from gateway.server import Worker
 
-__all__ = ["Session", "consumer_key"]
+__all__ = ["Deadlines", "Session", "consumer_key"]
 
 log = logging.getLogger("botgw.gateway.session")
 
@@ -49,39 +51,103 @@ def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
     return consumer if count == 1 else f"{consumer}#{index}/{count}"
 
 
-class Waker:
-    """An ``asyncio.Event`` for its one waiter, without a deque per connection."""
+class Deadlines:
+    """Every session's next deadline in one heap, served by one event-loop timer.
 
-    __slots__ = ("_flag", "_future")
+    A session arms its core's next deadline after each change; the timer wakes it
+    when the deadline passes, and the session ticks its core and arms the next one.
+    A deadline that moves later (a heartbeat came) keeps its entry: it fires early,
+    finds nothing due and re-arms. One small entry per session instead of a timer
+    handle and a waiting coroutine per connection.
+    """
+
+    # a timer may fire up to the clock's resolution early: treat those as due
+    SLACK = 0.001
 
     def __init__(self) -> None:
-        self._flag = False
-        self._future: asyncio.Future[None] | None = None
+        # [when, sequence, session]: the session slot is cleared on disarm, so a
+        # stale entry does not keep a closed connection alive until it pops
+        self._heap: list[list[Any]] = []
+        self._sequence = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
-    def set(self) -> None:
-        self._flag = True
-        future = self._future
-        if future is not None and not future.done():
-            future.set_result(None)
+    def arm(self, session: Session, when: float) -> None:
+        """Wake ``session`` at ``when`` at the latest."""
+        entry = session._deadline
+        if entry is not None:
+            if entry[0] <= when:
+                return  # the earlier entry fires first; the tick re-arms
+            entry[2] = None
+        self._sequence += 1
+        entry = [when, self._sequence, session]
+        session._deadline = entry
+        heapq.heappush(self._heap, entry)
+        if when < self._timer_at:
+            self._schedule(when)
 
-    def clear(self) -> None:
-        self._flag = False
+    def disarm(self, session: Session) -> None:
+        entry = session._deadline
+        if entry is not None:
+            entry[2] = None
+            session._deadline = None
 
-    def is_set(self) -> bool:
-        return self._flag
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+        self._timer_at = when
 
-    async def wait(self) -> None:
-        if self._flag:
-            return
-        self._future = asyncio.get_running_loop().create_future()
-        try:
-            await self._future
-        finally:
-            self._future = None
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        heap = self._heap
+        now = asyncio.get_running_loop().time() + self.SLACK
+        while heap and heap[0][0] <= now:
+            session = heapq.heappop(heap)[2]
+            if session is not None:
+                session._deadline = None
+                session.deadline_reached()
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)  # disarmed: no timer for them
+        if heap:
+            self._schedule(heap[0][0])
 
 
 class Session:
-    """A connection of one bot: its core, its position in the log, its delivery mode."""
+    """A connection of one bot: its core, its position in the log, its delivery mode.
+
+    An idle session owns no task of its own: frames are read in the connection's
+    handler task (:meth:`run`), deadlines live in the worker's :class:`Deadlines`
+    and anything else that changes the core ticks it in a short-lived task.
+    """
+
+    # thousands of these live per worker: slots keep idle connections small
+    __slots__ = (
+        "_catching_up",
+        "_closing",
+        "_deadline",
+        "_tasks",
+        "_ticker",
+        "_woken",
+        "allowed",
+        "bot",
+        "bot_id",
+        "consumer",
+        "consumer_key",
+        "core",
+        "counted",
+        "epoch",
+        "feed",
+        "generation",
+        "live",
+        "loop",
+        "position",
+        "shard",
+        "token",
+        "worker",
+        "ws",
+    )
 
     def __init__(
         self, worker: Worker, ws: WebSocket, *, bot: BotRecord | None, token: str | None
@@ -108,8 +174,12 @@ class Session:
         self.live = False
         self.feed: Feed | None = None
         self._catching_up: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._wake = Waker()
+        # created with the first task and dropped with the last: most idle
+        # connections have none
+        self._tasks: set[asyncio.Task[Any]] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._woken = False
+        self._deadline: list[Any] | None = None  # this session's entry in Deadlines
         self._closing = False
         self.counted = False  # counted in the worker's connections per bot
 
@@ -207,11 +277,44 @@ class Session:
     def log_replaced(self) -> None:
         """The bot's log began a new epoch under us: close so the client resumes."""
         self.core.close(CloseCode.INTERNAL_ERROR, "the update log was replaced; resume")
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
-        """Make the session loop tick and flush now (after an outside state change)."""
-        self._wake.set()
+        """Tick the core and flush soon (after an outside state change or a deadline)."""
+        self._woken = True
+        if self._ticker is None and not self._closing:
+            self._ticker = self._spawn(self._tick())
+
+    async def _tick(self) -> None:
+        # one ticker at a time, looping while woken: frames keep their order
+        try:
+            while self._woken and not self._closing:
+                self._woken = False
+                self.core.tick(self.loop.time())
+                await self.flush()
+        finally:
+            # here, not in the done callback: a wake-up between the end of this
+            # coroutine and that callback would be lost
+            self._ticker = None
+        self._arm()
+
+    def deadline_reached(self) -> None:
+        """Called by :class:`Deadlines`: tick if something is due, else wait for it."""
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline > self.loop.time():
+            # moved later since it was armed (the client was heard from): a
+            # heartbeating connection costs no task here
+            self._arm()
+        else:
+            self.wake()
+
+    def _arm(self) -> None:
+        """Put the core's next deadline (identify, heartbeat, drain) on the shared timer."""
+        if self._closing:
+            return
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            self.worker.deadlines.arm(self, deadline)
 
     # -- control --------------------------------------------------------------
 
@@ -226,7 +329,7 @@ class Session:
             generation, connection_id = int(parts[2]), parts[3]
             if connection_id != self.connection_id and generation > self.generation:
                 self.core.take_over()
-                self._wake.set()
+                self.wake()
 
     async def _recheck_credentials(self) -> None:
         bot = await self.worker.store.entities.get_bot(self.bot_id)
@@ -234,27 +337,36 @@ class Session:
             self.core.close(CloseCode.AUTH_FAILED, "the bot token was rotated or revoked")
         elif not bot.active:
             self.core.close(CloseCode.BOT_INACTIVE, "this bot was revoked by its owner")
-        self._wake.set()
+        self.wake()
 
     # -- the connection's life ---------------------------------------------------
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self.loop.create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None
+        # finished tasks are dead weight on an idle connection
         if task is self._catching_up:
-            self._catching_up = None  # a finished task is dead weight on an idle connection
+            self._catching_up = None
+        if task is self._ticker:
+            self._ticker = None
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None and not isinstance(exc, ConnectionClosed):
             log.warning("connection %s: %r", self.connection_id, exc)
             self.core.close(CloseCode.INTERNAL_ERROR, "internal error")
-        self._wake.set()
+            self.wake()
 
     async def flush(self) -> None:
         """Send the core's control frames; close the socket after a close event."""
@@ -280,38 +392,37 @@ class Session:
                 await self.ws.close(event.code, event.reason)
 
     async def run(self) -> None:
-        """Serve the connection until it closes."""
-        await self.flush()  # hello
-        reader = self._spawn(self._read_frames())
+        """Serve the connection until it closes, reading frames in this task."""
+        worker = self.worker
+        worker.all_sessions.add(self)
+        metrics.CONNECTIONS.inc()
         try:
-            while not self._closing:
-                deadline = self.core.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
-                # asyncio.timeout, not wait_for: no extra task per wait
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-                self._wake.clear()
-                self.core.tick(self.loop.time())
-                await self.flush()
-                if reader.done() and not self._closing:
-                    break
-        finally:
-            for task in tuple(self._tasks):
-                task.cancel()
-            await self.finish()
-
-    async def _read_frames(self) -> None:
-        try:
-            async for frame in self.ws:
+            await self.flush()  # hello
+            self._arm()
+            # recv(), not ``async for``: no async generator kept per connection
+            while True:
+                frame = await self.ws.recv()
                 self.core.receive_frame(frame, self.loop.time())
                 await self.flush()
                 if self._closing:
-                    return
+                    break
+                self._arm()
         except ConnectionClosed:
             pass
+        except Exception as exc:
+            log.warning("connection %s: %r", self.connection_id, exc)
+            self.core.close(CloseCode.INTERNAL_ERROR, "internal error")
+            with contextlib.suppress(Exception):
+                await self.flush()
         finally:
-            self._wake.set()
+            worker.deadlines.disarm(self)
+            for task in tuple(self._tasks or ()):
+                task.cancel()
+            try:
+                await self.finish()
+            finally:
+                worker.all_sessions.discard(self)
+                metrics.CONNECTIONS.dec()
 
     async def finish(self) -> None:
         """Detach and commit the last ack (also after a crash of this connection)."""
@@ -425,7 +536,7 @@ class Session:
                 and other.generation < self.generation
             ):
                 other.core.take_over()
-                other._wake.set()
+                other.wake()
         await store.log.claim_reader(
             self.bot_id,
             self.consumer_key,

@@ -250,8 +250,14 @@ class LongPoll:
             if offset is not None and offset < 0:
                 found = await self.read_last(min(-offset, self.limit))
             # listen before reading, so an append between the read and the wait wakes us;
-            # an append before the channel was subscribed is found by reading again
-            heard = not found and self.deadline > time.monotonic() and self.start_listening()
+            # an append before the channel was subscribed, or before we listened (the
+            # read begin_poll made), is found by reading once more before waiting
+            heard = (
+                not found
+                and self.deadline > time.monotonic()
+                and self.start_listening()
+                and self.prefetched is None
+            )
             listened = False
             while not found:
                 found = await self.read()

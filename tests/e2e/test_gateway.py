@@ -335,3 +335,72 @@ async def test_rotating_or_revoking_closes_live_sockets(stack: Stack, settings: 
         await manage_api(http, owner)("revokeBot", bot_id=str(bot.bot_id))
         closing = await recv_frame(ws)
         assert closing["op"] == "close" and closing["code"] in (4501, 4505)
+
+
+async def test_a_vanished_peer_is_dropped_by_the_heartbeat_deadline(
+    stack: Stack, settings: Settings
+) -> None:
+    """No keepalive task per connection: the sessions' deadlines and one ping loop."""
+    import websockets
+    from websockets.asyncio.client import ClientConnection
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import Event
+
+    class CountingPings(ClientConnection):
+        pings = 0
+
+        def process_event(self, event: Event) -> None:
+            if isinstance(event, Frame) and event.opcode is Opcode.PING:
+                self.pings += 1
+            super().process_event(event)
+
+    interval = 1.0
+    worker = stack.new_gateway("vanish", BOTGW_HEARTBEAT_INTERVAL=str(interval)).start()
+    try:
+        worker.wait_healthy()
+        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+        metrics_url = f"http://127.0.0.1:{worker.port}/metrics"
+        bot = await new_bot(settings, "va")
+        live = await websockets.connect(
+            url,
+            additional_headers={"Authorization": f"Bot {bot.token}"},
+            create_connection=CountingPings,
+            ping_interval=None,
+        )
+        assert isinstance(live, CountingPings)
+        assert (await recv_frame(live))["op"] == "hello"
+        await live.send(json.dumps({"op": "identify", "consumer": "live"}))
+        assert (await recv_frame(live))["op"] == "ready"
+        gone, ready = await open_raw(url, bot.token, consumer="gone")
+        assert ready["op"] == "ready"
+        # gone without a FIN: reads nothing (no pong, no closing handshake), sends nothing
+        assert gone.transport is not None
+        gone.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def connections() -> float:
+            text = (await http_get(metrics_url)).text
+            line = next(x for x in text.splitlines() if x.startswith("botgw_gateway_connections "))
+            return float(line.split()[1])
+
+        assert await connections() == 2
+        dropped_after = None
+        while loop.time() - started < wait_s(15):
+            await live.send(json.dumps({"op": "heartbeat"}))
+            assert (await recv_frame(live))["op"] == "heartbeat_ack"
+            if dropped_after is None and await connections() == 1:
+                dropped_after = loop.time() - started
+            if dropped_after is not None and live.pings >= 2:
+                break
+            await asyncio.sleep(interval / 4)
+        # two silent intervals, then the close handshake's 2 s before the socket is cut
+        assert dropped_after is not None and dropped_after < 2 * interval + 2 + wait_s(2)
+        # the server pings every open connection, from one loop for all of them
+        assert live.pings >= 2
+        gone.transport.resume_reading()
+        closing = await recv_frame(gone)
+        assert closing["op"] == "close" and closing["code"] == 4001 and closing["resumable"]
+        await live.close()
+    finally:
+        worker.stop()
