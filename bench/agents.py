@@ -92,6 +92,7 @@ class Agents:
         self.resume = False
         self.attempts = 1
         self.jitter = 0.5
+        self.failures_at_drop = 0
         self.gate = asyncio.Semaphore(200)
         self.cache: dict[bytes, FrameSummary] = {}
         self.frames = 0
@@ -303,7 +304,7 @@ class Agents:
             "last_ns": self.last_ns,
             "closes": closes,
             "errors": sorted(set(c.failed for c in self.conns if c.failed))[:5],
-            "failures": sum(c.failures for c in self.conns),
+            "failures": sum(c.failures for c in self.conns) - self.failures_at_drop,
         }
         if p.get("latency"):
             out["latency_us"] = self.latency_us.tolist()
@@ -317,6 +318,7 @@ class Agents:
         """Abort every connection at once (a network blip); each one resumes."""
         self.resume = True
         self.jitter = float(p.get("jitter", 0.5))
+        self.failures_at_drop = sum(c.failures for c in self.conns)
         dropped = 0
         now = time.monotonic_ns()
         for conn in self.conns:
@@ -346,6 +348,9 @@ class Agents:
             "resumed": len(resumed),
             "total": len(self.conns),
             "last_ready_ns": max(resumed, default=0),
+            # when each connection was back, for the resumption's shape over time
+            "ready_after_ms": sorted(round((r - since) / 1e6, 1) for r in resumed),
+            "failures": sum(c.failures for c in self.conns) - self.failures_at_drop,
         }
 
     async def cmd_close(self, p: dict[str, Any]) -> None:

@@ -321,7 +321,10 @@ def build_table(results: Results, scale: Scale) -> Table:
         row("  storm: lost updates", "", "lost", storm, "storm_lost", **sub)
         row("  storm: out of order", "", "out_of_order", storm, "storm_out_of_order", **sub)
         row("  storm: duplicates", "", "duplicates", storm, None, **sub)
+        row("  storm: half resumed", "s", "resumed_p50_s", storm, None, **sub)
+        row("  storm: 99 % resumed", "s", "resumed_p99_s", storm, None, **sub)
         row("  storm: all caught up", "s", "caught_up_s", storm, None, **sub)
+        row("  storm: failed connects (retried)", "", "connect_failures", storm, None, **sub)
     ceiling = results.get("write_ceiling", [])
     for which, budget in (("client", "rest_client"), ("bot", "rest_bot")):
         data = results.get(f"rest_{which}")

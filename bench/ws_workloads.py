@@ -310,8 +310,17 @@ async def storm(run: Run, server: Server, remotes: Sequence[Remote], bots: Seque
     for s in stats:
         for code, count in s["closes"].items():
             closes[code] = closes.get(code, 0) + count
+    ready_ms = sorted(ms for r in resumed for ms in r["ready_after_ms"])
+
+    def quantile(q: float) -> float:
+        return ready_ms[min(len(ready_ms) - 1, int(q * len(ready_ms)))] / 1e3 if ready_ms else 0.0
+
     return {
         "resumed_s": (last_ready - drop_ns) / 1e9 if all_resumed == total else float("inf"),
+        "resumed_p50_s": quantile(0.5),
+        "resumed_p90_s": quantile(0.9),
+        "resumed_p99_s": quantile(0.99),
+        "connect_failures": sum(r["failures"] for r in resumed),
         "resumed": all_resumed,
         "dropped": sum(d["dropped"] for d in drops),
         "caught_up_s": (caught_up_ns - drop_ns) / 1e9

@@ -43,10 +43,19 @@ log = logging.getLogger("botgw.rest")
 REQUESTS = Counter("botgw_rest_requests_total", "REST calls", ["api", "method", "status"])
 
 
+_COUNTERS: dict[tuple[str, str, int], Any] = {}
+
+
 def count_request(api: str, method: str, status: int) -> None:
     """Count one call in ``botgw_rest_requests_total`` (unknown names share a label)."""
-    known = len(method) <= 40 and method.isidentifier()
-    REQUESTS.labels(api, method if known else "other", str(status)).inc()
+    key = (api, method, status)
+    counter = _COUNTERS.get(key)
+    if counter is None:
+        known = len(method) <= 40 and method.isidentifier()
+        counter = REQUESTS.labels(api, method if known else "other", str(status))
+        if len(_COUNTERS) < 4096:
+            _COUNTERS[key] = counter
+    counter.inc()
 
 
 MAX_JSON_BODY = 1 << 20
@@ -93,8 +102,10 @@ def _too_large(limit: int, method: Method) -> ApiError:
 def _guarded(request: Request, limit: int, method: Method) -> Request:
     """The request with a body that raises 413 once more than ``limit`` bytes arrived."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, method)
+    if declared.isdigit():
+        if int(declared) > limit:
+            raise _too_large(limit, method)
+        return request  # the server reads no more than the declared length
     received = 0
     inner: Receive = request.receive
 
@@ -139,8 +150,8 @@ async def read_params(
         return params, True
     guarded = _guarded(request, MAX_JSON_BODY, method)
     body = await guarded.body()
-    params = dict(request.query_params)
     if not body.strip():
+        params = dict(request.query_params)
         return params, bool(params)
     try:
         data = json_loads(body)

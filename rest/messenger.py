@@ -58,6 +58,9 @@ def now() -> int:
     return int(time.time())
 
 
+SCOPED_IDS_KEPT = 100_000
+
+
 class Messenger:
     """Accounts, chats and messages, and the updates they cause."""
 
@@ -66,12 +69,20 @@ class Messenger:
         self.settings = settings
         self.db = store.entities
         self._secret = secret
+        # scoped ids never change: an HMAC per (bot, user) once, not on every request
+        self._scoped: dict[tuple[int, int], int] = {}
 
     # -- ids ------------------------------------------------------------------
 
     def scoped(self, bot_id: int, user_id: int) -> int:
         """The id under which ``bot_id`` sees ``user_id``."""
-        return scoped_user_id(self._secret, bot_id, user_id)
+        pair = (bot_id, user_id)
+        value = self._scoped.get(pair)
+        if value is None:
+            if len(self._scoped) >= SCOPED_IDS_KEPT:
+                self._scoped.clear()
+            value = self._scoped[pair] = scoped_user_id(self._secret, bot_id, user_id)
+        return value
 
     def chat_instance(self, bot_id: int, chat: ChatRecord) -> str:
         """An opaque string naming a chat for callback queries (stable per bot)."""

@@ -73,13 +73,19 @@ _EXCLUSIVE = frozenset(
     }
 )
 
-_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("url", re.compile(r"\bhttps?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]", re.IGNORECASE)),
-    ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
-    ("bot_command", re.compile(r"(?<![\w/@])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z][A-Za-z0-9_]{2,31})?")),
-    ("mention", re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{2,31}\b")),
-    ("hashtag", re.compile(r"(?<![\w#])#\w{1,64}")),
-    ("cashtag", re.compile(r"(?<![\w$])\$[A-Z]{1,8}\b")),
+# (entity type, a string every match contains, pattern), in order of precedence:
+# a pattern runs only on text holding its string, so plain text costs no search
+_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    ("url", "://", re.compile(r"\bhttps?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]", re.IGNORECASE)),
+    ("email", "@", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
+    (
+        "bot_command",
+        "/",
+        re.compile(r"(?<![\w/@])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z][A-Za-z0-9_]{2,31})?"),
+    ),
+    ("mention", "@", re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{2,31}\b")),
+    ("hashtag", "#", re.compile(r"(?<![\w#])#\w{1,64}")),
+    ("cashtag", "$", re.compile(r"(?<![\w$])\$[A-Z]{1,8}\b")),
 )
 
 
@@ -111,17 +117,25 @@ def _sorted(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def parse_entities(text: str) -> list[dict[str, Any]]:
     """Entities Telegram detects in ``text``, non-overlapping, in order of offset."""
     spans: list[tuple[int, int, str]] = []
-    for kind, pattern in _PATTERNS:
+    for kind, needle, pattern in _PATTERNS:
+        if needle not in text:
+            continue
         for match in pattern.finditer(text):
             start, end = match.span()
             if any(start < e and s < end for s, e, _ in spans):
                 continue
             spans.append((start, end, kind))
+    if not spans:
+        return []
     spans.sort()
-    entities = []
-    for start, end, kind in spans:
-        entities.append(_entity(kind, utf16_len(text[:start]), utf16_len(text[start:end])))
-    return entities
+    if text.isascii():  # one UTF-16 unit per character
+        return [
+            {"type": kind, "offset": start, "length": end - start} for start, end, kind in spans
+        ]
+    return [
+        _entity(kind, utf16_len(text[:start]), utf16_len(text[start:end]))
+        for start, end, kind in spans
+    ]
 
 
 def compose_entities(text: str, formatting: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ __all__ = [
     "Wakeups",
 ]
 
-SCRIPT_NAMES = ("append_update", "commit_cursor", "new_message", "rate_limit")
+SCRIPT_NAMES = ("append_update", "close_reader", "commit_cursor", "new_message", "rate_limit")
 
 # Any failure of the store (the base class of the Redis client's errors): callers
 # outside shared/ catch this instead of importing redis.
@@ -53,21 +53,27 @@ StoreUnavailable: tuple[type[Exception], ...] = (
 
 
 class Script:
-    """A Lua script run by sha, re-loaded transparently after a Redis restart; on the
-    store's :class:`Wire` when it has one."""
+    """A Lua script run by sha on the store's :class:`Wire`, re-loaded transparently
+    after a Redis restart."""
 
-    def __init__(self, redis: Redis, source: str, wire: Wire | None = None) -> None:
+    def __init__(self, redis: Redis, source: str, wire: Wire) -> None:
         self._script = redis.register_script(source)
         self._source = source
         self._wire = wire
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
-        if self._wire is None:
-            return await self._script(keys=keys, args=args)
         try:
-            return await self._wire.call("EVALSHA", self._script.sha, len(keys), *keys, *args)
+            return await self._wire.call(*self.command(keys=keys, args=args))
         except NoScriptError:  # Redis restarted or was flushed: EVAL loads it again
             return await self._wire.call("EVAL", self._source, len(keys), *keys, *args)
+
+    def command(self, *, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+        """The EVALSHA command of one call, for :meth:`Wire.calls` beside others."""
+        return ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        """Load the script into Redis (after a NOSCRIPT reply to :meth:`command`)."""
+        await self._wire.call("SCRIPT", "LOAD", self._source)
 
     async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
         """Queue a call on a pipeline (the script is loaded on execute if needed)."""
@@ -77,7 +83,7 @@ class Script:
 class Store:
     """Connection pool, scripts and the domain operations built on them."""
 
-    def __init__(self, redis: Redis, settings: Settings, wire: Wire | None = None) -> None:
+    def __init__(self, redis: Redis, settings: Settings, wire: Wire) -> None:
         self.redis = redis
         self.settings = settings
         # the hot path (scripts, record and log reads); redis-py does everything else
@@ -131,8 +137,7 @@ class Store:
     async def close(self) -> None:
         # the pool was passed in explicitly, so aclose() alone would leave it open
         await self.redis.aclose(close_connection_pool=True)
-        if self.wire is not None:
-            self.wire.close()
+        self.wire.close()
 
     async def pool_in_use(self) -> int:
         pool = self.redis.connection_pool

@@ -130,25 +130,16 @@ class Entities:
 
     async def _hgetall_many(self, keys_: list[str]) -> list[dict[Any, Any]]:
         """HGETALL of several hashes in one round trip."""
-        if self._wire is not None:
-            flats = await self._wire.calls([("HGETALL", key) for key in keys_])
-            return [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flats]
-        if len(keys_) == 1:
-            return [await self._redis.hgetall(keys_[0])]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys_:
-                pipe.hgetall(key)
-            return list(await pipe.execute())
+        flats = await self._wire.calls([("HGETALL", key) for key in keys_])
+        return [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flats]
 
     async def _hgetall(self, key: str) -> dict[Any, Any]:
         return (await self._hgetall_many([key]))[0]
 
     async def _hget(self, key: str, field: str | int) -> Any:
-        if self._wire is not None:
-            return await self._wire.call("HGET", key, field, retry=True)
-        return await self._redis.hget(key, str(field))
+        return await self._wire.call("HGET", key, field, retry=True)
 
-    async def _cached(self, kind: str, ident: int) -> tuple[Any, int]:
+    def _cached(self, kind: str, ident: int) -> tuple[Any, int]:
         """(cached value or None, generation to keep a fresh read under)."""
         cache = self.cache
         if cache is None or not cache.live:
@@ -198,6 +189,9 @@ class Entities:
         )
 
     async def get_user(self, user_id: int) -> UserRecord | None:
+        hit, _ = self._cached("u", user_id)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
         return (await self.get_users((user_id,))).get(user_id)
 
     async def get_users(self, user_ids: Iterable[int]) -> dict[int, UserRecord]:
@@ -205,7 +199,7 @@ class Entities:
         missing: list[int] = []
         generation = -1
         for user_id in dict.fromkeys(user_ids):
-            hit, generation = await self._cached("u", user_id)
+            hit, generation = self._cached("u", user_id)
             if hit is not None:
                 found[user_id] = hit
             else:
@@ -255,6 +249,9 @@ class Entities:
             await pipe.execute()
 
     async def get_bot(self, bot_id: int) -> BotRecord | None:
+        hit, _ = self._cached("b", bot_id)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
         return (await self.get_bots((bot_id,))).get(bot_id)
 
     async def get_bots(self, bot_ids: Iterable[int]) -> dict[int, BotRecord]:
@@ -262,7 +259,7 @@ class Entities:
         missing: list[int] = []
         generation = -1
         for bot_id in dict.fromkeys(bot_ids):
-            hit, generation = await self._cached("b", bot_id)
+            hit, generation = self._cached("b", bot_id)
             if hit is not None:
                 found[bot_id] = hit
             else:
@@ -318,7 +315,7 @@ class Entities:
         await self._changed("c", chat.id, ("hset", (keys.chat_info(chat.id), None, None, mapping)))
 
     async def get_chat(self, chat_id: int) -> ChatRecord | None:
-        hit, generation = await self._cached("c", chat_id)
+        hit, generation = self._cached("c", chat_id)
         if hit is not None:
             return None if hit is ABSENT else hit
         raw = await self._hgetall(keys.chat_info(chat_id))
@@ -335,7 +332,7 @@ class Entities:
 
     async def private_chat_of(self, bot_id: int, scoped_user: int) -> int | None:
         # a link never changes once made: only found ones are kept
-        hit, generation = await self._cached("p", _pair(bot_id, scoped_user))
+        hit, generation = self._cached("p", _pair(bot_id, scoped_user))
         if hit is not None:
             return int(hit)
         value = await self._hget(keys.bot_private_chats(bot_id), scoped_user)
@@ -364,7 +361,7 @@ class Entities:
 
     async def seen_user(self, bot_id: int, scoped_user: int) -> int | None:
         # scoped id -> real id never changes once noted: only found ones are kept
-        hit, generation = await self._cached("s", _pair(bot_id, scoped_user))
+        hit, generation = self._cached("s", _pair(bot_id, scoped_user))
         if hit is not None:
             return int(hit)
         value = await self._hget(keys.bot_seen_users(bot_id), scoped_user)
@@ -403,7 +400,7 @@ class Entities:
         return bool(removed)
 
     async def members(self, chat_id: int) -> dict[str, dict[str, Any]]:
-        hit, generation = await self._cached("m", chat_id)
+        hit, generation = self._cached("m", chat_id)
         if hit is None:
             raw = await self._hgetall(keys.chat_members(chat_id))
             hit = {_s(k): json_loads(v) for k, v in raw.items()}

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from shared import keys
 from shared.codecs import pack
 from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
@@ -85,6 +87,7 @@ class UpdateLog:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._redis = store.redis
+        self._wire = store.wire
 
     async def append(
         self,
@@ -138,12 +141,15 @@ class UpdateLog:
 
     async def info(self, bot_id: int) -> LogInfo:
         log = keys.bot_log(bot_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.bot_epoch(bot_id))
-            pipe.xrange(log, "-", "+", count=1)
-            pipe.xrevrange(log, "+", "-", count=1)
-            pipe.xlen(log)
-            epoch, first, last, length = await pipe.execute()
+        epoch, first, last, length = await self._wire.calls(
+            [
+                ("GET", keys.bot_epoch(bot_id)),
+                ("XRANGE", log, "-", "+", "COUNT", 1),
+                ("XREVRANGE", log, "+", "-", "COUNT", 1),
+                ("XLEN", log),
+            ],
+            retry=True,
+        )
         return LogInfo(
             epoch=None if epoch is None else _decode(epoch),
             oldest=update_id_from_stream_id(_decode(first[0][0])) if first else None,
@@ -154,13 +160,10 @@ class UpdateLog:
     async def read_after(self, bot_id: int, after: int, count: int) -> list[StoredUpdate]:
         """Up to ``count`` entries with update id greater than ``after``, oldest first."""
         start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
-        if self._store.wire is not None:
-            reply = await self._store.wire.call(
-                "XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count, retry=True
-            )
-            return raw_entries(reply)
-        entries = await self._redis.xrange(keys.bot_log(bot_id), start, "+", count=count)
-        return _entries(entries)
+        reply = await self._wire.call(
+            "XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count, retry=True
+        )
+        return raw_entries(reply)
 
     async def read_last(self, bot_id: int, count: int) -> list[StoredUpdate]:
         """The newest ``count`` entries, oldest first."""
@@ -171,34 +174,28 @@ class UpdateLog:
         self, requests: Sequence[tuple[int, int]], count: int
     ) -> list[list[StoredUpdate]]:
         """Pipelined :meth:`read_after` for several (bot id, after) pairs."""
-        if self._store.wire is not None:
-            replies = await self._store.wire.calls(
-                [
-                    (
-                        "XRANGE",
-                        keys.bot_log(bot_id),
-                        "-" if after <= 0 else "(" + stream_id_from_update_id(after),
-                        "+",
-                        "COUNT",
-                        count,
-                    )
-                    for bot_id, after in requests
-                ]
-            )
-            return [raw_entries(reply) for reply in replies]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bot_id, after in requests:
-                start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
-                pipe.xrange(keys.bot_log(bot_id), start, "+", count=count)
-            replies = await pipe.execute()
-        return [_entries(entries) for entries in replies]
+        replies = await self._wire.calls(
+            [
+                (
+                    "XRANGE",
+                    keys.bot_log(bot_id),
+                    "-" if after <= 0 else "(" + stream_id_from_update_id(after),
+                    "+",
+                    "COUNT",
+                    count,
+                )
+                for bot_id, after in requests
+            ],
+            retry=True,
+        )
+        return [raw_entries(reply) for reply in replies]
 
     async def heads(self, bot_ids: Sequence[int]) -> list[int | None]:
         """The newest update id of each bot's log (None when empty), pipelined."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bot_id in bot_ids:
-                pipe.xrevrange(keys.bot_log(bot_id), "+", "-", count=1)
-            replies = await pipe.execute()
+        replies = await self._wire.calls(
+            [("XREVRANGE", keys.bot_log(bot_id), "+", "-", "COUNT", 1) for bot_id in bot_ids],
+            retry=True,
+        )
         return [
             update_id_from_stream_id(_decode(reply[0][0])) if reply else None for reply in replies
         ]
@@ -215,12 +212,14 @@ class UpdateLog:
         bot never had an update), the consumer's committed cursor and the next
         generation (takeover order)."""
         epoch_key = keys.bot_epoch(bot_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(epoch_key, new_epoch(), nx=True)
-            pipe.get(epoch_key)
-            pipe.hget(keys.bot_cursors(bot_id), consumer)
-            pipe.incr(keys.bot_generation(bot_id, consumer))
-            _, epoch, committed, generation = await pipe.execute()
+        _, epoch, committed, generation = await self._wire.calls(
+            [
+                ("SET", epoch_key, new_epoch(), "NX"),
+                ("GET", epoch_key),
+                ("HGET", keys.bot_cursors(bot_id), consumer),
+                ("INCR", keys.bot_generation(bot_id, consumer)),
+            ]
+        )
         cursor = None
         if committed is not None:
             cursor_epoch, _, update_id = _decode(committed).partition(":")
@@ -231,27 +230,31 @@ class UpdateLog:
         self, bot_id: int, consumer: str, reader: str, ttl: float, announcement: str
     ) -> None:
         """Announce a takeover and mark ``reader`` live for ``ttl`` s, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.publish(keys.bot_wakeup_channel(bot_id), announcement)
-            pipe.set(keys.bot_reader(bot_id, consumer), reader, px=int(ttl * 1000))
-            await pipe.execute()
+        await self._wire.calls(
+            [
+                ("PUBLISH", keys.bot_wakeup_channel(bot_id), announcement),
+                ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000)),
+            ]
+        )
 
     async def close_reader(
         self, bot_id: int, consumer: str, reader: str, cursor: Cursor | None
     ) -> None:
-        """A live reader goes: commit its last cursor and clear its mark if still its."""
-        key = keys.bot_reader(bot_id, consumer)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if cursor is not None:
-                await self._store.scripts["commit_cursor"].queue(
-                    pipe,
-                    keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
-                    args=[consumer, cursor.epoch, cursor.update_id],
-                )
-            pipe.get(key)
-            replies = await pipe.execute()
-        if replies[-1] is not None and _decode(replies[-1]) == reader:
-            await self._redis.delete(key)
+        """A live reader goes: commit its last cursor and clear its mark if still its,
+        in one script call."""
+        await self._store.scripts["close_reader"](
+            keys=[
+                keys.bot_cursors(bot_id),
+                keys.bot_epoch(bot_id),
+                keys.bot_reader(bot_id, consumer),
+            ],
+            args=[
+                consumer,
+                "" if cursor is None else cursor.epoch,
+                0 if cursor is None else cursor.update_id,
+                reader,
+            ],
+        )
 
     async def commit_cursor(self, bot_id: int, consumer: str, cursor: Cursor) -> int:
         """Move the committed cursor forward: 1 moved, 0 not newer, -1 other epoch."""
@@ -266,18 +269,25 @@ class UpdateLog:
         if not commits:
             return
         script = self._store.scripts["commit_cursor"]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bot_id, consumer, cursor in commits:
-                await script.queue(
-                    pipe,
-                    keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
-                    args=[consumer, cursor.epoch, cursor.update_id],
-                )
-            await pipe.execute()
+        commands = [
+            script.command(
+                keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
+                args=[consumer, cursor.epoch, cursor.update_id],
+            )
+            for bot_id, consumer, cursor in commits
+        ]
+        try:
+            await self._wire.calls(commands)
+        except NoScriptError:
+            # Redis lost its scripts: load and commit again (commits only move forward)
+            await script.load()
+            await self._wire.calls(commands)
 
     async def set_reader(self, bot_id: int, consumer: str, reader: str, ttl: float) -> None:
         """Announce a live reader of a consumer (a WebSocket) for ``ttl`` seconds."""
-        await self._redis.set(keys.bot_reader(bot_id, consumer), reader, px=int(ttl * 1000))
+        await self._wire.call(
+            "SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000)
+        )
 
     async def clear_reader(self, bot_id: int, consumer: str, reader: str) -> None:
         key = keys.bot_reader(bot_id, consumer)

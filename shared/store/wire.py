@@ -133,9 +133,18 @@ class Wire:
                 raise
             return await (await self._ready()).send(command)
 
-    async def calls(self, commands: Sequence[Command]) -> list[Any]:
+    async def calls(self, commands: Sequence[Command], *, retry: bool = False) -> list[Any]:
         """Several commands written together; their replies in order (the first error
-        is raised once every reply is in)."""
+        is raised once every reply is in). ``retry``: all once more on a new connection
+        if it was lost (only for commands that are safe to repeat)."""
+        try:
+            return await self._calls(commands)
+        except RedisConnectionError:
+            if not retry:
+                raise
+            return await self._calls(commands)
+
+    async def _calls(self, commands: Sequence[Command]) -> list[Any]:
         proto = await self._ready()
         futures = [proto.send(command) for command in commands]
         replies: list[Any] = []
