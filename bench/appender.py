@@ -97,12 +97,15 @@ class Appender:
         return sent
 
     async def _pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> None:
-        """The append script calls on one pipeline, by sha (loaded once at setup)."""
+        """The append script calls written together on the store's pipelined
+        connection (as the REST process sends them), by sha (loaded once at setup)."""
         store = self._store()
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for call_keys, call_args in calls:
-                pipe.evalsha(self.sha, len(call_keys), *call_keys, *call_args)
-            await pipe.execute()
+        await store.wire.calls(
+            [
+                ("EVALSHA", self.sha, len(call_keys), *call_keys, *call_args)
+                for call_keys, call_args in calls
+            ]
+        )
 
     async def cmd_burst(self, p: dict[str, Any]) -> dict[str, Any]:
         """``n`` updates to each bot, sent ``depth`` at a time as fast as Redis takes them."""

@@ -85,7 +85,7 @@ class Ceiling:
             "cursor": {"epoch": epoch, "update_id": position},
             "head": position,
         }
-        self.conns[bot_id].add(ws)
+        self.conns.setdefault(bot_id, set()).add(ws)
         # long-lived connection objects leave the collector's generations: a full
         # collection would otherwise walk all of them (pauses of 100 ms at 1 000)
         gc.freeze()
@@ -98,7 +98,14 @@ class Ceiling:
         except ConnectionClosed:
             pass
         finally:
-            self.conns[bot_id].discard(ws)
+            conns = self.conns.get(bot_id)
+            if conns is not None:
+                conns.discard(ws)
+                if not conns and self.registered.get(bot_id) is registered:
+                    # the bot's last connection: stop reading its stream, or every
+                    # later XREAD would carry the streams of every earlier workload
+                    del self.conns[bot_id], self.registered[bot_id], self.positions[bot_id]
+                    self.stream_bot.pop(keys.bot_log(bot_id).encode(), None)
 
     def _broadcast(self, bot_id: int, entries: list[Any]) -> None:
         items = []
@@ -122,7 +129,9 @@ class Ceiling:
             pairs = reply.items() if isinstance(reply, dict) else reply
             for stream, value in pairs:
                 entries = value[0] if isinstance(reply, dict) else value
-                bot_id = self.stream_bot[bytes(stream)]
+                bot_id = self.stream_bot.get(bytes(stream))
+                if bot_id is None:
+                    continue  # its connections closed during the read
                 self.positions[bot_id] = _text(entries[-1][0])
                 self._broadcast(bot_id, entries)
 

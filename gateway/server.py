@@ -44,6 +44,7 @@ log = logging.getLogger("botgw.gateway")
 
 COMMIT_INTERVAL = 0.05
 PING_SLICE = 256  # pings sent between two yields to the event loop
+READER_MARKS_SLICE = 500  # live-reader marks refreshed per round trip
 GC_FULL_SECONDS = 600.0
 GC_NO_AUTOMATIC_FULL = 1 << 30
 
@@ -357,13 +358,11 @@ class Worker:
         """Keep the 'live reader' marks of this worker's consumers fresh."""
         while True:
             await asyncio.sleep(self.reader_ttl / 3)
-            for session in tuple(self.sessions):
+            marks = [(s.bot_id, s.consumer_key, s.connection_id) for s in tuple(self.sessions)]
+            for start in range(0, len(marks), READER_MARKS_SLICE):
                 with contextlib.suppress(Exception):
-                    await self.store.log.set_reader(
-                        session.bot_id,
-                        session.consumer_key,
-                        session.connection_id,
-                        self.reader_ttl,
+                    await self.store.log.set_readers(
+                        marks[start : start + READER_MARKS_SLICE], self.reader_ttl
                     )
             metrics.FEEDS.set(len(self.hub.feeds))
             horizon = time.monotonic() - 60

@@ -115,7 +115,7 @@ class Store:
 
     def wakeups(self) -> Wakeups:
         """A wake-up listener on a dedicated pub/sub connection."""
-        return Wakeups(self.redis)
+        return Wakeups(self.wire.endpoint)
 
     async def take_tokens(self, bot_id: int, buckets: list[tuple[str, float, float]]) -> int:
         """Take one token from every (scope, rate per second, capacity) bucket of a bot,

@@ -289,6 +289,16 @@ class UpdateLog:
             "SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000)
         )
 
+    async def set_readers(self, readers: Sequence[tuple[int, str, str]], ttl: float) -> None:
+        """Pipelined :meth:`set_reader` for several (bot id, consumer, reader)."""
+        if readers:
+            await self._wire.calls(
+                [
+                    ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000))
+                    for bot_id, consumer, reader in readers
+                ]
+            )
+
     async def clear_reader(self, bot_id: int, consumer: str, reader: str) -> None:
         key = keys.bot_reader(bot_id, consumer)
         value = await self._redis.get(key)

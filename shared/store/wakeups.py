@@ -6,7 +6,10 @@ Redis connection. Pub/sub is at-most-once, so after the subscription is re-made
 every callback gets a wake-up with ``update_id=None`` meaning "look again".
 
 Subscribing is immediate: a change is sent while the connection keeps reading, so a
-reader waits one Redis round trip for its channel, not a polling interval. A channel
+reader waits one Redis round trip for its channel, not a polling interval. The
+connection is read with hiredis (:class:`~shared.store.pubsub.Subscriber`): every
+message that arrived in one read is handled in one go, so the readers woken by a
+burst of appends are served by one pass of their event loop. A channel
 nobody listens to any more stays subscribed for :data:`LINGER_S`, so a poller's or
 a reconnecting socket's next call finds it ready.
 """
@@ -17,14 +20,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from asyncio import FIRST_COMPLETED
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio.client import PubSub, Redis
 from redis.exceptions import RedisError
 
 from shared import keys
 from shared.ids import update_id_from_stream_id
+from shared.store.pubsub import Subscriber
+from shared.store.wire import Endpoint
 
 __all__ = ["Wakeup", "Wakeups"]
 
@@ -32,6 +38,13 @@ log = logging.getLogger("botgw.wakeups")
 
 LINGER_S = 60.0  # how long a channel without listeners stays subscribed
 SWEEP_S = 5.0  # how often lingering channels are looked at
+PLACEHOLDER = keys.PREFIX + "{idx}:wake"
+SUBSCRIBE_CHUNK = 1000  # channels per SUBSCRIBE command
+
+
+def _chunks(channels: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(channels), SUBSCRIBE_CHUNK):
+        yield channels[start : start + SUBSCRIBE_CHUNK]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +62,15 @@ StateListener = Callable[[bool], None]
 class Wakeups:
     """Callbacks per bot id, fed from one pub/sub connection."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
         self._listeners: dict[int, set[Listener]] = {}
         self._channels: dict[bytes, int] = {}
         self._idle_since: dict[int, float] = {}  # bots whose channel lingers unused
         # other channels: message callback, and a state callback told True on every
         # subscription confirmation (a re-made one included) and False when it is lost
         self._watched: dict[bytes, tuple[Callable[[bytes], None], StateListener]] = {}
-        self._pubsub: PubSub | None = None
+        self._have: set[bytes] = set()  # channels subscribed (or being) on the connection
         self._confirmed: set[bytes] = set()
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -140,79 +153,68 @@ class Wakeups:
         for bot_id in tuple(self._listeners):
             self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None))
 
-    async def _sync(self, pubsub: PubSub) -> None:
+    def _sync(self, connection: Subscriber) -> None:
+        """Send the subscription changes since the last sync (replies come later)."""
         wanted = set(self._channels) | set(self._watched)
-        have = set(pubsub.channels) - set(pubsub.pending_unsubscribe_channels)
-        add = wanted - have
-        drop = have - wanted
-        if add:
-            await pubsub.subscribe(*add)
-        if drop:
-            await pubsub.unsubscribe(*drop)
+        add = wanted - self._have
+        drop = self._have - wanted
+        for chunk in _chunks(sorted(add)):
+            connection.command("SUBSCRIBE", *chunk)
+        for chunk in _chunks(sorted(drop)):
+            connection.command("UNSUBSCRIBE", *chunk)
+        self._have = wanted
 
-    async def _read(self, pubsub: PubSub) -> None:
+    async def _serve(self, connection: Subscriber) -> None:
+        """Send subscription changes as soon as they happen while messages are read."""
         while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is not None:
-                self._handle(message)
-
-    async def _serve(self, pubsub: PubSub) -> None:
-        """Read messages while sending subscription changes as soon as they happen."""
-        reader = asyncio.create_task(self._read(pubsub), name="wakeups-read")
-        try:
-            while True:
-                changed = asyncio.ensure_future(self._changed.wait())
-                done, _ = await asyncio.wait(
-                    (reader, changed), timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait(
+                    (connection.lost, changed), timeout=SWEEP_S, return_when=FIRST_COMPLETED
                 )
+            finally:
                 changed.cancel()
-                if reader in done:
-                    reader.result()  # the connection failed: raise its error
-                    raise RedisError("the wake-up connection stopped reading")
-                self._changed.clear()
-                self._expire_idle()
-                await self._sync(pubsub)
-        finally:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            if connection.lost.done():
+                raise connection.lost.result()
+            self._changed.clear()
+            self._expire_idle()
+            self._sync(connection)
 
     async def _run(self) -> None:
         backoff = 0.05
+        loop = asyncio.get_running_loop()
         while True:
-            pubsub = self._redis.pubsub()
+            connection: Subscriber | None = None
             self._confirmed.clear()
+            self._have = set()
             try:
+                connection = await self._endpoint.connect(lambda: Subscriber(loop, self._handle))
+                await connection.login(self._endpoint.login(select=False))
                 # A placeholder channel keeps the connection in subscribed mode.
-                await pubsub.subscribe(keys.PREFIX + "{idx}:wake")
-                self._pubsub = pubsub
+                connection.command("SUBSCRIBE", PLACEHOLDER)
                 self._changed.clear()
-                await self._sync(pubsub)
+                self._sync(connection)
                 self.connected.set()
                 self._wake_all()
                 backoff = 0.05
-                await self._serve(pubsub)
+                await self._serve(connection)
             except asyncio.CancelledError:
                 self.connected.clear()
                 self._watch_lost()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if connection is not None:
+                    connection.close()
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 self._watch_lost()
-                self._pubsub = None
+                if connection is not None:
+                    connection.close()
                 log.warning("wake-up subscription lost (%s); re-subscribing", exc)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-    def _handle(self, message: dict[str, object]) -> None:
-        kind = message.get("type")
-        channel = message.get("channel")
-        data = message.get("data")
-        if kind == "subscribe" and isinstance(channel, bytes):
+    def _handle(self, kind: bytes, channel: bytes, data: Any) -> None:
+        if kind == b"subscribe":
             watched = self._watched.get(channel)
             if watched is not None:
                 watched[1](True)
@@ -226,12 +228,10 @@ class Wakeups:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             return
-        if kind == "unsubscribe" and isinstance(channel, bytes):
+        if kind == b"unsubscribe":
             self._confirmed.discard(channel)
             return
-        if kind != "message":
-            return
-        if not isinstance(channel, bytes) or not isinstance(data, bytes):
+        if kind != b"message" or not isinstance(data, bytes):
             return
         watched = self._watched.get(channel)
         if watched is not None:

@@ -20,17 +20,18 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Wire"]
+__all__ = ["Command", "Endpoint", "Wire"]
 
 Command = Sequence[str | bytes | int | float]
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 def _error(reply: Exception) -> ResponseError:
@@ -106,20 +107,56 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+class Endpoint:
+    """Where a Redis URL points and how to log in there, for connections of our own."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        options = parse_url(url)
+        self.host = str(options.get("host") or "localhost")
+        self.port = int(options.get("port") or 6379)
+        kind = options.get("connection_class")
+        self.path = str(options["path"]) if kind is UnixDomainSocketConnection else None
+        self.ssl = ssl.create_default_context() if kind is SSLConnection else None
+        self.db = int(options.get("db") or 0)
+        self.username = options.get("username")
+        self.password = options.get("password")
+        self.connect_timeout = connect_timeout
+
+    async def connect(self, factory: Callable[[], P]) -> P:
+        """A new connection with ``factory``'s protocol (not yet logged in)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self.path is not None:
+                _, proto = await asyncio.wait_for(
+                    loop.create_unix_connection(factory, self.path), self.connect_timeout
+                )
+            else:
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(factory, self.host, self.port, ssl=self.ssl),
+                    self.connect_timeout,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+        return proto
+
+    def login(self, *, select: bool = True) -> list[Command]:
+        """The commands that log a new connection in (AUTH, SELECT)."""
+        setup: list[Command] = []
+        if self.password:
+            if self.username:
+                setup.append(("AUTH", self.username, self.password))
+            else:
+                setup.append(("AUTH", self.password))
+        if self.db and select:
+            setup.append(("SELECT", self.db))
+        return setup
+
+
 class Wire:
     """A lazily (re)connected pipelined connection to the Redis of ``url``."""
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
-        options = parse_url(url)
-        self._host = str(options.get("host") or "localhost")
-        self._port = int(options.get("port") or 6379)
-        kind = options.get("connection_class")
-        self._path = str(options["path"]) if kind is UnixDomainSocketConnection else None
-        self._ssl = ssl.create_default_context() if kind is SSLConnection else None
-        self._db = int(options.get("db") or 0)
-        self._username = options.get("username")
-        self._password = options.get("password")
-        self._connect_timeout = connect_timeout
+        self.endpoint = Endpoint(url, connect_timeout=connect_timeout)
         self._proto: _Protocol | None = None
         self._opening: asyncio.Future[_Protocol] | None = None
 
@@ -168,31 +205,9 @@ class Wire:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        proto = await self.endpoint.connect(lambda: _Protocol(loop))
         try:
-            if self._path is not None:
-                _, proto = await asyncio.wait_for(
-                    loop.create_unix_connection(lambda: _Protocol(loop), self._path),
-                    self._connect_timeout,
-                )
-            else:
-                _, proto = await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: _Protocol(loop), self._host, self._port, ssl=self._ssl
-                    ),
-                    self._connect_timeout,
-                )
-        except (OSError, TimeoutError) as exc:
-            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
-        setup: list[Command] = []
-        if self._password:
-            if self._username:
-                setup.append(("AUTH", self._username, self._password))
-            else:
-                setup.append(("AUTH", self._password))
-        if self._db:
-            setup.append(("SELECT", self._db))
-        try:
-            for future in [proto.send(command) for command in setup]:
+            for future in [proto.send(command) for command in self.endpoint.login()]:
                 await future
         except BaseException:
             proto.lose(RedisConnectionError("the connection to Redis was refused"))
