@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import wsclient
 from bench.checks import Check, FrameSummary, summarize_updates
 from bench.control import Handler, run_worker
 
@@ -69,7 +70,7 @@ class Conn:
     consumer: str
     check: Check
     epoch: str | None = None
-    ws: aiohttp.ClientWebSocketResponse[bool] | None = None
+    ws: Any = None  # a wsclient.RawWebSocket, or aiohttp's with compression
     ready_ns: int = 0
     resumes: int = 0
     attempts: int = 0
@@ -138,23 +139,29 @@ class Agents:
             )
         return self.session
 
-    async def _recv(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> bytes:
+    async def _recv(self, ws: Any) -> bytes:
         message = await ws.receive()
         if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             data: bytes = message.data
             return data
         raise Dropped(ws.close_code)
 
-    async def _open(self, conn: Conn) -> aiohttp.ClientWebSocketResponse[bool]:
-        ws = await self._session().ws_connect(
-            self.url,
-            headers={"Authorization": f"Bot {conn.token}"},
-            compress=15 if self.compression else 0,
-            autoping=True,
-            max_msg_size=0,
-            decode_text=False,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-        )
+    async def _open(self, conn: Conn) -> Any:
+        headers = {"Authorization": f"Bot {conn.token}"}
+        ws: Any
+        if self.compression:  # permessage-deflate: aiohttp's client
+            ws = await self._session().ws_connect(
+                self.url,
+                headers=headers,
+                compress=15,
+                autoping=True,
+                max_msg_size=0,
+                decode_text=False,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            )
+        else:
+            local = (self.local_addr, 0) if self.local_addr else None
+            ws = await wsclient.connect(self.url, headers=headers, local_addr=local)
         try:
             hello = orjson.loads(await self._recv(ws))
             if hello.get("op") != "hello":
@@ -182,7 +189,7 @@ class Agents:
             await ws.close()
             raise
 
-    async def _receive(self, conn: Conn, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    async def _receive(self, conn: Conn, ws: Any) -> None:
         while True:
             message = await ws.receive()
             if message.type is not aiohttp.WSMsgType.TEXT:

@@ -127,6 +127,7 @@ class Session:
         "_catching_up",
         "_closing",
         "_deadline",
+        "_prefetched",
         "_tasks",
         "_ticker",
         "_woken",
@@ -180,6 +181,8 @@ class Session:
         self._ticker: asyncio.Task[None] | None = None
         self._woken = False
         self._deadline: list[Any] | None = None  # this session's entry in Deadlines
+        # (position, entries after it) read while identifying, for the first catch-up
+        self._prefetched: tuple[int, list[StoredUpdate]] | None = None
         self._closing = False
         self.counted = False  # counted in the worker's connections per bot
 
@@ -228,8 +231,13 @@ class Session:
         feed = self.feed
         assert feed is not None
         log_ = self.worker.store.log
+        prefetched, self._prefetched = self._prefetched, None
         while self.core.state in (State.ACTIVE, State.DRAINING):
-            entries = await log_.read_after(self.bot_id, self.position, CATCH_UP_BATCH)
+            if prefetched is not None and prefetched[0] == self.position:
+                entries = prefetched[1]  # read with identify, entries after our position
+            else:
+                entries = await log_.read_after(self.bot_id, self.position, CATCH_UP_BATCH)
+            prefetched = None
             if entries and self.position > 0 and entries[0].prev_id > self.position:
                 # entries between our position and the oldest retained one are gone
                 if not await self._gap("retention"):
@@ -493,7 +501,12 @@ class Session:
         self.feed = await worker.hub.attach(self)
         # epoch, committed cursor and generation in one round trip (a generation
         # taken and not used is harmless: they only need to increase)
-        epoch, committed, generation = await store.log.open_reader(self.bot_id, self.consumer_key)
+        # a resuming client names its cursor: the entries after it come in the same
+        # round trip, for the retention check and as the catch-up's first read
+        resume_at = event.cursor.update_id if event.cursor is not None else None
+        epoch, committed, generation, after = await store.log.open_reader(
+            self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
+        )
         if self.closed:
             return
         self.epoch = epoch
@@ -513,12 +526,18 @@ class Session:
             else:
                 start = cursor.update_id
                 if start > 0:
-                    first = await store.log.read_after(self.bot_id, start, 1)
-                    if first and first[0].prev_id > start:
+                    if start != resume_at or after is None:
+                        after = await store.log.read_after(self.bot_id, start, CATCH_UP_BATCH)
+                    if after and after[0].prev_id > start:
                         start_or_none = await self._initial_gap("retention", epoch)
                         if start_or_none is None:
                             return
                         start = start_or_none
+                        after = None
+                    elif after:
+                        # only a non-empty read may stand in for the catch-up's first:
+                        # an empty one would let it skip to the feed's (newer) position
+                        self._prefetched = (start, after)
         # one live reader per (bot, consumer, shard): newer takes over, everywhere
         if self.closed:
             return

@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError
 from shared import keys
 from shared.codecs import pack
 from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
+from shared.store.wire import Command
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -207,24 +208,31 @@ class UpdateLog:
         epoch, _, update_id = _decode(value).partition(":")
         return Cursor(epoch=epoch, update_id=int(update_id))
 
-    async def open_reader(self, bot_id: int, consumer: str) -> tuple[str, Cursor | None, int]:
+    async def open_reader(
+        self, bot_id: int, consumer: str, *, read_after: int | None = None, count: int = 0
+    ) -> tuple[str, Cursor | None, int, list[StoredUpdate] | None]:
         """For a new live reader, in one round trip: the log's epoch (created if the
-        bot never had an update), the consumer's committed cursor and the next
-        generation (takeover order)."""
+        bot never had an update), the consumer's committed cursor, the next
+        generation (takeover order) and, when ``read_after`` is given (a resuming
+        client's cursor), up to ``count`` entries after it."""
         epoch_key = keys.bot_epoch(bot_id)
-        _, epoch, committed, generation = await self._wire.calls(
-            [
-                ("SET", epoch_key, new_epoch(), "NX"),
-                ("GET", epoch_key),
-                ("HGET", keys.bot_cursors(bot_id), consumer),
-                ("INCR", keys.bot_generation(bot_id, consumer)),
-            ]
-        )
+        commands: list[Command] = [
+            ("SET", epoch_key, new_epoch(), "NX"),
+            ("GET", epoch_key),
+            ("HGET", keys.bot_cursors(bot_id), consumer),
+            ("INCR", keys.bot_generation(bot_id, consumer)),
+        ]
+        if read_after is not None:
+            start = "-" if read_after <= 0 else "(" + stream_id_from_update_id(read_after)
+            commands.append(("XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count))
+        replies = await self._wire.calls(commands)
+        _, epoch, committed, generation = replies[:4]
         cursor = None
         if committed is not None:
             cursor_epoch, _, update_id = _decode(committed).partition(":")
             cursor = Cursor(epoch=cursor_epoch, update_id=int(update_id))
-        return _decode(epoch), cursor, int(generation)
+        entries = raw_entries(replies[4]) if read_after is not None else None
+        return _decode(epoch), cursor, int(generation), entries
 
     async def claim_reader(
         self, bot_id: int, consumer: str, reader: str, ttl: float, announcement: str
