@@ -40,6 +40,7 @@ SWEEP_SECONDS = 1.0
 SWEEP_SLICE = 256
 
 _JSON_HEAD = b'{"op":"updates","updates":['
+_NONE: set[Session] = set()  # shared empty set: never added to
 _JSON_TAIL = b"]}"
 
 
@@ -97,8 +98,16 @@ class Feed:
     bot_id: int
     position: int = 0
     sessions: set[Session] = field(default_factory=set)
+    # the same sessions by consumer key: a takeover or a close looks at the few of
+    # its consumer, not at every connection of a bot that fans out to thousands
+    by_consumer: dict[str, set[Session]] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reading: bool = False
+
+    def of_consumer(self, key: str) -> set[Session]:
+        """The sessions of one consumer key (do not change the set)."""
+        return self.by_consumer.get(key, _NONE)
+
     again: bool = False
     woken: bool = False  # a wake-up came since the last sweep
     failed: BaseException | None = None
@@ -152,6 +161,7 @@ class Hub:
             if feed.failed is not None:
                 raise RuntimeError("the feed could not start") from feed.failed
         feed.sessions.add(session)
+        feed.by_consumer.setdefault(session.consumer_key, set()).add(session)
         return feed
 
     def detach(self, session: Session) -> None:
@@ -159,6 +169,11 @@ class Hub:
         if feed is None:
             return
         feed.sessions.discard(session)
+        same = feed.by_consumer.get(session.consumer_key)
+        if same is not None:
+            same.discard(session)
+            if not same:
+                del feed.by_consumer[session.consumer_key]
         if not feed.sessions and feed.ready.is_set():
             self._drop(feed)
 
@@ -172,9 +187,15 @@ class Hub:
         if feed is None:
             return
         feed.woken = True
-        if wakeup.control is not None:
-            for session in tuple(feed.sessions):
-                session.on_control(wakeup.control)
+        control = wakeup.control
+        if control is not None:
+            targets: set[Session] = feed.sessions
+            if control.startswith("takeover "):
+                # "takeover <consumer key> <generation> <connection>": its consumer only
+                parts = control.split(" ")
+                targets = feed.of_consumer(parts[1]) if len(parts) == 4 else _NONE
+            for session in tuple(targets):
+                session.on_control(control)
             return
         if wakeup.update_id is not None and wakeup.update_id <= feed.position:
             return

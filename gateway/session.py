@@ -456,8 +456,8 @@ class Session:
         # of them per closed connection made a reconnect storm O(connections^2)
         feed = worker.hub.feeds.get(self.bot_id)
         if self.epoch and not any(
-            s.consumer_key == self.consumer_key and s in worker.sessions
-            for s in (feed.sessions if feed is not None else ())
+            s in worker.sessions
+            for s in (feed.of_consumer(self.consumer_key) if feed is not None else ())
         ):
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(str(self.bot_id), self.consumer_key)
@@ -546,12 +546,12 @@ class Session:
             # closed while identifying (e.g. identify timed out and the client is
             # already back on a newer socket): a takeover now would end that one
             return
-        # only this bot's sessions (its feed's), not every session of the worker
-        for other in tuple(self.feed.sessions if self.feed is not None else ()):
+        # only this consumer's sessions (of the bot's feed), not every session
+        same = self.feed.of_consumer(self.consumer_key) if self.feed is not None else ()
+        for other in tuple(same):
             if (
                 other is not self
                 and other in worker.sessions
-                and other.consumer_key == self.consumer_key
                 and other.generation < self.generation
             ):
                 other.core.take_over()
