@@ -3,6 +3,8 @@
 * crash: two workers, 50 agents on 50 bots, 20 000 updates; a worker is SIGKILLed
   and restarted every 2 seconds;
 * drain: the same load while one worker is SIGTERMed (drained) and replaced;
+* Redis drops: the same load while Redis closes every connection of the workers
+  (pub/sub, pipelined, pooled) once a second;
 * slow consumer: a connection that stops reading for 10 s neither slows another
   connection on the same worker nor grows the worker's memory.
 """
@@ -134,6 +136,51 @@ async def test_sigkill_a_worker_every_two_seconds_loses_nothing(
     )
     assert kills >= 2 and reconnects > 0
     assert report == {"lost": 0, "duplicated": 0, "reordered": 0}
+
+
+async def test_redis_dropping_every_connection_of_the_workers_loses_nothing(
+    stack: Stack, settings: Settings, store: Store, workers: list[Process]
+) -> None:
+    """Every second Redis drops the workers' pub/sub, pipelined and pooled connections
+    (a failover or a restart looks the same to them): they reconnect, re-subscribe,
+    look at every log again, and the agents resume where they were."""
+
+    async def subscribers() -> int:
+        listing = await store.wire.call("CLIENT", "LIST", "TYPE", "pubsub")
+        return len([line for line in listing.decode().splitlines() if line])
+
+    bots = [await new_bot(settings, "r") for _ in range(BOTS)]
+    urls = [f"ws://127.0.0.1:{w.port}/bot/ws" for w in workers]
+    before = await subscribers()  # the workers' and the rest of the stack's
+    assert before >= 2
+    dropped = 0
+
+    async def dropper() -> None:
+        nonlocal dropped
+        while True:
+            await asyncio.sleep(1)
+            # sent on the test's own pipelined connection, which SKIPME spares
+            killed = await store.wire.call("CLIENT", "KILL", "TYPE", "pubsub")
+            killed += await store.wire.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            dropped += int(killed)
+
+    report, reconnects, wire_duplicates = await run_load(
+        store, bots, urls, asyncio.create_task(dropper())
+    )
+    print(
+        f"redis drops: {report}, connections dropped={dropped}, reconnects={reconnects}, "
+        f"redelivered on the wire={wire_duplicates}"
+    )
+    assert dropped >= 4  # at least the two workers' pub/sub and pipelined connections
+    assert report == {"lost": 0, "duplicated": 0, "reordered": 0}
+    # and every process subscribed again (not only the once-a-second sweep reading)
+    subscribed = 0
+    for _ in range(int(wait_s(50))):
+        subscribed = await subscribers()
+        if subscribed >= before:
+            break
+        await asyncio.sleep(0.2)
+    assert subscribed == before
 
 
 async def test_draining_a_worker_under_load_loses_and_repeats_nothing(
