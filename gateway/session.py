@@ -504,6 +504,8 @@ class Session:
         # a resuming client names its cursor: the entries after it come in the same
         # round trip, for the retention check and as the catch-up's first read
         resume_at = event.cursor.update_id if event.cursor is not None else None
+        if resume_at is not None and resume_at <= 0:
+            resume_at = None  # nothing delivered yet: no retention to check
         epoch, committed, generation, after = await store.log.open_reader(
             self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
         )

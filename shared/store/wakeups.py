@@ -188,8 +188,11 @@ class Wakeups:
             self._confirmed.clear()
             self._have = set()
             try:
-                connection = await self._endpoint.connect(lambda: Subscriber(loop, self._handle))
-                await connection.login(self._endpoint.login(select=False))
+                async with asyncio.timeout(self._endpoint.connect_timeout):
+                    connection = await self._endpoint.connect(
+                        lambda: Subscriber(loop, self._handle)
+                    )
+                    await connection.login(self._endpoint.login(select=False))
                 # A placeholder channel keeps the connection in subscribed mode.
                 connection.command("SUBSCRIBE", PLACEHOLDER)
                 self._changed.clear()
