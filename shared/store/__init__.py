@@ -37,7 +37,7 @@ __all__ = [
     "Wakeups",
 ]
 
-SCRIPT_NAMES = ("append_update", "close_reader", "commit_cursor", "new_message", "rate_limit")
+SCRIPT_NAMES = ("append_update", "commit_cursor", "new_message", "rate_limit")
 
 # Any failure of the store (the base class of the Redis client's errors): callers
 # outside shared/ catch this instead of importing redis.

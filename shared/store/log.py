@@ -82,6 +82,21 @@ def raw_entries(raw: Any) -> list[StoredUpdate]:
     ]
 
 
+def _read_after(bot_id: int, after: int, count: int) -> Command:
+    """The XRANGE of up to ``count`` entries with update id greater than ``after``."""
+    start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
+    return ("XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count)
+
+
+def _mark_reader(bot_id: int, consumer: str, reader: str, ttl: float) -> Command:
+    """The SET marking ``reader`` the consumer's live reader for ``ttl`` seconds."""
+    return ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000))
+
+
+def _commit_keys(bot_id: int) -> list[str]:
+    return [keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)]
+
+
 class UpdateLog:
     """Domain operations on the update logs; reached as ``store.log``."""
 
@@ -160,11 +175,7 @@ class UpdateLog:
 
     async def read_after(self, bot_id: int, after: int, count: int) -> list[StoredUpdate]:
         """Up to ``count`` entries with update id greater than ``after``, oldest first."""
-        start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
-        reply = await self._wire.call(
-            "XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count, retry=True
-        )
-        return raw_entries(reply)
+        return raw_entries(await self._wire.call(*_read_after(bot_id, after, count), retry=True))
 
     async def read_last(self, bot_id: int, count: int) -> list[StoredUpdate]:
         """The newest ``count`` entries, oldest first."""
@@ -176,18 +187,7 @@ class UpdateLog:
     ) -> list[list[StoredUpdate]]:
         """Pipelined :meth:`read_after` for several (bot id, after) pairs."""
         replies = await self._wire.calls(
-            [
-                (
-                    "XRANGE",
-                    keys.bot_log(bot_id),
-                    "-" if after <= 0 else "(" + stream_id_from_update_id(after),
-                    "+",
-                    "COUNT",
-                    count,
-                )
-                for bot_id, after in requests
-            ],
-            retry=True,
+            [_read_after(bot_id, after, count) for bot_id, after in requests], retry=True
         )
         return [raw_entries(reply) for reply in replies]
 
@@ -223,8 +223,7 @@ class UpdateLog:
             ("INCR", keys.bot_generation(bot_id, consumer)),
         ]
         if read_after is not None:
-            start = "-" if read_after <= 0 else "(" + stream_id_from_update_id(read_after)
-            commands.append(("XRANGE", keys.bot_log(bot_id), start, "+", "COUNT", count))
+            commands.append(_read_after(bot_id, read_after, count))
         replies = await self._wire.calls(commands)
         _, epoch, committed, generation = replies[:4]
         cursor = None
@@ -241,7 +240,7 @@ class UpdateLog:
         await self._wire.calls(
             [
                 ("PUBLISH", keys.bot_wakeup_channel(bot_id), announcement),
-                ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000)),
+                _mark_reader(bot_id, consumer, reader, ttl),
             ]
         )
 
@@ -250,12 +249,8 @@ class UpdateLog:
     ) -> None:
         """A live reader goes: commit its last cursor and clear its mark if still its,
         in one script call."""
-        await self._store.scripts["close_reader"](
-            keys=[
-                keys.bot_cursors(bot_id),
-                keys.bot_epoch(bot_id),
-                keys.bot_reader(bot_id, consumer),
-            ],
+        await self._store.scripts["commit_cursor"](
+            keys=[*_commit_keys(bot_id), keys.bot_reader(bot_id, consumer)],
             args=[
                 consumer,
                 "" if cursor is None else cursor.epoch,
@@ -267,8 +262,7 @@ class UpdateLog:
     async def commit_cursor(self, bot_id: int, consumer: str, cursor: Cursor) -> int:
         """Move the committed cursor forward: 1 moved, 0 not newer, -1 other epoch."""
         reply = await self._store.scripts["commit_cursor"](
-            keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
-            args=[consumer, cursor.epoch, cursor.update_id],
+            keys=_commit_keys(bot_id), args=[consumer, cursor.epoch, cursor.update_id]
         )
         return int(reply)
 
@@ -279,8 +273,7 @@ class UpdateLog:
         script = self._store.scripts["commit_cursor"]
         commands = [
             script.command(
-                keys=[keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)],
-                args=[consumer, cursor.epoch, cursor.update_id],
+                keys=_commit_keys(bot_id), args=[consumer, cursor.epoch, cursor.update_id]
             )
             for bot_id, consumer, cursor in commits
         ]
@@ -293,16 +286,14 @@ class UpdateLog:
 
     async def set_reader(self, bot_id: int, consumer: str, reader: str, ttl: float) -> None:
         """Announce a live reader of a consumer (a WebSocket) for ``ttl`` seconds."""
-        await self._wire.call(
-            "SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000)
-        )
+        await self._wire.call(*_mark_reader(bot_id, consumer, reader, ttl))
 
     async def set_readers(self, readers: Sequence[tuple[int, str, str]], ttl: float) -> None:
         """Pipelined :meth:`set_reader` for several (bot id, consumer, reader)."""
         if readers:
             await self._wire.calls(
                 [
-                    ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000))
+                    _mark_reader(bot_id, consumer, reader, ttl)
                     for bot_id, consumer, reader in readers
                 ]
             )

@@ -19,7 +19,7 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from shared.store.wire import Command
+from shared.store.wire import Command, replies, reply_error
 
 __all__ = ["Subscriber"]
 
@@ -61,34 +61,34 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        while not self.lost.done():
+        try:
+            for reply in replies(self.reader):
+                self._reply(reply)
+                if self.lost.done():
+                    return
+        except RedisConnectionError as exc:
+            self._lose(exc)
+
+    def _reply(self, reply: Any) -> None:
+        if self._replies:  # logging in, before any SUBSCRIBE
+            future = self._replies.popleft()
+            if isinstance(reply, ResponseError):
+                future.set_exception(reply_error(reply))
+            else:
+                future.set_result(reply)
+        elif (
+            isinstance(reply, list)
+            and len(reply) == 3
+            and reply[0] in _PUSH_KINDS
+            and isinstance(reply[1], bytes)
+        ):
             try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError as exc:
-                self._lose(RedisConnectionError(f"unreadable reply from Redis: {exc}"))
-                return
-            if reply is False:
-                return
-            if self._replies:
-                future = self._replies.popleft()
-                if isinstance(reply, ResponseError):
-                    future.set_exception(ResponseError(str(reply)))
-                else:
-                    future.set_result(reply)
-                continue
-            if (
-                isinstance(reply, list)
-                and len(reply) == 3
-                and reply[0] in _PUSH_KINDS
-                and isinstance(reply[1], bytes)
-            ):
-                try:
-                    self.on_event(reply[0], reply[1], reply[2])
-                except Exception:  # a broken callback must not drop everyone's wake-ups
-                    log.exception("pub/sub message handler failed")
-            elif isinstance(reply, ResponseError):
-                self._lose(ResponseError(f"pub/sub command refused: {reply}"))
-            # anything else (a pong, pattern replies nobody asked for) is ignored
+                self.on_event(reply[0], reply[1], reply[2])
+            except Exception:  # a broken callback must not drop everyone's wake-ups
+                log.exception("pub/sub message handler failed")
+        elif isinstance(reply, ResponseError):
+            self._lose(ResponseError(f"pub/sub command refused: {reply}"))
+        # anything else (a pong, pattern replies nobody asked for) is ignored
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose(RedisConnectionError(f"the pub/sub connection was lost ({exc or 'closed'})"))

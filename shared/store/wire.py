@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import hiredis
@@ -28,17 +28,31 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Command", "Endpoint", "Wire"]
+__all__ = ["Command", "Endpoint", "Wire", "replies", "reply_error"]
 
 Command = Sequence[str | bytes | int | float]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
-def _error(reply: Exception) -> ResponseError:
+def reply_error(reply: Exception) -> ResponseError:
+    """redis-py's exception for an error reply as hiredis parsed it."""
     message = str(reply)
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
     return ResponseError(message)
+
+
+def replies(reader: hiredis.Reader) -> Iterator[Any]:
+    """Every complete reply fed to ``reader`` so far, in order; bytes that are not
+    RESP raise redis-py's ``ConnectionError`` (the connection is out of step)."""
+    while True:
+        try:
+            reply = reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise RedisConnectionError(f"unreadable reply from Redis: {exc}") from None
+        if reply is False:
+            return
+        yield reply
 
 
 class _Protocol(asyncio.Protocol):
@@ -74,24 +88,19 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        while True:
-            try:
-                reply = self.reader.gets()
-            except hiredis.ProtocolError as exc:
-                self.lose(RedisConnectionError(f"unreadable reply from Redis: {exc}"))
-                return
-            if reply is False:
-                return
-            if not self.pending:
-                self.lose(RedisConnectionError("a reply from Redis nobody asked for"))
-                return
-            future = self.pending.popleft()
-            if future.done():
-                continue  # its caller gave up
-            if isinstance(reply, ResponseError):
-                future.set_exception(_error(reply))
-            else:
-                future.set_result(reply)
+        try:
+            for reply in replies(self.reader):
+                if not self.pending:
+                    raise RedisConnectionError("a reply from Redis nobody asked for")
+                future = self.pending.popleft()
+                if future.done():
+                    continue  # its caller gave up
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply_error(reply))
+                else:
+                    future.set_result(reply)
+        except RedisConnectionError as exc:
+            self.lose(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lose(RedisConnectionError(f"the connection to Redis was lost ({exc or 'closed'})"))

@@ -301,3 +301,33 @@ async def test_delivery_leases_are_exclusive_renewable_and_released(store: Store
             break
         await asyncio.sleep(0.02)
     assert await hooks.acquire_leases([short], "b", 10) == [short]  # an expired lease is free
+
+
+async def test_closing_a_reader_commits_forward_and_clears_only_its_own_mark(
+    store: Store,
+) -> None:
+    bot = random_id()
+    log = store.log
+    ids = await append(store, bot, 3)
+    epoch = await log.epoch(bot)
+    assert epoch is not None
+    await log.set_reader(bot, "default", "conn-1", 30)
+    await log.close_reader(bot, "default", "conn-1", Cursor(epoch, ids[1]))
+    assert await log.get_cursor(bot, "default") == Cursor(epoch, ids[1])
+    assert await log.reader(bot, "default") is None
+    # an older cursor does not move it back; another reader's mark stays
+    await log.set_reader(bot, "default", "conn-2", 30)
+    await log.close_reader(bot, "default", "conn-1", Cursor(epoch, ids[0]))
+    assert await log.get_cursor(bot, "default") == Cursor(epoch, ids[1])
+    assert await log.reader(bot, "default") == "conn-2"
+    # nothing to commit, a cursor of another epoch: the mark is still let go
+    await log.close_reader(bot, "default", "conn-2", None)
+    assert await log.reader(bot, "default") is None
+    await log.set_reader(bot, "default", "conn-3", 30)
+    await log.close_reader(bot, "default", "conn-3", Cursor("other", ids[2]))
+    assert await log.get_cursor(bot, "default") == Cursor(epoch, ids[1])
+    assert await log.reader(bot, "default") is None
+    # the plain commit (two keys) still answers how it went
+    assert await log.commit_cursor(bot, "default", Cursor(epoch, ids[2])) == 1
+    assert await log.commit_cursor(bot, "default", Cursor(epoch, ids[2])) == 0
+    assert await log.commit_cursor(bot, "default", Cursor("other", ids[2])) == -1

@@ -1,19 +1,34 @@
--- Commit a consumer's cursor; it only ever moves forward within one epoch.
--- KEYS[1] cursors hash   KEYS[2] epoch
--- ARGV[1] consumer field ARGV[2] epoch of the cursor ARGV[3] update id (decimal)
--- Returns 1 when moved, 0 when not newer, -1 when the epoch is not the log's.
-local current_epoch = redis.call('GET', KEYS[2])
-if current_epoch and current_epoch ~= ARGV[2] then
-  return -1
-end
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then
-  local sep = string.find(stored, ':', 1, true)
-  local stored_epoch = string.sub(stored, 1, sep - 1)
-  local stored_id = tonumber(string.sub(stored, sep + 1))
-  if stored_epoch == ARGV[2] and stored_id >= tonumber(ARGV[3]) then
+-- Commit a consumer's cursor; it only ever moves forward within one epoch. With a
+-- third key, also clear the consumer's live-reader mark if it is still the given
+-- reader's (a WebSocket reader going away commits and lets go in one call).
+-- KEYS[1] cursors hash   KEYS[2] epoch   KEYS[3] (optional) live reader mark
+-- ARGV[1] consumer field ARGV[2] epoch of the cursor ('' for nothing to commit)
+-- ARGV[3] update id (decimal)   ARGV[4] (with KEYS[3]) the reader's id
+-- Returns 1 when moved, 0 when not newer (or nothing to commit), -1 when the epoch
+-- is not the log's.
+local function commit()
+  if ARGV[2] == '' then
     return 0
   end
+  local current_epoch = redis.call('GET', KEYS[2])
+  if current_epoch and current_epoch ~= ARGV[2] then
+    return -1
+  end
+  local stored = redis.call('HGET', KEYS[1], ARGV[1])
+  if stored then
+    local sep = string.find(stored, ':', 1, true)
+    local stored_epoch = string.sub(stored, 1, sep - 1)
+    local stored_id = tonumber(string.sub(stored, sep + 1))
+    if stored_epoch == ARGV[2] and stored_id >= tonumber(ARGV[3]) then
+      return 0
+    end
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-return 1
+
+local result = commit()
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('DEL', KEYS[3])
+end
+return result
