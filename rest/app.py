@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -186,9 +187,11 @@ def create_app(settings: Settings) -> Starlette:
             wakeups=wakeups,
             files=open_blob_store(settings.files_path),
         )
+        replay = asyncio.create_task(store.outbox.replay_forever())
         try:
             yield
         finally:
+            replay.cancel()
             await wakeups.stop()
             await store.close()
 

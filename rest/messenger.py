@@ -23,6 +23,7 @@ from typing import Any
 
 from rest.objects import View
 from rest.text import parse_entities, utf16_slice
+from shared.codecs import pack, pack_open_map
 from shared.errors import ApiError
 from shared.ids import (
     BOT_USERNAME_RE,
@@ -37,7 +38,8 @@ from shared.ids import (
 )
 from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, member_key
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, StoreError
+from shared.store.outbox import MESSAGE_ID_PLACEHOLDER, Pending, Written
 
 __all__ = ["Messenger", "Outgoing", "now"]
 
@@ -438,17 +440,42 @@ class Messenger:
         return message
 
     async def user_send_message(
-        self, user: UserRecord, chat: ChatRecord, text: str, *, reply_to: int | None = None
+        self,
+        user: UserRecord,
+        chat: ChatRecord,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        idempotency_key: str | None = None,
     ) -> MessageRecord:
+        """Store a user's message and append it to every recipient's log, atomically
+        (see :mod:`shared.store.outbox`); a retry with the same ``idempotency_key``
+        returns the message stored the first time."""
         reply_to = await self.check_reply(chat, reply_to)
-        message = await self.new_message(
-            chat,
-            member_key("u", user.id),
+        sender = member_key("u", user.id)
+        message = MessageRecord(
+            id=MESSAGE_ID_PLACEHOLDER,
+            chat_id=chat.id,
+            sender=sender,
+            date=now(),
             text=text,
-            entities=parse_entities(text),
+            entities=parse_entities(text) or None,
             reply_to=reply_to,
         )
-        await self.deliver(chat, message, "message")
+        pending = await self._pending(chat, message, "message")
+        fields = message.to_storage()
+        del fields["i"]
+        written = await self.store.outbox.write(
+            chat.id,
+            mode="new",
+            message=pack_open_map(fields, "i"),
+            pending=pending,
+            idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
+        )
+        if written.replayed:
+            return await self.message_in(chat, written.message_id)
+        message.id = written.message_id
+        await self._drain(chat, written, pending)
         return message
 
     async def user_edit_message(
@@ -464,8 +491,15 @@ class Messenger:
         message.text = text
         message.entities = parse_entities(text) or None
         message.edit_date = now()
-        await self.db.save_message(message)
-        await self.deliver(chat, message, "edited_message")
+        pending = await self._pending(chat, message, "edited_message")
+        written = await self.store.outbox.write(
+            chat.id,
+            mode="save",
+            message=pack(message.to_storage()),
+            message_id=message.id,
+            pending=pending,
+        )
+        await self._drain(chat, written, pending)
         return message
 
     async def user_delete_message(
@@ -504,24 +538,28 @@ class Messenger:
             if bot.active and (not bot.privacy_mode or addressed(bot, message, replied))
         ]
 
-    async def deliver(self, chat: ChatRecord, message: MessageRecord, kind: str) -> list[int]:
-        """Append ``kind`` (message / edited_message) to every recipient bot's log."""
+    async def _pending(self, chat: ChatRecord, message: MessageRecord, kind: str) -> list[Pending]:
+        """``kind`` (message / edited_message) rendered for every recipient bot; in
+        groups the bots note the sender as a user they have seen."""
         bots = await self.recipients(chat, message)
-        out: list[Outgoing] = []
+        pending: list[Pending] = []
         for bot in bots:
             body = await self.view(bot.id).message(chat, message)
-            out.append(
-                Outgoing(
-                    bot_id=bot.id,
-                    kind=kind,
-                    chat_id=self.bot_chat_id(bot.id, chat),
-                    body={kind: body},
-                )
+            pending.append(
+                Pending(bot.id, kind, self.bot_chat_id(bot.id, chat), pack({kind: body}))
             )
             if chat.type == "group" and message.sender.startswith("u"):
                 uid = int(message.sender[1:])
                 await self.db.note_seen_users(bot.id, {self.scoped(bot.id, uid): uid})
-        return await self.publish(out)
+        return pending
+
+    async def _drain(self, chat: ChatRecord, written: Written, pending: list[Pending]) -> None:
+        """Append what a write queued. The write is durable already: if Redis fails
+        now, the entry stays in the outbox and a later drain or replay appends it."""
+        try:
+            await self.store.outbox.drain(chat.id, written, pending)
+        except StoreError as exc:
+            log.warning("chat %d: outbox drain deferred (%s)", chat.id, exc)
 
     async def publish(self, updates: list[Outgoing]) -> list[int]:
         ids = []

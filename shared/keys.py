@@ -17,6 +17,7 @@ __all__ = [
     "bot_info",
     "bot_last_id",
     "bot_log",
+    "bot_outbox_held",
     "bot_private_chats",
     "bot_rate",
     "bot_reader",
@@ -26,14 +27,18 @@ __all__ = [
     "bot_webhook_lease",
     "bots_by_owner",
     "callback_answers",
+    "chat_idempotency",
     "chat_info",
     "chat_members",
     "chat_messages",
+    "chat_outbox",
+    "chat_outbox_clock",
     "chat_reactions",
     "chat_sequence",
     "entities_channel",
     "file_chats",
     "files",
+    "outbox_index",
     "poll_votes",
     "poller_lock",
     "server_secret",
@@ -68,6 +73,11 @@ def bot_last_id(bot_id: int) -> str:
 
 def bot_idempotency(bot_id: int, key: str) -> str:
     return f"{_bot(bot_id)}:idem:{key}"
+
+
+def bot_outbox_held(bot_id: int) -> str:
+    """Hash: internal chat id -> the newest outbox seq of that chat in the bot's log."""
+    return f"{_bot(bot_id)}:held"
 
 
 def bot_cursors(bot_id: int) -> str:
@@ -144,6 +154,26 @@ def chat_members(chat_id: int) -> str:
 
 def chat_messages(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:messages"
+
+
+def chat_outbox(chat_id: int) -> str:
+    """Hash: outbox seq -> ``<message id>|<pending updates>``, until they are appended."""
+    return f"{PREFIX}{{c{chat_id}}}:outbox"
+
+
+def chat_outbox_clock(chat_id: int) -> str:
+    return f"{PREFIX}{{c{chat_id}}}:outbox:seq"
+
+
+def chat_idempotency(chat_id: int, key: str) -> str:
+    """String: the message id a write with this idempotency key stored."""
+    return f"{PREFIX}{{c{chat_id}}}:idem:{key}"
+
+
+def outbox_index(bucket: int) -> str:
+    """Sorted set: chat ids that may hold outbox entries, scored by when one was
+    written (ms); one of ``OUTBOX_BUCKETS`` so no slot holds every chat."""
+    return f"{PREFIX}{{ox{bucket}}}:chats"
 
 
 def chat_reactions(chat_id: int) -> str:

@@ -2,7 +2,8 @@
 
 ``Store`` owns the connection pool and the Lua scripts (each in its own file under
 ``lua/``, loaded once at start) and exposes the domain operations as attributes:
-``store.log`` (update logs and cursors), ``store.entities`` (users, bots, chats,
+``store.log`` (update logs and cursors), ``store.outbox`` (message writes and
+the updates they cause, in one step), ``store.entities`` (users, bots, chats,
 messages) and ``Wakeups`` (one pub/sub subscription per process for all bots).
 """
 
@@ -21,6 +22,7 @@ from shared import keys
 from shared.settings import Settings
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
+from shared.store.outbox import Outbox
 from shared.store.wakeups import Wakeup, Wakeups
 from shared.store.webhooks import WebhookStore
 from shared.store.wire import Wire
@@ -37,7 +39,7 @@ __all__ = [
     "Wakeups",
 ]
 
-SCRIPT_NAMES = ("append_update", "commit_cursor", "new_message", "rate_limit")
+SCRIPT_NAMES = ("append_update", "chat_write", "commit_cursor", "outbox_forget", "rate_limit")
 
 # Any failure of the store (the base class of the Redis client's errors): callers
 # outside shared/ catch this instead of importing redis.
@@ -90,6 +92,7 @@ class Store:
         self.wire = wire
         self.scripts: dict[str, Script] = {name: self.script(name) for name in SCRIPT_NAMES}
         self.log = UpdateLog(self)
+        self.outbox = Outbox(self)
         self.entities = Entities(self)
         self.webhooks = WebhookStore(self)
 

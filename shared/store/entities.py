@@ -103,7 +103,7 @@ class Entities:
 
     def __init__(self, store: Store) -> None:
         self._redis = store.redis
-        self._new_message = store.scripts["new_message"]
+        self._outbox = store.outbox
         self._wire = store.wire
         self.cache: RecordCache | None = None
 
@@ -425,12 +425,10 @@ class Entities:
         """Store a new message under the chat's next id (set on ``message``) at once."""
         fields = message.to_storage()
         del fields["i"]
-        message.id = int(
-            await self._new_message(
-                keys=[keys.chat_sequence(message.chat_id), keys.chat_messages(message.chat_id)],
-                args=[pack_open_map(fields, "i")],
-            )
+        written = await self._outbox.write(
+            message.chat_id, mode="new", message=pack_open_map(fields, "i")
         )
+        message.id = written.message_id
         return message.id
 
     async def save_message(self, message: MessageRecord) -> None:
@@ -608,3 +606,4 @@ class Entities:
         """Store the one answer of a callback query; False if it was answered already."""
         key = keys.callback_answers(query_id)
         return bool(await self._redis.hsetnx(key, "answer", json_dumps(answer)))
+

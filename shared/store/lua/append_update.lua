@@ -6,8 +6,21 @@
 -- ARGV[4] payload (msgpack) ARGV[5] update type   ARGV[6] chat id as the bot sees it
 -- ARGV[7] wake-up channel   ARGV[8] '1' when an idempotency key is given
 -- ARGV[9] idempotency key ttl in seconds
--- Returns {stream id, epoch, previous stream id ('0-0' at the start of an epoch), replayed 0/1}.
+-- KEYS[5] (outbox drains only) the newest outbox seq the log holds, per chat
+-- ARGV[10] the chat's internal id   ARGV[11] the outbox entry's seq
+-- Returns {stream id, epoch, previous stream id ('0-0' at the start of an epoch),
+--          replayed 0/1, or 2 when the outbox entry was appended before}.
 local log, epoch_key, last_key, idem_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+if KEYS[5] then
+  -- entries of one chat reach a log in seq order (chat_write.lua): an entry at or
+  -- below the newest one held was appended already
+  local held = tonumber(redis.call('HGET', KEYS[5], ARGV[10]) or '0')
+  if tonumber(ARGV[11]) <= held then
+    return {'0-0', redis.call('GET', epoch_key) or '', '0-0', 2}
+  end
+  redis.call('HSET', KEYS[5], ARGV[10], ARGV[11])
+end
 
 if ARGV[8] == '1' then
   local prior = redis.call('GET', idem_key)

@@ -1,0 +1,267 @@
+"""The chats' outboxes: a message and the updates it causes are written in one step.
+
+A user's message reaches several bots' logs, and a chat and a bot live in different
+hash slots, so no single script can store the message and append every update.
+Instead one script in the chat's slot (``lua/chat_write.lua``) stores the message
+and, beside it, an outbox entry holding the updates rendered for each recipient.
+The writer then drains the entry: it appends each update to its bot's log and
+deletes the entry. A crash anywhere in between leaves the entry in the outbox,
+where two things find it:
+
+* the next write in the same chat, which sees the outbox is not empty and drains
+  every entry before its own, in order;
+* :meth:`Outbox.replay`, which every REST process runs periodically over the chats
+  an index names (written at most once a second per chat, before the entry).
+
+Draining twice appends nothing twice: an entry's seq is strictly increasing per
+chat, entries of a chat reach a log in seq order, and each log keeps the newest
+seq it holds per chat (``append_update.lua``), so an entry at or below it is
+skipped. Order per chat is kept in every bot's log, even for concurrent writers.
+
+Updates of a new message are rendered before the message has its id: the id is
+written as :data:`MESSAGE_ID_PLACEHOLDER`, which packs to nine fixed bytes that the
+drain replaces with the id the script chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoScriptError, RedisError
+
+from shared import keys
+from shared.codecs import pack, unpack
+from shared.ids import new_epoch
+from shared.store.wire import Command
+
+if TYPE_CHECKING:
+    from shared.store import Store
+
+__all__ = ["MESSAGE_ID_PLACEHOLDER", "OUTBOX_BUCKETS", "Outbox", "Pending", "Written"]
+
+log = logging.getLogger("botgw.outbox")
+
+OUTBOX_BUCKETS = 16
+# A 63-bit value no real id reaches; msgpack writes it as 0xcf and 8 bytes
+MESSAGE_ID_PLACEHOLDER = 0x7E5D_3C1B_A987_6543
+_PLACEHOLDER_BYTES = b"\xcf" + MESSAGE_ID_PLACEHOLDER.to_bytes(8, "big")
+# a chat is named in the index again at most this often by one process (s)
+INDEX_REFRESH_SECONDS = 1.0
+# the replay looks at chats not written for this long (ms): a live writer has long
+# finished its drain or timed out by then
+REPLAY_AFTER_MS = 10_000
+REPLAY_BATCH = 200
+REPLAY_INTERVAL_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An update waiting in an outbox for one bot: chat id as that bot sees it."""
+
+    bot_id: int
+    kind: str
+    chat_id: int
+    payload: bytes  # msgpack of the update body, without update_id
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    message_id: int
+    seq: int  # the outbox entry's seq, 0 when the write queued nothing
+    queued: int  # entries in the chat's outbox after the write
+    replayed: bool  # an earlier write with the same idempotency key stored it
+
+
+def _encode(pending: Sequence[Pending]) -> bytes:
+    return pack([[p.bot_id, p.kind, p.chat_id, p.payload] for p in pending])
+
+
+def _decode(raw: bytes) -> tuple[int, list[Pending]]:
+    head, _, body = raw.partition(b"|")
+    items = unpack(body)
+    return int(head), [Pending(int(b), str(k), int(c), bytes(d)) for b, k, c, d in items]
+
+
+def _with_id(payload: bytes, message_id: int) -> bytes:
+    return payload.replace(_PLACEHOLDER_BYTES, b"\xcf" + message_id.to_bytes(8, "big"))
+
+
+class Outbox:
+    """Atomic message writes and the drain of their updates; ``store.outbox``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._wire = store.wire
+        self._write = store.scripts["chat_write"]
+        self._append = store.scripts["append_update"]
+        self._forget = store.scripts["outbox_forget"]
+        self._indexed: dict[int, float] = {}
+
+    # -- writing ----------------------------------------------------------------
+
+    async def write(
+        self,
+        chat_id: int,
+        *,
+        mode: str,
+        message: bytes = b"",
+        message_id: int = 0,
+        pending: Sequence[Pending] = (),
+        idempotency_key: str | None = None,
+        idempotency_ttl: int = 86_400,
+    ) -> Written:
+        """Store a message (``mode`` ``new``: ``message`` is a map still lacking the
+        value of its last key, the id; ``save``: under ``message_id``; ``none``) and
+        queue ``pending`` in the chat's outbox, in one step."""
+        command = self._write.command(
+            keys=[
+                keys.chat_sequence(chat_id),
+                keys.chat_messages(chat_id),
+                keys.chat_outbox(chat_id),
+                keys.chat_outbox_clock(chat_id),
+                keys.chat_idempotency(chat_id, idempotency_key or "-"),
+            ],
+            args=[
+                mode,
+                message,
+                message_id,
+                _encode(pending) if pending else b"",
+                idempotency_ttl if idempotency_key else "",
+            ],
+        )
+        commands: list[Command] = [command]
+        index = self._index_command(chat_id) if pending else None
+        if index is not None:
+            commands.insert(0, index)
+        reply = (await self._calls(commands, self._write))[-1]
+        return Written(
+            message_id=int(reply[0]),
+            seq=int(reply[1]) if reply[1] else 0,
+            queued=int(reply[2]),
+            replayed=bool(int(reply[3])),
+        )
+
+    def _index_command(self, chat_id: int) -> Command | None:
+        """Name the chat in the index (refreshed at most once a second) before an
+        entry is written, so that a crash right after the write leaves it findable."""
+        now = time.monotonic()
+        if now - self._indexed.get(chat_id, -INDEX_REFRESH_SECONDS) < INDEX_REFRESH_SECONDS:
+            return None
+        if len(self._indexed) > 100_000:
+            self._indexed.clear()
+        self._indexed[chat_id] = now
+        bucket = keys.outbox_index(chat_id % OUTBOX_BUCKETS)
+        return ("ZADD", bucket, int(time.time() * 1000), chat_id)
+
+    # -- draining ---------------------------------------------------------------
+
+    async def drain(self, chat_id: int, written: Written, pending: Sequence[Pending]) -> None:
+        """Append the updates of a write just made (and of any entry before it that a
+        crashed or concurrent writer left), then delete the entries."""
+        if written.seq == 0:
+            return
+        if written.queued <= 1:
+            entries = [(written.seq, written.message_id, list(pending))]
+        else:
+            entries = [e for e in await self.entries(chat_id) if e[0] <= written.seq]
+        await self._append_entries(chat_id, entries)
+
+    async def entries(self, chat_id: int) -> list[tuple[int, int, list[Pending]]]:
+        """Every entry of a chat's outbox: (seq, message id, pending), in seq order."""
+        flat = await self._wire.call("HGETALL", keys.chat_outbox(chat_id), retry=True)
+        found = []
+        for seq, raw in zip(flat[::2], flat[1::2], strict=True):
+            message_id, pending = _decode(bytes(raw))
+            found.append((int(seq), message_id, pending))
+        found.sort(key=lambda entry: entry[0])
+        return found
+
+    async def _append_entries(
+        self, chat_id: int, entries: Sequence[tuple[int, int, list[Pending]]]
+    ) -> None:
+        if not entries:
+            return
+        settings = self._store.settings
+        commands: list[Command] = []
+        for seq, message_id, pending in entries:
+            for item in pending:
+                commands.append(
+                    self._append.command(
+                        keys=[
+                            keys.bot_log(item.bot_id),
+                            keys.bot_epoch(item.bot_id),
+                            keys.bot_last_id(item.bot_id),
+                            keys.bot_idempotency(item.bot_id, "-"),
+                            keys.bot_outbox_held(item.bot_id),
+                        ],
+                        args=[
+                            new_epoch(),
+                            settings.retention_seconds * 1000,
+                            settings.log_maxlen,
+                            _with_id(item.payload, message_id),
+                            item.kind,
+                            item.chat_id,
+                            keys.bot_wakeup_channel(item.bot_id),
+                            "0",
+                            0,
+                            chat_id,
+                            seq,
+                        ],
+                    )
+                )
+        if commands:
+            await self._calls(commands, self._append)
+        await self._wire.call("HDEL", keys.chat_outbox(chat_id), *[e[0] for e in entries])
+
+    async def _calls(self, commands: list[Command], script: Any) -> list[Any]:
+        try:
+            return await self._wire.calls(commands)
+        except NoScriptError:
+            # Redis lost its scripts: load and run again (both scripts are safe to
+            # repeat: a write with its idempotency key, an append by its seq)
+            await script.load()
+            return await self._wire.calls(commands)
+
+    # -- replay -----------------------------------------------------------------
+
+    async def replay(self, *, older_than_ms: int = REPLAY_AFTER_MS) -> int:
+        """Drain the outboxes of chats not written for ``older_than_ms``: what a writer
+        that crashed left. Returns how many entries were appended."""
+        drained = 0
+        horizon = int(time.time() * 1000) - older_than_ms
+        for bucket in range(OUTBOX_BUCKETS):
+            index = keys.outbox_index(bucket)
+            flat = await self._wire.call(
+                "ZRANGEBYSCORE", index, "-inf", horizon, "WITHSCORES", "LIMIT", 0, REPLAY_BATCH
+            )
+            for member, score in zip(flat[::2], flat[1::2], strict=True):
+                chat_id = int(member)
+                entries = await self.entries(chat_id)
+                if entries:
+                    log.warning(
+                        "chat %d: appending %d outbox entries a writer left", chat_id, len(entries)
+                    )
+                    await self._append_entries(chat_id, entries)
+                    drained += len(entries)
+                # forget the chat unless it was named again meanwhile
+                await self._forget(keys=[index], args=[member, score])
+        return drained
+
+    async def replay_forever(self, interval: float = REPLAY_INTERVAL_SECONDS) -> None:
+        """:meth:`replay` every ``interval`` seconds until cancelled (each REST process
+        runs one, so no extra process has to be deployed; concurrent replays are safe)."""
+        while True:
+            await asyncio.sleep(interval * (0.5 + random.random()))
+            try:
+                await self.replay()
+            except (RedisError, OSError) as exc:
+                log.warning("outbox replay failed, retrying: %s", exc)
+
+    async def pending_count(self, chat_id: int) -> int:
+        return int(await self._wire.call("HLEN", keys.chat_outbox(chat_id)))
