@@ -8,13 +8,16 @@ __all__ = [
     "ACKS",
     "CLOSES",
     "CONNECTIONS",
+    "CREDENTIAL_CHECKS",
     "DELIVERIES",
     "DRAINS",
     "FEEDS",
     "FEED_READS",
     "LAG",
+    "REFUSED",
     "REPLAYED",
     "SLOW",
+    "UNIDENTIFIED",
 ]
 
 CONNECTIONS = Gauge("botgw_gateway_connections", "open WebSocket connections")
@@ -25,6 +28,15 @@ ACKS = Counter("botgw_gateway_acks_total", "cumulative acks received")
 CLOSES = Counter("botgw_gateway_closes_total", "connections closed, by close code", ["code"])
 DRAINS = Counter("botgw_gateway_drains_total", "drains started")
 SLOW = Counter("botgw_gateway_fell_behind_total", "live connections that fell behind")
+REFUSED = Counter(
+    "botgw_gateway_upgrades_refused_total",
+    "upgrades refused before the WebSocket opened, by error code",
+    ["code"],
+)
+UNIDENTIFIED = Gauge("botgw_gateway_unidentified", "open sockets that have not identified yet")
+CREDENTIAL_CHECKS = Counter(
+    "botgw_gateway_credential_checks_total", "sweeps comparing open sessions' tokens with the store"
+)
 FEED_READS = Counter("botgw_gateway_feed_reads_total", "batches read by feeds")
 LAG = Gauge(
     "botgw_gateway_consumer_lag_seconds",

@@ -90,6 +90,7 @@ _MAX_TOKEN_CHARS = 512
 _MAX_EPOCH_CHARS = 64
 _MAX_REQUEST_ID_CHARS = 64
 _MAX_METHOD_CHARS = 64
+_MAX_IDEMPOTENCY_KEY_CHARS = 255
 _MAX_PARAMS_DEPTH = 32
 # RFC 6455 leaves 123 bytes for the reason in a close frame.
 _MAX_REASON_BYTES = 123
@@ -235,6 +236,7 @@ class RequestReceived:
     request_id: str
     method: str
     params: dict[str, Any]
+    idempotency_key: str | None = None  # the call's Idempotency-Key, if it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +502,22 @@ class ServerConnection:
             # exception for the I/O layer to log.
             self._internal_error = exc
             self._close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def receive_control(self, now: float) -> None:
+        """Count a WebSocket ping or pong from the client toward the frame budget.
+
+        The WebSocket library answers pings by itself, but a flood of them costs
+        the server like a flood of frames: past the budget the connection closes
+        4003 exactly as for frames. They are no sign of life (``heartbeat`` is).
+        """
+        if self._state is State.CLOSED:
+            return
+        if not self._take_token(now):
+            self._close(
+                CloseCode.RATE_LIMITED,
+                f"more than {self._limits.max_frames_per_s:g} frames/s",
+                _RATE_LIMITED_RETRY_MS,
+            )
 
     def events_received(self) -> list[Event]:
         """Events since the last call, oldest first."""
@@ -897,6 +915,16 @@ class ServerConnection:
             params = {}
         elif not isinstance(params, dict) or not _is_json_value(params):
             raise _bad("request.params must be a JSON object")
+        key = frame.get("idempotency_key")
+        if key is not None and not (
+            isinstance(key, str)
+            and 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY_CHARS
+            and all("!" <= ch <= "~" for ch in key)
+        ):
+            raise _bad(
+                f"request.idempotency_key must be 1-{_MAX_IDEMPOTENCY_KEY_CHARS} visible "
+                "ASCII characters"
+            )
         if request_id in self._pending:
             # Two answers with one id would be ambiguous for the client.
             raise _bad(f"request.id {_show(request_id)} is already pending")
@@ -918,7 +946,7 @@ class ServerConnection:
             )
             return
         self._pending.add(request_id)
-        self._events.append(RequestReceived(request_id, method, params))
+        self._events.append(RequestReceived(request_id, method, params, key))
 
 
 # --- update batches -----------------------------------------------------------------

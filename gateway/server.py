@@ -3,6 +3,12 @@
 One asyncio process; any number of them on any hosts (they share nothing but
 Redis). SIGTERM drains: stop accepting, send ``reconnect`` with a deadline, keep
 delivering until it, then close 1012; a second SIGTERM closes at once.
+
+Upgrades are refused over HTTP before any socket opens: a bad token (401), a
+revoked bot (412), too many sockets waiting for identify from one address (429) or
+on the worker (503). Open sockets' tokens are compared with the store in one
+sweep for all of them, after every re-subscription of the announcements and every
+``ws_credentials_recheck_seconds``, since an announced rotation can be lost.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,13 +30,16 @@ from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 from websockets.protocol import State as WsState
 
 from gateway import metrics
 from gateway.hub import Hub
-from gateway.protocol import CloseCode, Limits
+from gateway.protocol import CloseCode, Limits, State
 from gateway.session import Deadlines, Session
+from shared import keys
 from shared.codecs import json_dumps
 from shared.errors import error_envelope
 from shared.ids import SEQ_PER_MS, Cursor, parse_bot_token, tokens_equal
@@ -47,16 +56,34 @@ PING_SLICE = 256  # pings sent between two yields to the event loop
 READER_MARKS_SLICE = 500  # live-reader marks refreshed per round trip
 GC_FULL_SECONDS = 600.0
 GC_NO_AUTOMATIC_FULL = 1 << 30
+# Subscribed by every worker for its confirmation only: it is sent after those of
+# the bots' channels (subscriptions go out sorted and "{idx}" sorts after "{b<id>}"),
+# so it says that announcements reach this worker again.
+GATEWAY_CHANNEL = keys.PREFIX + "{idx}:gateway"
+UNIDENTIFIED_RETRY_S = 1
 
 
-def _response(status: int, body: bytes, content_type: str = "application/json") -> Response:
+def _response(
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    retry_after: int | None = None,
+) -> Response:
     phrase = http.HTTPStatus(status).phrase
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(status, phrase, headers, body)
 
 
-def _json(status: int, value: Any) -> Response:
-    return _response(status, json_dumps(value))
+def _json(status: int, value: Any, retry_after: int | None = None) -> Response:
+    return _response(status, json_dumps(value), retry_after=retry_after)
+
+
+def _peer(connection: WebSocket) -> str:
+    """The address a connection comes from, as counted for the unidentified cap."""
+    address = connection.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else ""
 
 
 class FrameQueue:
@@ -106,25 +133,55 @@ class FrameQueue:
 
 
 class Connection(WebSocket):
-    """websockets' server connection, lighter while idle.
+    """websockets' server connection, lighter while idle, and what the worker keeps
+    per socket outside its session.
 
     Two deques per connection become lists (760 bytes each when empty against
     56), on every one of thousands of idle connections: the drain waiters (one
     per send blocked on a full buffer; only appended, removed and iterated) and
     the queue of received frames (:class:`FrameQueue`). Where a websockets
     version lays these out differently they are left alone.
+
+    Besides: the bot and token the upgrade authenticated, the address under
+    which the socket counts as unidentified, and its session, which is charged
+    for every ping and pong the client sends (websockets answers pings by
+    itself, so they never reach the session's reads).
     """
+
+    #: the worker of this process; set on the class by :meth:`Worker.connection_class`
+    worker: ClassVar[Worker | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if isinstance(self.drain_waiters, collections.deque):
             self.drain_waiters = []  # type: ignore[assignment]
+        self.upgrade: tuple[BotRecord, str] | None = None
+        self.peer: str | None = None  # counted as unidentified under this address
+        self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         frames = getattr(self.recv_messages, "frames", None)
         if isinstance(getattr(frames, "queue", None), collections.deque):
             frames.queue = FrameQueue()  # type: ignore[union-attr]
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        session = self.session
+        if (
+            session is not None
+            and isinstance(event, Frame)
+            and (event.opcode is Opcode.PING or event.opcode is Opcode.PONG)
+        ):
+            session.control_frame()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # no cycle with the session outlives the socket: full collections are rare
+        self.session = None
+        self.upgrade = None
+        if self.peer is not None and self.worker is not None:
+            self.worker.release_unidentified(self)
 
 
 class Worker:
@@ -153,6 +210,10 @@ class Worker:
         self.per_bot: dict[int, int] = {}
         self.recent_acks: dict[tuple[int, str], tuple[Cursor, float]] = {}
         self.identify_buckets: dict[int, tuple[float, float]] = {}
+        # sockets that have not identified yet, in all and by peer address
+        self.unidentified = 0
+        self.unidentified_by_peer: dict[str, int] = {}
+        self._recheck = asyncio.Event()  # set: compare the sessions' tokens now
         self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
         self.draining = False
         self.server: Server | None = None
@@ -161,8 +222,72 @@ class Worker:
 
     # -- admission ------------------------------------------------------------
 
+    def connection_class(self) -> type[Connection]:
+        """:class:`Connection` for this worker's server (the worker on the class only)."""
+        return cast(type[Connection], type("Connection", (Connection,), {"worker": self}))
+
+    def hold_unidentified(self, connection: WebSocket) -> Response | None:
+        """Count an upgrade as unidentified, or refuse it: per peer 429, per worker 503.
+
+        The socket stays counted until it identifies (:meth:`admit`) or closes.
+        """
+        if not isinstance(connection, Connection):
+            return None
+        peer = _peer(connection)
+        settings = self.settings
+        held = self.unidentified_by_peer.get(peer, 0)
+        per_peer = settings.ws_max_unidentified_per_peer
+        if per_peer and held >= per_peer:
+            metrics.REFUSED.labels("TOO_MANY_UNIDENTIFIED").inc()
+            return _json(
+                429,
+                error_envelope(
+                    429,
+                    "TOO_MANY_UNIDENTIFIED",
+                    f"at most {per_peer} sockets per address may wait for identify",
+                    {"retry_after": UNIDENTIFIED_RETRY_S},
+                ),
+                retry_after=UNIDENTIFIED_RETRY_S,
+            )
+        if self.unidentified >= settings.ws_max_unidentified:
+            metrics.REFUSED.labels("WORKER_BUSY").inc()
+            return _json(
+                503,
+                error_envelope(
+                    503,
+                    "WORKER_BUSY",
+                    f"at most {settings.ws_max_unidentified} sockets may wait for identify "
+                    "on this worker",
+                    {"retry_after": UNIDENTIFIED_RETRY_S},
+                ),
+                retry_after=UNIDENTIFIED_RETRY_S,
+            )
+        self.unidentified += 1
+        self.unidentified_by_peer[peer] = held + 1
+        connection.peer = peer
+        metrics.UNIDENTIFIED.set(self.unidentified)
+        return None
+
+    def release_unidentified(self, connection: WebSocket) -> None:
+        """The socket identified or closed: it no longer counts as unidentified."""
+        if not isinstance(connection, Connection) or connection.peer is None:
+            return
+        peer, connection.peer = connection.peer, None
+        self.unidentified -= 1
+        metrics.UNIDENTIFIED.set(self.unidentified)
+        left = self.unidentified_by_peer.get(peer, 1) - 1
+        if left > 0:
+            self.unidentified_by_peer[peer] = left
+        else:
+            self.unidentified_by_peer.pop(peer, None)
+
     def admit(self, session: Session) -> tuple[CloseCode, str, int] | None:
-        """Connections per bot and identify rate, per worker; None when admitted."""
+        """Connections per bot and identify rate, per worker; None when admitted.
+
+        The socket has identified with a valid token either way: from here on the
+        limits per bot apply to it, not the cap on unidentified sockets.
+        """
+        self.release_unidentified(session.ws)
         bot_id = session.bot_id
         now = time.monotonic()
         rate = self.limits.identify_per_minute / 60.0
@@ -240,6 +365,9 @@ class Worker:
             return _json(404, error_envelope(404, "NOT_FOUND", f"no route {path}; use /bot/ws"))
         if self.draining:
             return _json(503, error_envelope(503, "DRAINING", "this worker is draining"))
+        refusal = self.hold_unidentified(connection)
+        if refusal is not None:
+            return refusal
         header = request.headers.get("Authorization")
         if header is None:
             return None  # a browser: the token comes in identify
@@ -250,10 +378,13 @@ class Worker:
                 bot = await self.authenticate(token.strip())
             except Exception:
                 log.exception("token lookup failed")
+                self.release_unidentified(connection)
                 return _json(
                     503, error_envelope(503, "BACKEND_UNAVAILABLE", "the store is unavailable")
                 )
         if bot is None:
+            self.release_unidentified(connection)
+            metrics.REFUSED.labels("UNAUTHORIZED").inc()
             return _json(
                 401,
                 error_envelope(
@@ -262,9 +393,17 @@ class Worker:
                     "a valid bot token is required: 'Authorization: Bot bot_<id>:<secret>'",
                 ),
             )
+        if not bot.active:
+            # the token is right but the bot is gone for good: the REST API's 412
+            self.release_unidentified(connection)
+            metrics.REFUSED.labels("BOT_INACTIVE").inc()
+            return _json(
+                412, error_envelope(412, "BOT_INACTIVE", "this bot was revoked by its owner")
+            )
         parsed = parse_bot_token(token.strip())
         assert parsed is not None  # authenticate() accepted it
-        self._upgrades[connection.id] = (bot, parsed.token)
+        if isinstance(connection, Connection):
+            connection.upgrade = (bot, parsed.token)
         return None
 
     def handler(self, ws: WebSocket) -> Coroutine[Any, Any, None]:
@@ -274,7 +413,10 @@ class Worker:
         stays suspended between websockets and the session for the life of
         every connection.
         """
-        bot, token = self._upgrades.pop(ws.id, (None, None))
+        upgrade = None
+        if isinstance(ws, Connection):
+            upgrade, ws.upgrade = ws.upgrade, None
+        bot, token = upgrade if upgrade is not None else (None, None)
         # the handshake's headers are not read again: about 4 KiB per idle
         # connection. Cleared in place: websockets' parser generator keeps its
         # own reference to the request for the life of the connection.
@@ -282,6 +424,8 @@ class Worker:
             ws.request.headers.clear()
         ws.response = None
         session = Session(self, ws, bot=bot, token=token)
+        if isinstance(ws, Connection):
+            ws.session = session
         if self.draining:
             session.core.start_drain(deadline_ms=0, now=session.loop.time())
         return session.run()
@@ -370,10 +514,66 @@ class Worker:
                 if stamp < horizon:
                     del self.recent_acks[key]
 
+    def request_recheck(self) -> None:
+        """Compare every session's token with the stored one soon (one sweep for all)."""
+        self._recheck.set()
+
+    def _on_gateway_channel(self, live: bool) -> None:
+        if live:  # (re)subscribed: announcements made while it was down were lost
+            self._recheck.set()
+
+    async def _credentials_loop(self) -> None:
+        """Close sessions whose token was rotated away or whose bot was revoked.
+
+        Rotations and revocations are announced on the bots' wake-up channels, and
+        pub/sub is at-most-once: an announcement made while this worker was not
+        subscribed never arrives. So the tokens of all open sessions are compared
+        with the stored ones after every announcement, every time the
+        subscriptions come back, and every ``ws_credentials_recheck_seconds``.
+        """
+        interval = self.settings.ws_credentials_recheck_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._recheck.wait()
+            self._recheck.clear()
+            try:
+                await self.recheck_credentials()
+            except Exception as exc:  # Redis trouble: the next sweep tries again
+                log.warning("credentials recheck failed: %s", exc)
+
+    async def recheck_credentials(self) -> int:
+        """One sweep: a pipelined read of every bot's token hash and state, one round
+        trip for all sessions of the worker; returns how many sessions it closed."""
+        by_bot: dict[int, list[Session]] = {}
+        for session in self.all_sessions:
+            bot = session.bot
+            if bot is not None and session.core.state is not State.CLOSED:
+                same = by_bot.get(bot.id)
+                if same is None:
+                    by_bot[bot.id] = [session]
+                else:
+                    same.append(session)
+        if not by_bot:
+            return 0
+        metrics.CREDENTIAL_CHECKS.inc()
+        stored = await self.store.entities.bot_credentials(by_bot)
+        closed = 0
+        for sessions, credentials in zip(by_bot.values(), stored, strict=True):
+            for session in sessions:
+                closed += session.check_credentials(credentials)
+        return closed
+
     async def call_bot_api(
-        self, token: str | None, method: str, params: dict[str, Any]
+        self,
+        token: str | None,
+        method: str,
+        params: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> tuple[bool, Any]:
-        """A Bot API call made over the socket, forwarded to the REST service."""
+        """A Bot API call made over the socket, forwarded to the REST service (with
+        the request's ``idempotency_key`` as its ``Idempotency-Key``)."""
         if self._http is None:
             base = f"http://{self.settings.rest_host}:{self.settings.rest_port}"
             if self.settings.public_rest_url:
@@ -383,10 +583,11 @@ class Worker:
             return False, error_envelope(
                 400, "METHOD_NOT_ALLOWED_HERE", f"{method} cannot be called over the gateway"
             )
+        headers = {"Authorization": f"Bot {token}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         try:
-            response = await self._http.post(
-                f"/bot/{method}", json=params, headers={"Authorization": f"Bot {token}"}
-            )
+            response = await self._http.post(f"/bot/{method}", json=params, headers=headers)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             return False, error_envelope(503, "BACKEND_UNAVAILABLE", f"REST unavailable: {exc}")
@@ -397,7 +598,7 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        self._upgrades: dict[Any, tuple[BotRecord, str]] = {}
+        self.wakeups.watch(GATEWAY_CHANNEL, lambda _data: None, self._on_gateway_channel)
         self.wakeups.start()
         self.hub.start()
         self._tasks = [
@@ -405,6 +606,7 @@ class Worker:
             asyncio.create_task(self._reader_loop(), name="readers"),
             asyncio.create_task(self._gc_loop(), name="gc"),
             asyncio.create_task(self._ping_loop(), name="pings"),
+            asyncio.create_task(self._credentials_loop(), name="credentials"),
         ]
 
     async def drain(self, deadline: float) -> None:
@@ -461,7 +663,7 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
         settings.gateway_host,
         settings.gateway_port,
         process_request=worker.process_request,
-        create_connection=Connection,
+        create_connection=worker.connection_class(),
         max_size=max(4 * settings.ws_max_frame_bytes, 1 << 20),
         compression="deflate" if settings.ws_compression else None,
         # no keepalive task per connection: Worker._ping_loop pings them all, and

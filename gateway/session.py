@@ -329,8 +329,9 @@ class Session:
     def on_control(self, message: str) -> None:
         """A control message on the bot's channel, e.g. another worker's takeover."""
         if message.startswith("credentials"):
-            # the owner rotated the token or revoked the bot: check ours again
-            self._spawn(self._recheck_credentials())
+            # the owner rotated the token or revoked the bot: one sweep of the
+            # worker checks this session with all the others (one round trip)
+            self.worker.request_recheck()
             return
         parts = message.split(" ")
         if len(parts) == 4 and parts[0] == "takeover" and parts[1] == self.consumer_key:
@@ -339,13 +340,38 @@ class Session:
                 self.core.take_over()
                 self.wake()
 
-    async def _recheck_credentials(self) -> None:
-        bot = await self.worker.store.entities.get_bot(self.bot_id)
-        if bot is None or self.token is None or not tokens_equal(self.token, bot.token_hash):
-            self.core.close(CloseCode.AUTH_FAILED, "the bot token was rotated or revoked")
-        elif not bot.active:
-            self.core.close(CloseCode.BOT_INACTIVE, "this bot was revoked by its owner")
+    def check_credentials(self, credentials: tuple[str, bool] | None) -> int:
+        """Close if the stored credentials no longer admit this session's token.
+
+        ``credentials`` is the bot's stored (token hash, active), None for a bot
+        that no longer exists. A rotated token closes 4501, a revoked bot 4505.
+        Returns 1 when this closed the session, else 0 (for the sweep's count).
+        """
+        core = self.core
+        if self.bot is None or core.state is State.CLOSED:
+            return 0  # not authenticated yet (identify checks it), or closing anyway
+        token_hash, active = credentials if credentials is not None else ("", False)
+        if self.token is None or not tokens_equal(self.token, token_hash):
+            core.close(CloseCode.AUTH_FAILED, "the bot token was rotated or revoked")
+        elif not active:
+            core.close(CloseCode.BOT_INACTIVE, "this bot was revoked by its owner")
+        else:
+            return 0
         self.wake()
+        return 1
+
+    def control_frame(self) -> None:
+        """The client sent a WebSocket ping or pong: charge it to the frame budget.
+
+        Called from the connection's protocol callback, outside any task of ours:
+        a flood that empties the bucket closes the core, and the session is woken
+        to send the close and end the socket.
+        """
+        if self.closed:
+            return
+        self.core.receive_control(self.loop.time())
+        if self.closed:
+            self.wake()
 
     # -- the connection's life ---------------------------------------------------
 
@@ -599,7 +625,9 @@ class Session:
     # -- requests over the socket -----------------------------------------------
 
     async def _request(self, event: RequestReceived) -> None:
-        ok, payload = await self.worker.call_bot_api(self.token, event.method, event.params)
+        ok, payload = await self.worker.call_bot_api(
+            self.token, event.method, event.params, idempotency_key=event.idempotency_key
+        )
         if ok:
             self.core.send_result(event.request_id, ok=True, result=payload)
         else:

@@ -112,6 +112,11 @@ class Settings:
     ws_max_connections_per_bot: int = _setting(100, _int(1, 1_000_000))
     ws_identify_per_minute: int = _setting(120, _int(1, 1_000_000))
     ws_compression: bool = _setting(False, _bool)
+    # sockets that have not identified yet, per peer address (0: no cap) and per worker
+    ws_max_unidentified_per_peer: int = _setting(64, _int(0, 10_000_000))
+    ws_max_unidentified: int = _setting(2048, _int(1, 10_000_000))
+    # how often open sockets' tokens are compared with the stored ones
+    ws_credentials_recheck_seconds: float = _setting(2.0, _float(0.05, 3600))
     rate_global_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
     rate_private_per_second: float = _setting(1.0, _float(0.01, 1_000_000))
     rate_private_burst: int = _setting(3, _int(1, 1_000_000))

@@ -607,3 +607,20 @@ class Entities:
         key = keys.callback_answers(query_id)
         return bool(await self._redis.hsetnx(key, "answer", json_dumps(answer)))
 
+    # -- credentials ----------------------------------------------------------
+
+    async def bot_credentials(self, bot_ids: Iterable[int]) -> list[tuple[str, bool] | None]:
+        """(token hash, active) of each bot, None for a bot that does not exist.
+
+        Read from Redis in one round trip for all of them, never from the record
+        cache: this is how open connections find out that a token was rotated or
+        a bot revoked when the announcement of it was lost.
+        """
+        replies = await self._wire.calls(
+            [("HMGET", keys.bot_info(bot_id), "token_hash", "active") for bot_id in bot_ids],
+            retry=True,
+        )
+        return [
+            None if token_hash is None else (_s(token_hash), active is None or _s(active) == "1")
+            for token_hash, active in replies
+        ]

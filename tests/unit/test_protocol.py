@@ -465,6 +465,47 @@ def test_rate_limit_refill_is_capped_at_the_burst() -> None:
     assert_closed(conn, CloseCode.RATE_LIMITED, send(conn, {"op": "heartbeat"}, later))
 
 
+def test_pings_and_pongs_count_toward_the_frame_rate() -> None:
+    conn = new_conn(limits=Limits(max_frames_per_s=10.0, frame_burst=5))
+    for _ in range(5):  # the burst, spent on WebSocket pings and pongs
+        conn.receive_control(T0)
+    assert state(conn) is State.AWAIT_IDENTIFY and sent(conn) == []
+    conn.receive_control(T0 + 0.1)  # 0.1 s refilled one frame
+    assert state(conn) is State.AWAIT_IDENTIFY
+    conn.receive_control(T0 + 0.1)
+    close = assert_closed(conn, CloseCode.RATE_LIMITED)
+    assert close["resumable"] is True and close["retry_after_ms"] == 1000
+    assert close["reason"] == "more than 10 frames/s"  # as for a flood of frames
+
+
+def test_pings_and_frames_share_one_bucket() -> None:
+    conn = active(limits=Limits(max_frames_per_s=10.0, frame_burst=5))  # identify took one
+    conn.receive_control(T0)
+    conn.receive_control(T0)
+    send(conn, {"op": "heartbeat"}, T0)
+    conn.receive_control(T0)
+    assert state(conn) is State.ACTIVE
+    assert_closed(conn, CloseCode.RATE_LIMITED, send(conn, {"op": "heartbeat"}, T0))
+
+
+def test_a_ping_flood_ends_every_state() -> None:
+    for conn in (new_conn(), identified(), active()):
+        conn.events_received()
+        for _ in range(LIMITS.frame_burst + 1):
+            conn.receive_control(T0 + 1)
+        assert_closed(conn, CloseCode.RATE_LIMITED)
+        conn.receive_control(T0 + 2)  # nothing after the close
+        assert conn.data_to_send() == [] and conn.events_received() == []
+
+
+def test_pings_are_no_sign_of_life() -> None:
+    conn = active()
+    conn.receive_control(T0 + HB)
+    assert conn.next_deadline() == T0 + 2 * HB  # only client frames move it
+    conn.tick(T0 + 2 * HB)
+    assert_closed(conn, CloseCode.HEARTBEAT_TIMEOUT)
+
+
 def test_clock_stepping_back_is_harmless() -> None:
     conn = active()
     send(conn, {"op": "heartbeat"}, T0 + 10)
@@ -622,6 +663,9 @@ def test_request_and_results() -> None:
     assert conn.pending_requests == 0
     # An answered id may be used again.
     assert len(send(conn, {"op": "request", "id": "r1", "method": "getMe"})) == 1
+    # The call's Idempotency-Key travels with it.
+    frame = {"op": "request", "id": "r3", "method": "sendMessage", "idempotency_key": "k:1~"}
+    assert send(conn, frame) == [RequestReceived("r3", "sendMessage", {}, "k:1~")]
 
 
 def test_too_many_pending_requests_is_an_error_result_not_a_close() -> None:
@@ -662,6 +706,10 @@ def test_duplicate_pending_request_id() -> None:
         ({"id": "r", "method": "getMe", "params": "{}"}, "request.params"),
         ({"id": "r", "method": "getMe", "params": {"a": b"bytes"}}, "request.params"),
         ({"id": "r", "method": "getMe", "params": {1: "int key"}}, "request.params"),
+        ({"id": "r", "method": "getMe", "idempotency_key": ""}, "request.idempotency_key"),
+        ({"id": "r", "method": "getMe", "idempotency_key": "a b"}, "request.idempotency_key"),
+        ({"id": "r", "method": "getMe", "idempotency_key": "k" * 256}, "request.idempotency_key"),
+        ({"id": "r", "method": "getMe", "idempotency_key": 7}, "request.idempotency_key"),
     ],
 )
 def test_request_bad_fields(fields: dict[Any, Any], field: str) -> None:
@@ -1054,6 +1102,7 @@ client_actions = st.one_of(
     st.tuples(st.just("identify"), st.builds(_as_frame, identify_frames, st.booleans())),
     st.tuples(st.just("ack_near"), st.integers(-3, 2), st.booleans()),
     st.tuples(st.just("tick"), st.floats(min_value=-1.0, max_value=HB / 6)),
+    st.tuples(st.just("control"), st.integers(1, 120)),
 )
 garbage_actions = st.one_of(
     st.tuples(st.just("frame"), frames),
@@ -1107,6 +1156,9 @@ class Driver:
         elif kind == "tick":
             self.now += action[1]
             conn.tick(self.now)
+        elif kind == "control":
+            for _ in range(action[1]):  # a run of WebSocket pings or pongs
+                conn.receive_control(self.now)
         elif kind == "ack_near" and live:
             assert conn.delivered is not None
             update_id = max(conn.delivered + action[1], 0)
