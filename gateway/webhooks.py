@@ -18,6 +18,12 @@ were not acknowledged (at least once: receivers de-duplicate by
   "<timestamp>.<body>" under the secret>`` and Telegram's
   ``X-Telegram-Bot-Api-Secret-Token``.
 
+Never silent: when updates the webhook had not delivered were trimmed from the
+log (its cap or retention), a webhook set in the native dialect first receives a
+gap marker in their place (the same object as in native ``getUpdates``, see
+:mod:`rest.updates`), delivered and retried like an update; one set through the
+Telegram dialect stays silent, as Telegram is.
+
 Order: one chat's updates are delivered one after another in log order; with
 ``max_connections > 1`` different chats are delivered concurrently. A failed
 attempt (non-2xx, a redirect, no answer within ``webhook_timeout``, a broken
@@ -47,11 +53,12 @@ from typing import Any
 import httpx
 
 from gateway.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
-from shared.codecs import json_dumps, unpack
+from shared.codecs import json_dumps, pack, unpack
 from shared.dialect import native_ids
 from shared.ids import Cursor
 from shared.settings import Settings
 from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
+from shared.store.log import Gap, gap_before
 from shared.store.webhooks import WEBHOOK_CONSUMER, WebhookConfig
 
 __all__ = ["Dispatcher", "lease_ttl", "render_body", "serve_webhooks", "sign"]
@@ -82,6 +89,24 @@ def render_body(entry: StoredUpdate, id_format: str) -> bytes:
     body = unpack(entry.payload)
     update: dict[str, Any] = {"update_id": entry.update_id, **body}
     return json_dumps(update if id_format == "number" else native_ids(update))
+
+
+GAP_KIND = "gap"
+
+
+def gap_entry(gap: Gap) -> StoredUpdate:
+    """A log entry standing for the updates ``gap`` lost, delivered like one."""
+    body = {
+        "gap": {
+            "reason": "trimmed",
+            "after_update_id": gap.after,
+            "last_update_id": gap.through,
+            "count": gap.count,
+        }
+    }
+    return StoredUpdate(
+        update_id=gap.through, prev_id=gap.after, kind=GAP_KIND, chat_id=0, payload=pack(body)
+    )
 
 
 class Outcome(Enum):
@@ -169,6 +194,16 @@ class BotDelivery:
         if not entries:
             await self.wait(RECHECK_S)
             return True
+        if entries[0].prev_id > after and config.id_format != "number":
+            ordinal = None
+            if cursor is not None and cursor.epoch == epoch:
+                ordinal = await log_.cursor_ordinal(self.bot_id, WEBHOOK_CONSUMER, cursor)
+            elif after == 0:
+                ordinal = 0
+            gap = gap_before(entries[0], after, ordinal)
+            if gap is not None:
+                log.warning("bot %s: %s updates trimmed before delivery", self.bot_id, gap.count)
+                entries = [gap_entry(gap)]  # alone: the next batch starts after it
         outcome = await self.deliver_batch(config, epoch, entries)
         return outcome is not Outcome.GAVE_UP
 
@@ -178,7 +213,11 @@ class BotDelivery:
         self, config: WebhookConfig, epoch: str, entries: list[StoredUpdate]
     ) -> Outcome:
         allowed = config.allowed_updates
-        done = {e.update_id for e in entries if allowed is not None and e.kind not in allowed}
+        done = {
+            e.update_id
+            for e in entries
+            if allowed is not None and e.kind not in allowed and e.kind != GAP_KIND
+        }
         progress = Progress(entries, done)
         wanted = [e for e in entries if e.update_id not in done]
         lanes: dict[int, list[StoredUpdate]] = {}

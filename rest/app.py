@@ -15,15 +15,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from rest.botapi import BOT_METHODS
 from rest.clientapi import CLIENT_METHODS
-from rest.dispatch import JSONResponse, auth_token, call_method, count_request, error_response
+from rest.dispatch import (
+    JSONResponse,
+    auth_token,
+    call_method,
+    count_request,
+    error_response,
+    idempotency_key,
+    register_methods,
+    request_labels,
+)
 from rest.manageapi import MANAGE_METHODS
 from rest.media import client_download_route, download_route
 from rest.messenger import Messenger
 from rest.openapi import SERVICE_PATHS, openapi_document
+from rest.serve import metrics_registry
 from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
@@ -50,27 +60,24 @@ async def bot_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
     bot = await services.messenger.authenticate_bot(auth_token(request, _BOT_SCHEMES))
-    response = await call_method(request, BOT_METHODS, name, BotCall(services, bot))
-    count_request("bot", name, response.status_code)
-    return response
+    call = BotCall(services, bot, idempotency_key=idempotency_key(request))
+    return await call_method(request, BOT_METHODS, name, call)
 
 
 async def client_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
     user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
-    response = await call_method(request, CLIENT_METHODS, name, UserCall(services, user))
-    count_request("client", name, response.status_code)
-    return response
+    call = UserCall(services, user, idempotency_key=idempotency_key(request))
+    return await call_method(request, CLIENT_METHODS, name, call, api="client")
 
 
 async def manage_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
     user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
-    response = await call_method(request, MANAGE_METHODS, name, UserCall(services, user))
-    count_request("manage", name, response.status_code)
-    return response
+    call = UserCall(services, user, idempotency_key=idempotency_key(request))
+    return await call_method(request, MANAGE_METHODS, name, call, api="manage")
 
 
 async def healthz(request: Request) -> Response:
@@ -98,34 +105,53 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
 
 
+def _telegram_call(scope: Scope) -> tuple[str, str] | None:
+    """The labels of a Telegram method call (``/bot<token>/<method>``), else None."""
+    api, method = request_labels(scope)
+    return (api, method) if api == "telegram" and method != "file" else None
+
+
+def _count_handled(request: Request, response: Response) -> Response:
+    """Count an error a handler answers on a Telegram method call.
+
+    ``bot_method`` counts the answers it makes itself, so only what escaped it (or
+    never reached it: a wrong HTTP method) is counted here; every other request
+    is counted by :class:`RestApp` as its answer is sent.
+    """
+    labels = _telegram_call(request.scope)
+    if labels is not None:
+        count_request(*labels, response.status_code)
+    return response
+
+
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc)
+    return _count_handled(request, error_response(exc))
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    return error_response(ApiError(exc.status_code, code, str(exc.detail)))
+    return _count_handled(request, error_response(ApiError(exc.status_code, code, str(exc.detail))))
 
 
 async def on_redis_error(request: Request, exc: Exception) -> Response:
     log.warning("backend error: %s", exc)
-    return error_response(
-        ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
-    )
+    error = ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
+    return _count_handled(request, error_response(error))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path, exc_info=exc)
-    return error_response(ApiError(500, "INTERNAL_ERROR", "the server failed on this request"))
+    error = ApiError(500, "INTERNAL_ERROR", "the server failed on this request")
+    return _count_handled(request, error_response(error))
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -143,6 +169,13 @@ class RestApp(Starlette):
     and add nothing there: the endpoint's errors are turned into the envelope here
     by the same handlers the app registers. Every other request (files, health,
     metrics, the Telegram dialect, any other HTTP method) goes through Starlette.
+
+    Counting in ``botgw_rest_requests_total``: an API call taken straight to its
+    endpoint is counted here with its answer, error or not. Through Starlette, an
+    answer on an API path (a download, another HTTP method, no such route) is
+    counted as it is sent, labelled by its path (:func:`request_labels`), and any
+    other path's errors under ``other``; a Telegram method call counts itself
+    (``rest.telegram.bot_method``), what escapes it is counted by the handlers.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,9 +198,36 @@ class RestApp(Starlette):
                     response = await on_redis_error(request, exc)
                 except Exception as exc:
                     response = await on_unexpected(request, exc)
+                count_request(api, method, response.status_code)
                 await response(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http" or _telegram_call(scope) is not None:
+            await super().__call__(scope, receive, send)
+            return
+        await super().__call__(scope, receive, _counting(scope, send))
+
+
+def _counting(scope: Scope, send: Send) -> Send:
+    """``send``, counting the answer's status under the labels of its path."""
+    api, method = request_labels(scope)
+
+    async def counted_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status: int = message["status"]
+            if api != "other" or status >= 400:
+                count_request(api, method, status)
+        await send(message)
+
+    return counted_send
+
+
+def _register_labels() -> None:
+    """The method names each API's calls are counted under (any other: ``other``)."""
+    register_methods("bot", [*BOT_METHODS, "file"])
+    register_methods("client", [*CLIENT_METHODS, "file"])
+    register_methods("manage", MANAGE_METHODS)
+    # the dialect's method names are case-insensitive, as Telegram's
+    register_methods("telegram", [*BOT_METHODS, "file"], any_case=True)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -195,10 +255,14 @@ def create_app(settings: Settings) -> Starlette:
             await wakeups.stop()
             await store.close()
 
+    _register_labels()
+    # on the API port /metrics is as public as the API: only when asked for (its
+    # own bind is rest.serve's)
+    metrics_routes = [Route("/metrics", metrics, methods=["GET"])]
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        *(metrics_routes if settings.rest_metrics_on_api_port else []),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/bot/file/{file_path:path}", download_route, methods=["GET"]),
         Route("/bot/{method}", bot_api, methods=["GET", "POST"]),

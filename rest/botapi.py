@@ -4,6 +4,14 @@ Handlers take integer ids and return objects with integer ids; the dialect decid
 how they are written. This module holds the messaging and chat methods; media,
 polls, callback queries and history live in their own modules and are gathered
 into :data:`BOT_METHODS` here.
+
+Every method naming a message looks it up through :mod:`rest.visibility`: one the
+bot may not see is 400 ``MESSAGE_NOT_FOUND``, as one that does not exist.
+
+Pins: in a private chat a bot may pin and unpin any message. In a group it may
+pin and unpin only its own messages (so only its own pins); other members'
+messages need administrator rights (``can_pin_messages``), which bots cannot be
+given here: 400 ``NOT_ENOUGH_RIGHTS``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import re
 import time
 from typing import Any
 
+from rest import visibility
 from rest.callbacks import CALLBACK_BOT_METHODS
 from rest.history import HISTORY_BOT_METHODS
 from rest.media import MEDIA_BOT_METHODS
@@ -77,8 +86,13 @@ def _me(call: BotCall) -> str:
     return member_key("b", call.bot.id)
 
 
+async def _message(call: BotCall, chat: ChatRecord, message_id: int) -> MessageRecord:
+    """A message the bot may see, else 400 ``MESSAGE_NOT_FOUND``."""
+    return await visibility.find_message(call.services.messenger, call.bot, chat, message_id)
+
+
 async def _own_message(call: BotCall, chat: ChatRecord, message_id: int) -> MessageRecord:
-    message = await call.services.messenger.message_in(chat, message_id)
+    message = await _message(call, chat, message_id)
     if message.sender != _me(call):
         raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "a bot can only edit its own messages")
     return message
@@ -108,17 +122,20 @@ async def send_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
     text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
-    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
         _me(call),
         text=text,
         entities=entities,
-        reply_to=reply_to,
+        reply_to=None if replied is None else replied.id,
         reply_markup=p["reply_markup"],
+        idempotency_key=call.idempotency_key,
     )
-    return await messenger.view(call.bot.id).message(chat, message)
+    view = messenger.view(call.bot.id)
+    view.remember(replied)
+    return await view.message(chat, message)
 
 
 async def edit_message_text(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +160,33 @@ async def edit_message_text(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     return await messenger.view(call.bot.id).message(chat, message)
 
 
+async def edit_message_caption(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    message = await _own_message(call, chat, p["message_id"])
+    if message.text is not None or not ({"photo", "document"} & message.extra.keys()):
+        raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "this message has no caption to edit")
+    caption, caption_entities = formatted(
+        p, "caption", "caption_entities", limit=MAX_CAPTION, required=False
+    )
+    extra = {k: v for k, v in message.extra.items() if k not in ("caption", "caption_entities")}
+    if caption:
+        extra["caption"] = caption
+        if caption_entities:
+            extra["caption_entities"] = caption_entities
+    if extra == message.extra and p["reply_markup"] == message.reply_markup:
+        raise ApiError(
+            400,
+            "MESSAGE_NOT_MODIFIED",
+            "the new caption and reply_markup are the same as the message's current ones",
+        )
+    message.extra = extra
+    message.reply_markup = p["reply_markup"]  # as in Telegram: omitted removes the keyboard
+    message.edit_date = _now()
+    await messenger.db.save_message(message)
+    return await messenger.view(call.bot.id).message(chat, message)
+
+
 async def edit_message_reply_markup(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
@@ -160,7 +204,7 @@ async def edit_message_reply_markup(call: BotCall, p: dict[str, Any]) -> dict[st
 async def delete_message(call: BotCall, p: dict[str, Any]) -> bool:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await messenger.message_in(chat, p["message_id"])
+    message = await _message(call, chat, p["message_id"])
     if message.sender != _me(call) and chat.type != "private":
         raise ApiError(
             400,
@@ -171,23 +215,29 @@ async def delete_message(call: BotCall, p: dict[str, Any]) -> bool:
     return True
 
 
-async def _copy_source(call: BotCall, p: dict[str, Any]) -> tuple[ChatRecord, MessageRecord]:
-    messenger = call.services.messenger
-    source_chat = await messenger.chat_for_bot(call.bot, p["from_chat_id"])
-    return source_chat, await messenger.message_in(source_chat, p["message_id"])
+async def _copy_source(call: BotCall, p: dict[str, Any]) -> MessageRecord:
+    """The message to forward or copy: one the bot may see in ``from_chat_id``."""
+    source_chat = await call.services.messenger.chat_for_bot(call.bot, p["from_chat_id"])
+    return await _message(call, source_chat, p["message_id"])
 
 
 async def forward_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     services = call.services
     messenger = services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    _, source = await _copy_source(call, p)
+    source = await _copy_source(call, p)
     extra = copy_poll(dict(source.extra))
     extra.setdefault("_forward", {"sender": source.sender, "date": source.date})
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
-        chat, _me(call), text=source.text, entities=source.entities, extra=extra
+        chat,
+        _me(call),
+        text=source.text,
+        entities=source.entities,
+        extra=extra,
+        idempotency_key=call.idempotency_key,
     )
+    await visibility.note_files(messenger.db, message)
     return await messenger.view(call.bot.id).message(chat, message)
 
 
@@ -195,7 +245,7 @@ async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     services = call.services
     messenger = services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    _, source = await _copy_source(call, p)
+    source = await _copy_source(call, p)
     extra = copy_poll({k: v for k, v in source.extra.items() if k != "_forward"})
     if p["caption"] is not None:
         if "caption" not in extra and source.text is not None:
@@ -209,7 +259,7 @@ async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
             extra["caption"] = caption
             if caption_entities:
                 extra["caption_entities"] = caption_entities
-    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
     markup = p["reply_markup"] if p["reply_markup"] is not None else source.reply_markup
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
@@ -217,40 +267,59 @@ async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
         _me(call),
         text=source.text,
         entities=source.entities,
-        reply_to=reply_to,
+        reply_to=None if replied is None else replied.id,
         reply_markup=markup,
         extra=extra,
+        idempotency_key=call.idempotency_key,
     )
+    await visibility.note_files(messenger.db, message)
     return {"message_id": message.id}
+
+
+def _check_pin_rights(call: BotCall, chat: ChatRecord, message: MessageRecord) -> None:
+    """In groups a bot pins and unpins only its own messages (see the module doc)."""
+    if chat.type == "group" and message.sender != _me(call):
+        raise ApiError(
+            400,
+            "NOT_ENOUGH_RIGHTS",
+            "not enough rights to pin or unpin this message: in groups a bot may pin and "
+            "unpin only its own messages (other members' messages need administrator "
+            "rights, which bots cannot be given)",
+        )
 
 
 async def pin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await messenger.message_in(chat, p["message_id"])
+    message = await _message(call, chat, p["message_id"])
+    _check_pin_rights(call, chat, message)
     pinned = [m for m in chat.pinned if m != message.id] + [message.id]
     await messenger.db.update_chat(chat.id, {"pinned": pinned[-100:]})
     return True
 
 
 async def unpin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
+    """Unpin ``message_id``, or else the latest pin the bot sees (getChat's pinned_message)."""
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    target = p["message_id"]
-    if target is None:
-        if not chat.pinned:
+    if p["message_id"] is None:
+        message = await messenger.view(call.bot.id).pinned(chat)
+        if message is None:
             raise ApiError(400, "MESSAGE_NOT_PINNED", "there is no pinned message in this chat")
-        target = chat.pinned[-1]
-    elif target not in chat.pinned:
-        raise ApiError(400, "MESSAGE_NOT_PINNED", f"message {target} is not pinned")
-    await messenger.db.update_chat(chat.id, {"pinned": [m for m in chat.pinned if m != target]})
+    else:
+        message = await _message(call, chat, p["message_id"])
+        if message.id not in chat.pinned:
+            raise ApiError(400, "MESSAGE_NOT_PINNED", f"message {message.id} is not pinned")
+    _check_pin_rights(call, chat, message)
+    pinned = [m for m in chat.pinned if m != message.id]
+    await messenger.db.update_chat(chat.id, {"pinned": pinned})
     return True
 
 
 async def set_message_reaction(call: BotCall, p: dict[str, Any]) -> bool:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await messenger.message_in(chat, p["message_id"])
+    message = await _message(call, chat, p["message_id"])
     reaction = p["reaction"] or []
     if len(reaction) > 1:
         raise ApiError(400, "REACTIONS_TOO_MANY", "a bot can set at most one reaction")
@@ -472,6 +541,21 @@ BOT_METHODS: dict[str, Method] = {
             result=_MESSAGE,
         ),
         Method(
+            "editMessageCaption",
+            edit_message_caption,
+            summary="Edit (or, if omitted, remove) the caption of one of the bot's media messages.",
+            params=(
+                CHAT_ID,
+                MESSAGE_ID,
+                CAPTION,
+                PARSE_MODE,
+                Param("caption_entities", "array", max_length=1000),
+                Param("show_caption_above_media", "bool"),
+                REPLY_MARKUP,
+            ),
+            result=_MESSAGE,
+        ),
+        Method(
             "editMessageReplyMarkup",
             edit_message_reply_markup,
             summary="Replace (or, if omitted, remove) the inline keyboard of a bot's message.",
@@ -518,14 +602,14 @@ BOT_METHODS: dict[str, Method] = {
         Method(
             "pinChatMessage",
             pin_chat_message,
-            summary="Pin a message.",
+            summary="Pin a message (in groups: one of the bot's own).",
             params=(CHAT_ID, MESSAGE_ID, Param("disable_notification", "bool")),
             result=_TRUE,
         ),
         Method(
             "unpinChatMessage",
             unpin_chat_message,
-            summary="Unpin a message (by default the most recently pinned).",
+            summary="Unpin a message (by default the most recently pinned one the bot sees).",
             params=(CHAT_ID, Param("message_id", "id")),
             result=_TRUE,
         ),

@@ -7,6 +7,10 @@ with ``answerCallbackQuery`` (text, alert, url) exactly once: a second answer is
 400 ``QUERY_ALREADY_ANSWERED``, an unknown or expired id 400 ``QUERY_ID_INVALID``.
 The user reads the answer with ``getCallbackAnswer``. A query can be answered for
 :data:`ANSWER_WINDOW_SECONDS`.
+
+The query's ``message`` is the bot's message as the bot sees it; one it may no
+longer see (it left the group and came back since) is an InaccessibleMessage,
+Telegram's ``{chat, message_id, date: 0}``.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ async def press_button(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     query = {
         "id": record.id,
         "from": await view.user(member_key("u", call.user.id)),
-        "message": await view.message(chat, message),
+        "message": await view.message_or_inaccessible(chat, message),
         "chat_instance": messenger.chat_instance(bot.id, chat),
         "data": data,
     }

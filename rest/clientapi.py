@@ -13,18 +13,25 @@ answerPoll             ``poll_answer`` (non-anonymous polls) and ``poll``
 addChatMember          ``my_chat_member`` to an added bot
 removeChatMember       ``my_chat_member`` to a removed bot
 =====================  =================================================
+
+Every call that writes takes a token of the user's send limit first, and each
+message or edit one of its chat's (:mod:`rest.ratelimit`): 429
+``TOO_MANY_REQUESTS`` with ``retry_after`` past them.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from rest import visibility
 from rest.callbacks import CALLBACK_CLIENT_METHODS
 from rest.history import HISTORY_CLIENT_METHODS
 from rest.media import MEDIA_CLIENT_METHODS
 from rest.messenger import Outgoing, now
 from rest.objects import MAX_REACTIONS, ref
 from rest.polls import POLL_CLIENT_METHODS
+from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, check_reaction
 from rest.services import UserCall
 from shared.models import member_key
@@ -55,7 +62,11 @@ async def send_message(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
     chat = await messenger.chat_for_user(call.user, p["chat_id"])
     message = await messenger.user_send_message(
-        call.user, chat, p["text"], reply_to=p["reply_to_message_id"]
+        call.user,
+        chat,
+        p["text"],
+        reply_to=p["reply_to_message_id"],
+        idempotency_key=call.idempotency_key,
     )
     return await messenger.view(None).message(chat, message)
 
@@ -93,6 +104,10 @@ async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
         own = message.sender == member_key("b", bot.id)
         if not bot.active or (chat.type == "group" and bot.privacy_mode and not own):
             continue  # in privacy mode a bot hears about reactions to its own messages only
+        if chat.type == "group" and not own:
+            seen = await visibility.sight(messenger, bot, chat)
+            if not await visibility.visible(messenger.db, seen, [message]):
+                continue  # nor about messages it may not see (another bot's, older ones)
         view = messenger.view(bot.id)
         body = {
             "chat": await view.chat(chat),
@@ -163,7 +178,7 @@ async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, 
 _CHAT_LIST = {"type": "array", "items": ref("Chat")}
 _TRUE = {"type": "boolean"}
 
-CLIENT_METHODS: dict[str, Method] = {
+_METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("getMe", get_me, getter=True, summary="The user's own User.", result=ref("User")),
@@ -254,4 +269,20 @@ CLIENT_METHODS: dict[str, Method] = {
         *HISTORY_CLIENT_METHODS,
         *MEDIA_CLIENT_METHODS,
     )
+}
+
+
+def _limited(method: Method) -> Method:
+    """``method`` taking a token of the user's write bucket first (rest.ratelimit)."""
+    handler = method.handler
+
+    async def limited(call: UserCall, p: dict[str, Any]) -> Any:
+        await take_user_token(call.services.store, call.services.settings, call.user.id)
+        return await handler(call, p)
+
+    return replace(method, handler=limited)
+
+
+CLIENT_METHODS: dict[str, Method] = {
+    name: method if method.getter else _limited(method) for name, method in _METHODS.items()
 }

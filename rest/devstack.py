@@ -5,6 +5,11 @@ Starts a local Redis (AOF on, data under the data directory) unless
 the demo user and ``demo_bot`` (idempotently: a second run reuses the same tokens
 and chat), prints how to use them and writes ``demo.json``. Ctrl-C or SIGTERM
 stops every child.
+
+The ports are settled before any child starts (a port of 0 becomes a free one;
+REST's metrics get a free port unless ``BOTGW_REST_METRICS_PORT`` names one) and
+every child gets all of them as ``BOTGW_*`` variables, so the gateway forwards
+socket requests to this stack's REST and not to a default port.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from rest.admin import messenger_session
 from rest.messenger import Messenger
 from shared.errors import ApiError
 from shared.ids import hash_secret, new_secret
-from shared.redis_server import LocalRedis
+from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 
 __all__ = ["ensure_demo", "run_dev_stack"]
@@ -90,12 +95,13 @@ async def ensure_demo(settings: Settings, demo_file: Path) -> dict[str, Any]:
     return demo
 
 
-def _banner(demo: dict[str, Any], demo_file: Path) -> str:
+def _banner(demo: dict[str, Any], demo_file: Path, metrics: tuple[str, str]) -> str:
     rest, bot_token, user_token = demo["rest_url"], demo["bot_token"], demo["user_token"]
     return f"""
 botgw is running.
   REST     {rest}
   gateway  {demo["gateway_url"]}
+  metrics  {metrics[0]} (REST), {metrics[1]} (gateway)
   demo bot @{demo["bot_username"]}   (written to {demo_file})
 
   bot token   {bot_token}
@@ -142,6 +148,22 @@ def _wait_healthy(
         raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _ports(settings: Settings) -> dict[str, str]:
+    """Every address the children need, as ``BOTGW_*`` variables: the ports given
+    (a port of 0 made a free one) and a free one for REST's metrics if none is."""
+    rest_port = settings.rest_port or free_port()
+    gateway_port = settings.gateway_port or free_port()
+    metrics_port = settings.rest_metrics_port or free_port()
+    return {
+        "BOTGW_REST_HOST": settings.rest_host,
+        "BOTGW_REST_PORT": str(rest_port),
+        "BOTGW_GATEWAY_HOST": settings.gateway_host,
+        "BOTGW_GATEWAY_PORT": str(gateway_port),
+        "BOTGW_REST_METRICS_HOST": settings.rest_metrics_host or settings.rest_host,
+        "BOTGW_REST_METRICS_PORT": str(metrics_port),
+    }
+
+
 def run_dev_stack(settings: Settings) -> int:
     stopping = False
 
@@ -168,13 +190,13 @@ def run_dev_stack(settings: Settings) -> int:
         "BOTGW_WEBHOOK_ALLOW": allow,
         # Ctrl-C should not wait out a production-length drain
         "BOTGW_DRAIN_SECONDS": os.environ.get("BOTGW_DRAIN_SECONDS", "1"),
+        **_ports(settings),
     }
+    # what every child reads: one source for the ports (the command line options
+    # of `botgw run` included), the banner and demo.json
+    settings = Settings.from_env(env)
     exe = [sys.executable, "-m", "shared.cli"]
-    commands = [
-        [*exe, "rest", "--host", settings.rest_host, "--port", str(settings.rest_port)],
-        [*exe, "gateway", "--host", settings.gateway_host, "--port", str(settings.gateway_port)],
-        [*exe, "webhooks"],
-    ]
+    commands = [[*exe, "rest"], [*exe, "gateway"], [*exe, "webhooks"]]
     procs: list[subprocess.Popen[bytes]] = []
     code = 0
     try:
@@ -188,11 +210,12 @@ def run_dev_stack(settings: Settings) -> int:
             _wait_healthy(f"http://{host}:{port}/healthz", procs, 60, is_stopping)
         if stopping:
             return 0
-        run_settings = Settings.from_env(
-            env, rest_port=settings.rest_port, gateway_port=settings.gateway_port
+        demo = asyncio.run(ensure_demo(settings, data_dir / "demo.json"))
+        metrics = (
+            f"http://{settings.rest_metrics_host}:{settings.rest_metrics_port}/metrics",
+            f"http://{settings.gateway_host}:{settings.gateway_port}/metrics",
         )
-        demo = asyncio.run(ensure_demo(run_settings, data_dir / "demo.json"))
-        print(_banner(demo, data_dir / "demo.json"), flush=True)
+        print(_banner(demo, data_dir / "demo.json", metrics), flush=True)
         while not stopping:
             for proc in procs:
                 if proc.poll() is not None:

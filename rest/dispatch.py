@@ -8,19 +8,28 @@ envelope with the HTTP status equal to ``error_code``.
 Bodies are size-checked while they stream in (413 before a byte too many is
 buffered): JSON and plain forms up to :data:`MAX_JSON_BODY`, multipart uploads up
 to the method's ``body_limit``. Uploaded files are closed after the call.
+
+``Idempotency-Key`` (any method that writes, every API and dialect): the first call
+with a key runs and its result is kept for a day; a retry with the same key gets
+that result again (header ``Idempotent-Replayed: true``) and writes nothing. While
+the first call still runs a retry is 409 ``IDEMPOTENCY_KEY_IN_USE``; a call that
+failed with an error wrote nothing and keeps no result, so its retry runs again;
+the key of another method is 400 ``IDEMPOTENCY_KEY_REUSED``
+(:mod:`shared.store.calls`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
 from rest.schema import Method, validate_params
 from shared.codecs import CodecError, json_dumps, json_loads
@@ -33,29 +42,87 @@ __all__ = [
     "auth_token",
     "body_limit",
     "call_method",
+    "count_error",
     "count_request",
     "error_response",
+    "idempotency_key",
     "read_params",
+    "register_methods",
+    "request_labels",
 ]
 
 log = logging.getLogger("botgw.rest")
 
-REQUESTS = Counter("botgw_rest_requests_total", "REST calls", ["api", "method", "status"])
+REQUESTS = Counter(
+    "botgw_rest_requests_total", "REST calls, errors included", ["api", "method", "status"]
+)
 
-
+# api label -> the method names it is labelled with (by their lower-cased
+# spelling too in the APIs of _ANY_CASE); any other name is labelled "other"
+_KNOWN: dict[str, dict[str, str]] = {}
+_ANY_CASE: set[str] = set()
 _COUNTERS: dict[tuple[str, str, int], Any] = {}
+_MAX_CACHED = 4096
+
+
+def register_methods(api: str, names: Iterable[str], *, any_case: bool = False) -> None:
+    """Let ``api``'s calls of ``names`` be counted under their own name."""
+    table = _KNOWN.setdefault(api, {})
+    table.update((name, name) for name in names)
+    if any_case:
+        _ANY_CASE.add(api)
+        table.update((name.lower(), name) for name in list(table.values()))
+
+
+def _method_label(api: str, method: str) -> str:
+    table = _KNOWN.get(api)
+    if table is None:
+        return "other"
+    label = table.get(method)
+    if label is None and api in _ANY_CASE and len(method) <= 64:
+        label = table.get(method.lower())
+    return label or "other"
 
 
 def count_request(api: str, method: str, status: int) -> None:
-    """Count one call in ``botgw_rest_requests_total`` (unknown names share a label)."""
+    """Count one call in ``botgw_rest_requests_total``.
+
+    ``method`` is labelled with its registered name (see :func:`register_methods`),
+    any other name with ``other``, so callers cannot create series.
+    """
     key = (api, method, status)
     counter = _COUNTERS.get(key)
     if counter is None:
-        known = len(method) <= 40 and method.isidentifier()
-        counter = REQUESTS.labels(api, method if known else "other", str(status))
-        if len(_COUNTERS) < 4096:
+        label = _method_label(api, method)
+        counter = REQUESTS.labels(api if api in _KNOWN else "other", label, str(status))
+        if label == method and len(_COUNTERS) < _MAX_CACHED:
             _COUNTERS[key] = counter
     counter.inc()
+
+
+def request_labels(scope: Scope) -> tuple[str, str]:
+    """The (api, method) a request's path names, before any route or handler ran:
+    ``/bot/<m>``, ``/client/<m>``, ``/manage/<m>``, ``/bot<token>/<m>`` (Telegram)
+    and the file downloads (method ``file``); anything else is ``other``."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    head, _, rest = path[1:].partition("/")
+    if head in ("bot", "client", "manage"):
+        return head, "file" if rest.startswith("file/") else rest
+    if head.startswith("bot"):
+        return "telegram", rest
+    if head == "file" and rest.startswith("bot"):
+        return "telegram", "file"
+    return "other", "other"
+
+
+def count_error(scope: Scope, status: int) -> None:
+    """Count an error answered outside the endpoints' own counting (no route,
+    a wrong HTTP method, a failure that escaped the endpoint, an overload)."""
+    api, method = request_labels(scope)
+    count_request(api, method, status)
 
 
 MAX_JSON_BODY = 1 << 20
@@ -73,6 +140,23 @@ def error_response(error: ApiError) -> JSONResponse:
     if error.status == 429 and error.parameters and "retry_after" in error.parameters:
         headers["Retry-After"] = str(error.parameters["retry_after"])
     return JSONResponse(error.envelope(), status_code=error.status, headers=headers)
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` header (1-255 visible ASCII characters)."""
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise ApiError(
+            400,
+            "INVALID_IDEMPOTENCY_KEY",
+            "header 'Idempotency-Key' must be 1 to 255 visible ASCII characters (e.g. a UUID)",
+        )
+    return value
 
 
 def auth_token(request: Request, schemes: tuple[str, ...]) -> str | None:
@@ -176,6 +260,7 @@ async def call_method(
     name: str,
     context: Any,
     *,
+    api: str = "bot",
     native: bool = True,
     params: dict[str, Any] | None = None,
     from_text: bool = False,
@@ -188,13 +273,54 @@ async def call_method(
         raise ApiError(405, "METHOD_NOT_ALLOWED", f"'{name}' changes state: call it with POST")
     if params is None:
         params, from_text = await read_params(request, method, max_body=body_limit(method, context))
+    headers: dict[str, str] = {}
     try:
         args = validate_params(method, params, from_text=from_text)
-        result = await method.handler(context, args)
+        key: str | None = getattr(context, "idempotency_key", None)
+        if key is None or method.getter:
+            result = await method.handler(context, args)
+        else:
+            result, replayed = await _once(context, api, method, key, args)
+            if replayed:
+                headers["Idempotent-Replayed"] = "true"
     finally:
         await _close_uploads(params)
     body = ok_envelope(native_ids(result) if native else result)
-    return JSONResponse(body)
+    return JSONResponse(body, headers=headers)
+
+
+async def _once(
+    context: Any, api: str, method: Method, key: str, args: dict[str, Any]
+) -> tuple[Any, bool]:
+    """Run a call made with an Idempotency-Key once: (result, whether replayed)."""
+    calls = context.services.store.calls
+    caller: str = context.caller
+    claim = await calls.claim(caller, api, key, method.name)
+    if claim.state == "done" or claim.state == "running":
+        if claim.method != method.name:
+            raise ApiError(
+                400,
+                "IDEMPOTENCY_KEY_REUSED",
+                f"this Idempotency-Key was used for '{claim.method}': use a new key "
+                "for every new call",
+            )
+        if claim.state == "running":
+            raise ApiError(
+                409,
+                "IDEMPOTENCY_KEY_IN_USE",
+                "a call with this Idempotency-Key is still running: retry in a second",
+                parameters={"retry_after": 1},
+            )
+        return claim.result, True
+    try:
+        result = await method.handler(context, args)
+    except BaseException:
+        # it wrote nothing (errors are raised before writing) or the writes below
+        # are keyed too: a retry may run again
+        await calls.release(caller, api, key)
+        raise
+    await calls.finish(caller, api, key, method.name, result)
+    return result, False
 
 
 def uploaded(value: Any) -> UploadFile | None:

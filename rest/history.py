@@ -7,17 +7,18 @@ Results are always oldest first, so a reader pages back with ``before`` = the fi
 id it got, or forward with ``since`` = the last. ``sender_id`` keeps one sender's
 messages; deleted messages are skipped.
 
-A bot reads only chats it is in, and sees what it could have received there: its
-own messages and, in groups, users' messages since it joined that reach it under
-its privacy mode (never other bots' messages). Users see every message of their
-chats.
+A bot reads only chats it is in, and sees what :mod:`rest.visibility` lets it see
+there: every message of its private chats; in groups, since it joined, its own
+messages and the users' messages that reach it under its privacy mode (never
+other bots' messages). Users see every message of their chats.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest.messenger import Messenger, addressed
+from rest import visibility
+from rest.messenger import Messenger
 from rest.objects import ref
 from rest.schema import CHAT_ID, Method, Param
 from rest.services import BotCall, UserCall
@@ -27,32 +28,6 @@ __all__ = ["HISTORY_BOT_METHODS", "HISTORY_CLIENT_METHODS", "read_history"]
 
 MAX_LIMIT = 100
 _CHUNK = 200  # message ids read per round trip
-
-
-async def _visible_to(
-    messenger: Messenger, bot: BotRecord, chat: ChatRecord, batch: list[MessageRecord]
-) -> list[MessageRecord]:
-    me = member_key("b", bot.id)
-    if chat.type == "private":
-        return batch
-    wanted = {m.reply_to for m in batch if m.reply_to is not None}
-    known = {m.id: m for m in batch}
-    missing = sorted(i for i in wanted if i not in known)
-    for found in await messenger.db.get_messages(chat.id, missing):
-        known[found.id] = found
-    out = []
-    for message in batch:
-        if message.sender == me:
-            out.append(message)
-        elif message.sent_by_bot:
-            continue
-        elif not bot.privacy_mode:
-            out.append(message)
-        else:
-            replied = known.get(message.reply_to) if message.reply_to is not None else None
-            if addressed(bot, message, replied):
-                out.append(message)
-    return out
 
 
 async def read_history(
@@ -67,13 +42,17 @@ async def read_history(
 ) -> list[MessageRecord]:
     """Up to ``limit`` messages of ``chat`` as ``bot`` (or, if None, a user) sees them."""
     db = messenger.db
-    high = await db.last_message_id(chat.id)
+    low = 1 if since is None else max(1, since + 1)
+    seen = None
+    if bot is not None:
+        seen = await visibility.sight(messenger, bot, chat)
+        if seen.since is None:
+            return []  # not a member (any more): it sees nothing there
+        low = max(low, seen.since + 1)  # nothing from before it joined
+    floor, high = await db.history_bounds(chat.id)
+    low = max(low, floor)  # the older ones were trimmed (cap, retention)
     if before is not None:
         high = min(high, before - 1)
-    low = 1 if since is None else max(1, since + 1)
-    if bot is not None and chat.type == "group":
-        info = await db.member(chat.id, member_key("b", bot.id))
-        low = max(low, int((info or {}).get("since", 0)) + 1)
     forward = since is not None and before is None
     found: list[MessageRecord] = []
     cursor = low if forward else high
@@ -87,8 +66,8 @@ async def read_history(
         batch = await db.get_message_range(chat.id, first, last)
         if sender is not None:
             batch = [m for m in batch if m.sender == sender]
-        if bot is not None:
-            batch = await _visible_to(messenger, bot, chat, batch)
+        if seen is not None:
+            batch = await visibility.visible(db, seen, batch)
         found.extend(batch if forward else reversed(batch))
     found = found[:limit]
     return found if forward else found[::-1]

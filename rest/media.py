@@ -12,6 +12,12 @@ route (``GET /bot/file/<file_path>`` here, ``/file/bot<token>/<file_path>`` in t
 Telegram dialect); :func:`file_response` turns it into a streaming response.
 Users read the files sent to their chats with client ``getFile`` and
 ``GET /client/file/<file_path>``.
+
+A bot may use a ``file_id`` (getFile, download, send it again) only if it uploaded
+the file or may see a message carrying it (:func:`rest.visibility.may_use_file`);
+any other is answered as an unknown one. Downloads are always attachments, with
+``X-Content-Type-Options: nosniff`` and a sandboxing Content-Security-Policy, so
+an uploaded HTML or SVG file is never rendered as a page of the API's origin.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import re
 import secrets
 import struct
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from rest import visibility
 from rest.dispatch import auth_token
 from rest.objects import ref
 from rest.ratelimit import take_send_token
@@ -49,12 +57,13 @@ from rest.schema import (
 from rest.services import BotCall, Services, UserCall
 from rest.text import formatted
 from shared.errors import ApiError
-from shared.models import FileRecord, UserRecord, member_key
+from shared.models import BotRecord, FileRecord, UserRecord, member_key
 
 __all__ = [
     "MEDIA_BOT_METHODS",
     "MEDIA_CLIENT_METHODS",
     "FileDownload",
+    "bot_file_response",
     "client_download_route",
     "download_route",
     "file_response",
@@ -227,8 +236,17 @@ def _unique_id(sha256: str) -> str:
     return base64.urlsafe_b64encode(bytes.fromhex(sha256)[:12]).decode().rstrip("=")
 
 
+async def _usable_file(call: BotCall, file_id: str) -> FileRecord | None:
+    """The file behind ``file_id`` if the bot may use it (else as if there were none)."""
+    messenger = call.services.messenger
+    record = await messenger.db.get_file(file_id)
+    if record is None or not await visibility.may_use_file(messenger, call.bot, file_id):
+        return None
+    return record
+
+
 async def _known_file(call: BotCall, kind: str, file_id: str) -> FileRecord:
-    record = await call.services.messenger.db.get_file(file_id)
+    record = await _usable_file(call, file_id)
     if record is None:
         raise ApiError(400, "FILE_ID_INVALID", f"parameter '{kind}': no file has this file_id")
     if kind == "photo" and not record.width:
@@ -268,7 +286,7 @@ async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, A
     caption, caption_entities = formatted(
         p, "caption", "caption_entities", limit=MAX_CAPTION, required=False
     )
-    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
     source = p[kind]
     checked: _Upload | None = None
     record: FileRecord | None = None
@@ -293,11 +311,15 @@ async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, A
         chat,
         member_key("b", call.bot.id),
         text=None,
-        reply_to=reply_to,
+        reply_to=None if replied is None else replied.id,
         reply_markup=p["reply_markup"],
         extra=extra,
+        idempotency_key=call.idempotency_key,
     )
-    return await messenger.view(call.bot.id).message(chat, message)
+    await visibility.note_files(messenger.db, message, uploaded=checked is not None)
+    view = messenger.view(call.bot.id)
+    view.remember(replied)
+    return await view.message(chat, message)
 
 
 async def send_photo(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +331,7 @@ async def send_document(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_file(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    record = await call.services.messenger.db.get_file(p["file_id"])
+    record = await _usable_file(call, p["file_id"])
     if record is None:
         raise ApiError(400, "FILE_ID_INVALID", "parameter 'file_id': no file has this file_id")
     return _file_object(record)
@@ -378,24 +400,51 @@ async def open_file(services: Services, file_path: str) -> FileDownload | None:
     return FileDownload(record=record, chunks=services.files.read(record.sha256))
 
 
+def _no_file() -> ApiError:
+    return ApiError(404, "FILE_NOT_FOUND", "no file has this file_path: call getFile first")
+
+
+def _content_disposition(record: FileRecord) -> str:
+    """``attachment`` with the file's name (RFC 6266: an ASCII fallback and UTF-8)."""
+    name = record.file_name or record.file_path.rsplit("/", 1)[-1]
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in name
+    )
+    quoted = urllib.parse.quote(name, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+
+
 async def file_response(services: Services, file_path: str) -> Response:
-    """A streaming response with the file, or 404 ``FILE_NOT_FOUND``."""
+    """A streaming response with the file (as an attachment the browser never
+    renders), or 404 ``FILE_NOT_FOUND``."""
     download = await open_file(services, file_path)
     if download is None:
-        raise ApiError(404, "FILE_NOT_FOUND", "no file has this file_path: call getFile first")
+        raise _no_file()
     headers = {
         "Content-Length": str(download.size),
         "ETag": f'"{download.record.sha256}"',
         "Cache-Control": "private, max-age=3600",
+        "Content-Disposition": _content_disposition(download.record),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
     }
     return StreamingResponse(download.chunks, media_type=download.media_type, headers=headers)
+
+
+async def bot_file_response(services: Services, bot: BotRecord, file_path: str) -> Response:
+    """:func:`file_response` for a bot: 404 ``FILE_NOT_FOUND`` also for a file it may
+    not use, as for one that does not exist."""
+    match = _FILE_PATH_RE.match(file_path)
+    if match is None or not await visibility.may_use_file(services.messenger, bot, match.group(2)):
+        raise _no_file()
+    return await file_response(services, file_path)
 
 
 async def download_route(request: Request) -> Response:
     """``GET /bot/file/{file_path}`` with the bot token in ``Authorization``."""
     services: Services = request.app.state.services
-    await services.messenger.authenticate_bot(auth_token(request, ("bot", "bearer")))
-    return await file_response(services, request.path_params["file_path"])
+    bot = await services.messenger.authenticate_bot(auth_token(request, ("bot", "bearer")))
+    return await bot_file_response(services, bot, request.path_params["file_path"])
 
 
 async def client_download_route(request: Request) -> Response:

@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rest import visibility
 from rest.objects import View
-from rest.text import parse_entities, utf16_slice
+from rest.ratelimit import chat_send_rate, refuse_chat_send
+from rest.text import parse_entities
 from shared.codecs import pack, pack_open_map
 from shared.errors import ApiError
 from shared.ids import (
@@ -421,8 +423,11 @@ class Messenger:
         reply_to: int | None = None,
         reply_markup: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> MessageRecord:
-        """Store a message (the caller checked the reply target and the rate limit)."""
+        """Store a message (the caller checked the reply target and the rate limit);
+        a retry with the call's ``idempotency_key`` gets the message stored the
+        first time."""
         message = MessageRecord(
             id=0,  # the store gives it the chat's next id
             chat_id=chat.id,
@@ -434,7 +439,10 @@ class Messenger:
             reply_markup=reply_markup,
             extra=extra or {},
         )
-        await self.db.add_message(message)
+        message = await self.db.add_message(
+            message,
+            idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
+        )
         for file_id in _file_ids(message.extra):
             await self.db.note_file_chat(file_id, chat.id)
         return message
@@ -471,7 +479,9 @@ class Messenger:
             message=pack_open_map(fields, "i"),
             pending=pending,
             idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
+            send_rate=chat_send_rate(self.settings),
         )
+        refuse_chat_send(written.wait_ms)
         if written.replayed:
             return await self.message_in(chat, written.message_id)
         message.id = written.message_id
@@ -498,7 +508,9 @@ class Messenger:
             message=pack(message.to_storage()),
             message_id=message.id,
             pending=pending,
+            send_rate=chat_send_rate(self.settings),
         )
+        refuse_chat_send(written.wait_ms)
         await self._drain(chat, written, pending)
         return message
 
@@ -535,7 +547,7 @@ class Messenger:
         return [
             bot
             for bot in bots.values()
-            if bot.active and (not bot.privacy_mode or addressed(bot, message, replied))
+            if bot.active and visibility.receives(bot, chat, message, replied)
         ]
 
     async def _pending(self, chat: ChatRecord, message: MessageRecord, kind: str) -> list[Pending]:
@@ -586,18 +598,3 @@ def _file_ids(extra: dict[str, Any]) -> list[str]:
     if extra.get("document"):
         found.append(extra["document"]["file_id"])
     return found
-
-
-def addressed(bot: BotRecord, message: MessageRecord, replied: MessageRecord | None) -> bool:
-    """Whether a group message reaches ``bot`` in privacy mode."""
-    if replied is not None and replied.sender == member_key("b", bot.id):
-        return True
-    text = message.text or str(message.extra.get("caption") or "")
-    handle = "@" + bot.username
-    for entity in message.entities or ():
-        piece = utf16_slice(text, entity["offset"], entity["length"]).lower()
-        if entity["type"] == "bot_command" and piece.endswith(handle):
-            return True
-        if entity["type"] == "mention" and piece == handle:
-            return True
-    return False

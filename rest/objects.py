@@ -5,6 +5,11 @@ under ids scoped to that bot, a private chat under the user's scoped id) or the
 users (``viewer_bot=None``: real ids, a private chat under its internal id).
 Objects are built with integer ids; the dialects decide how ids are written.
 
+A bot's view shows only the messages it may see (:mod:`rest.visibility`): a reply
+to a message hidden from it comes without ``reply_to_message``, and getChat's
+``pinned_message`` is the latest pin it may see. Users see every message of their
+chats.
+
 The JSON schemas below describe the native form (ids as decimal strings) for
 ``/openapi.json``; the Telegram dialect writes the same fields as numbers.
 """
@@ -15,6 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from rest import visibility
 from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, parse_member
 
 if TYPE_CHECKING:
@@ -35,7 +41,8 @@ _GIFTS_NONE = {
 
 
 class View:
-    """Renders records as ``viewer_bot`` sees them; caches the people it looked up."""
+    """Renders records as ``viewer_bot`` sees them; caches the people it looked up,
+    what the viewer may see of each chat, and the replied-to messages it read."""
 
     def __init__(self, messenger: Messenger, viewer_bot: int | None) -> None:
         self.messenger = messenger
@@ -43,6 +50,9 @@ class View:
         self.viewer = viewer_bot
         self._users: dict[int, UserRecord | None] = {}
         self._bots: dict[int, BotRecord | None] = {}
+        self._sights: dict[int, visibility.Sight | None] = {}
+        # (chat id, message id) -> the message, None if it is gone or hidden from the viewer
+        self._replied: dict[tuple[int, int], MessageRecord | None] = {}
 
     def user_id(self, member: str) -> int:
         """The id of ``u<id>``/``b<id>`` as the viewer knows it."""
@@ -68,6 +78,47 @@ class View:
             found_bots = await self.db.get_bots(bots)
             for bid in bots:
                 self._bots[bid] = found_bots.get(bid)
+
+    async def _sight(self, chat: ChatRecord) -> visibility.Sight | None:
+        """What the viewer bot may see of ``chat`` (None: a bot that no longer exists)."""
+        assert self.viewer is not None
+        if chat.id not in self._sights:
+            await self.load((f"b{self.viewer}",))
+            bot = self._bots.get(self.viewer)
+            self._sights[chat.id] = (
+                None if bot is None else await visibility.sight(self.messenger, bot, chat)
+            )
+        return self._sights[chat.id]
+
+    async def visible(self, chat: ChatRecord, messages: list[MessageRecord]) -> list[MessageRecord]:
+        """The ones of ``messages`` the viewer may see (users: all of them)."""
+        if self.viewer is None:
+            return messages
+        seen = await self._sight(chat)
+        return [] if seen is None else await visibility.visible(self.db, seen, messages)
+
+    def remember(self, message: MessageRecord | None) -> None:
+        """Note a message the viewer is known to see (a reply target it was just
+        allowed), so rendering a reply to it reads nothing again."""
+        if message is not None:
+            self._replied[(message.chat_id, message.id)] = message
+
+    async def _load_replied(self, chat: ChatRecord, messages: list[MessageRecord]) -> None:
+        """Read the messages ``messages`` reply to, and keep the visible ones."""
+        wanted = {m.reply_to for m in messages if m.reply_to is not None}
+        missing = sorted(i for i in wanted if (chat.id, i) not in self._replied)
+        if not missing:
+            return
+        found = await self.visible(chat, await self.db.get_messages(chat.id, missing))
+        shown = {m.id: m for m in found}
+        for message_id in missing:
+            self._replied[(chat.id, message_id)] = shown.get(message_id)
+
+    async def pinned(self, chat: ChatRecord) -> MessageRecord | None:
+        """The most recently pinned message of ``chat`` that exists and the viewer sees."""
+        newest_first = await self.db.get_messages(chat.id, list(reversed(chat.pinned)))
+        shown = await self.visible(chat, newest_first)
+        return shown[0] if shown else None
 
     async def user(self, member: str) -> dict[str, Any]:
         """A User object."""
@@ -117,11 +168,9 @@ class View:
         )
         if chat.type == "private" and self.viewer is not None:
             out["active_usernames"] = [out["username"]] if "username" in out else []
-        for message_id in reversed(chat.pinned):
-            pinned = await self.db.get_message(chat.id, message_id)
-            if pinned is not None:
-                out["pinned_message"] = await self.message(chat, pinned, with_reply=False)
-                break
+        pinned = await self.pinned(chat)
+        if pinned is not None:
+            out["pinned_message"] = await self.message(chat, pinned, with_reply=False)
         return out
 
     async def chat_member(self, member: str, info: dict[str, Any] | None) -> dict[str, Any]:
@@ -135,7 +184,7 @@ class View:
     async def message(
         self, chat: ChatRecord, message: MessageRecord, *, with_reply: bool = True
     ) -> dict[str, Any]:
-        """A Message object."""
+        """A Message object; ``reply_to_message`` only if the viewer sees that message."""
         out: dict[str, Any] = {
             "message_id": message.id,
             "from": await self.user(message.sender),
@@ -162,16 +211,28 @@ class View:
         if message.reply_markup is not None:
             out["reply_markup"] = message.reply_markup
         if with_reply and message.reply_to is not None:
-            replied = await self.db.get_message(chat.id, message.reply_to)
+            await self._load_replied(chat, [message])
+            replied = self._replied[(chat.id, message.reply_to)]
             if replied is not None:
                 out["reply_to_message"] = await self.message(chat, replied, with_reply=False)
         return out
 
+    async def message_or_inaccessible(
+        self, chat: ChatRecord, message: MessageRecord
+    ) -> dict[str, Any]:
+        """A Message object, or Telegram's InaccessibleMessage (chat, id, date 0)
+        for one the viewer may not see."""
+        if await self.visible(chat, [message]):
+            return await self.message(chat, message)
+        return {"chat": await self.chat(chat), "message_id": message.id, "date": 0}
+
     async def messages(
         self, chat: ChatRecord, messages: list[MessageRecord]
     ) -> list[dict[str, Any]]:
-        """Several messages of one chat, with their senders fetched together."""
+        """Several messages of one chat, with their senders and the messages they
+        reply to fetched together."""
         await self.load(m.sender for m in messages)
+        await self._load_replied(chat, messages)
         return [await self.message(chat, m) for m in messages]
 
     async def poll(self, chat: ChatRecord, message: MessageRecord) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rest import visibility
 from rest.messenger import Messenger, Outgoing
 from rest.objects import ref
 from rest.ratelimit import take_send_token
@@ -100,32 +101,40 @@ async def send_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
         if p["close_date"] <= time.time():
             raise ApiError(400, "INVALID_PARAMETER", "parameter 'close_date' is in the past")
         spec["close_date"] = p["close_date"]
-    reply_to = await messenger.check_reply(chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
         member_key("b", call.bot.id),
         text=None,
-        reply_to=reply_to,
+        reply_to=None if replied is None else replied.id,
         reply_markup=p["reply_markup"],
         extra={"poll": spec},
+        idempotency_key=call.idempotency_key,
     )
     if p["is_closed"]:
         await messenger.db.close_poll(chat.id, message.id)
-    return await messenger.view(call.bot.id).message(chat, message)
+    view = messenger.view(call.bot.id)
+    view.remember(replied)
+    return await view.message(chat, message)
+
+
+def _poll_of(message: MessageRecord) -> MessageRecord:
+    """``message``, if it is a poll (else 400 ``MESSAGE_HAS_NO_POLL``)."""
+    if "poll" not in message.extra:
+        raise ApiError(400, "MESSAGE_HAS_NO_POLL", f"message {message.id} is not a poll")
+    return message
 
 
 async def _poll_message(messenger: Messenger, chat: ChatRecord, message_id: int) -> MessageRecord:
-    message = await messenger.message_in(chat, message_id)
-    if "poll" not in message.extra:
-        raise ApiError(400, "MESSAGE_HAS_NO_POLL", f"message {message_id} is not a poll")
-    return message
+    """A poll of a user's chat (users see every message of their chats)."""
+    return _poll_of(await messenger.message_in(chat, message_id))
 
 
 async def stop_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await _poll_message(messenger, chat, p["message_id"])
+    message = _poll_of(await visibility.find_message(messenger, call.bot, chat, p["message_id"]))
     if message.sender != member_key("b", call.bot.id):
         raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "a bot can only stop its own polls")
     if _closed_now(message.extra["poll"]) or not await messenger.db.close_poll(chat.id, message.id):

@@ -8,6 +8,22 @@ token from each of three buckets of the bot, or from none of them:
   ``rate_private_burst``;
 * ``g<chat>``: one group, ``rate_group_per_minute`` (burst of one minute).
 
+Users are bounded too (client API), so that no user can flood the bots' logs
+with updates they cannot read in time, nor fill the store:
+
+* every writing client call, refused ones too (``sendMessage``, ``editMessageText``,
+  ``pressButton``, ``setMessageReaction``, ``answerPoll``, ``createGroup``, ...)
+  takes a token of the user's bucket, ``client_rate_per_second`` with a burst of
+  ``client_rate_burst`` (10/s and 20 by default: about 600 a minute);
+* every user message or edit into a chat also takes a token of that chat's
+  bucket, shared by all its users: ``client_chat_rate_per_second`` with a burst
+  of ``client_chat_rate_burst`` (30/s and 60).
+
+The two buckets live in different hash slots (the user's and the chat's), so they
+are taken one after the other: a call refused by the chat's bucket has spent its
+user token. The chat's is taken by the chat write itself, in the same script that
+stores the message, so it costs no round trip of its own.
+
 A refused call raises 429 ``TOO_MANY_REQUESTS`` with ``parameters.retry_after``
 (whole seconds, at least 1; the REST layer adds the ``Retry-After`` header). It is
 taken after every check of the call and before anything is written, so a refused
@@ -18,12 +34,19 @@ from __future__ import annotations
 
 import math
 
+from shared import keys
 from shared.errors import ApiError
 from shared.models import ChatRecord
 from shared.settings import Settings
 from shared.store import Store
 
-__all__ = ["buckets_for", "take_send_token"]
+__all__ = [
+    "buckets_for",
+    "chat_send_rate",
+    "refuse_chat_send",
+    "take_send_token",
+    "take_user_token",
+]
 
 
 def buckets_for(settings: Settings, chat: ChatRecord) -> list[tuple[str, float, float]]:
@@ -42,13 +65,35 @@ def buckets_for(settings: Settings, chat: ChatRecord) -> list[tuple[str, float, 
 
 async def take_send_token(store: Store, settings: Settings, bot_id: int, chat: ChatRecord) -> None:
     """Take the tokens of one message or raise 429 with ``retry_after``."""
-    wait_ms = await store.take_tokens(bot_id, buckets_for(settings, chat))
+    _refuse(await store.take_tokens(bot_id, buckets_for(settings, chat)), "messages")
+
+
+async def take_user_token(store: Store, settings: Settings, user_id: int) -> None:
+    """Take the token of one writing client call of a user, or raise 429."""
+    wait_ms = await store.take_token(
+        keys.user_rate(user_id), settings.client_rate_per_second, settings.client_rate_burst
+    )
+    _refuse(wait_ms, "requests")
+
+
+def chat_send_rate(settings: Settings) -> tuple[float, float]:
+    """(tokens per second, capacity) of a chat's users' send bucket: the chat write
+    takes its token in the same step (``shared.store.outbox``)."""
+    return settings.client_chat_rate_per_second, float(settings.client_chat_rate_burst)
+
+
+def refuse_chat_send(wait_ms: int) -> None:
+    """429 for a write the chat's send bucket refused (``wait_ms`` > 0)."""
+    _refuse(wait_ms, "messages in this chat")
+
+
+def _refuse(wait_ms: int, what: str) -> None:
     if wait_ms > 0:
         retry_after = max(1, math.ceil(wait_ms / 1000))
         raise ApiError(
             429,
             "TOO_MANY_REQUESTS",
-            f"too many messages: retry after {retry_after} second"
+            f"too many {what}: retry after {retry_after} second"
             + ("s" if retry_after != 1 else ""),
             parameters={"retry_after": retry_after},
         )

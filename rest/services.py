@@ -25,10 +25,18 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class BotCall:
-    """A Bot API call: the services and the authenticated bot."""
+    """A Bot API call: the services, the authenticated bot, the dialect it came in
+    (``native`` or ``telegram``) and its ``Idempotency-Key``, if it had one."""
 
     services: Services
     bot: BotRecord
+    dialect: str = "native"
+    idempotency_key: str | None = None
+
+    @property
+    def caller(self) -> str:
+        """Who makes the call, as results of Idempotency-Key calls are kept."""
+        return f"b{self.bot.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +45,9 @@ class UserCall:
 
     services: Services
     user: UserRecord
+    idempotency_key: str | None = None
+
+    @property
+    def caller(self) -> str:
+        """Who makes the call, as results of Idempotency-Key calls are kept."""
+        return f"u{self.user.id}"

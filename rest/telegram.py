@@ -35,8 +35,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rest.botapi import BOT_METHODS
-from rest.dispatch import JSONResponse, body_limit, call_method, count_request, read_params
-from rest.media import file_response
+from rest.dispatch import (
+    JSONResponse,
+    body_limit,
+    call_method,
+    count_request,
+    idempotency_key,
+    read_params,
+)
+from rest.media import bot_file_response
 from rest.schema import Method
 from rest.services import BotCall, Services
 from rest.updates import UPDATE_TYPES
@@ -313,7 +320,7 @@ async def _bot_method(request: Request) -> Response:
         if request.method == "HEAD" and not method.getter:
             # Starlette answers HEAD wherever GET is allowed; it must not send anything
             raise ApiError(405, "METHOD_NOT_ALLOWED", f"'{name}' changes state: use GET or POST")
-        call = BotCall(services, bot)
+        call = BotCall(services, bot, dialect="telegram", idempotency_key=idempotency_key(request))
         raw = await read_telegram_params(request, method, call)
         try:
             return await call_method(
@@ -338,11 +345,10 @@ async def download_file(request: Request) -> Response:
     """``GET /file/bot<token>/<file_path>``: the bytes of a file the bot may read."""
     try:
         services: Services = request.app.state.services
-        await authenticate(services, request.path_params.get("token"))
+        bot = await authenticate(services, request.path_params.get("token"))
         file_path: str = request.path_params.get("file_path", "")
-        # any bot holding a file_path may read it, as on the native route: the
-        # path embeds the unguessable file_id
-        return await file_response(services, file_path)
+        # as on the native route: only a file the bot may use (404 for any other)
+        return await bot_file_response(services, bot, file_path)
     except ApiError as error:
         return error_response(error, "download")
 

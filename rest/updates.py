@@ -15,6 +15,23 @@ Telegram's semantics on the shared log and committed cursors:
   slowed, as Telegram does: it waits at least 3 s for new updates and is answered
   no sooner than 1 s after the previous one.
 
+Never silent (native dialect): when updates the consumer had not confirmed were
+trimmed from the log (its length cap or retention) before it read them, the answer
+starts with a *gap marker* in their place, an update of its own::
+
+    {"update_id": "<last lost id>",
+     "gap": {"reason": "trimmed", "after_update_id": "<the consumer's position>",
+             "last_update_id": "<last lost id>", "count": <how many were lost or null>}}
+
+Confirming it (``offset`` = its ``update_id`` + 1) confirms the lost range, like
+any update. ``count`` is null only when it cannot be known (the position was an
+update already trimmed when it was confirmed). The Telegram dialect stays silent,
+as Telegram is: its answers never carry the marker.
+
+A poll that waited re-authenticates before it answers: if the bot's token was
+rotated or the bot revoked meanwhile, it answers 401 ``UNAUTHORIZED`` or 412
+``BOT_INACTIVE`` instead of updates (which stay unconfirmed in the log).
+
 A long poll waits on the process's wake-up subscription (one pub/sub connection
 per worker), never on a blocking Redis call, so one worker holds thousands of
 them with a bounded connection pool.
@@ -33,9 +50,17 @@ from shared.codecs import unpack
 from shared.errors import ApiError
 from shared.ids import Cursor
 from shared.store import StoredUpdate, Wakeup
+from shared.store.log import Gap, gap_before
 from shared.store.webhooks import PollStart
 
-__all__ = ["GET_UPDATES", "UPDATE_TYPES", "check_update_types", "conflict", "render_update"]
+__all__ = [
+    "GET_UPDATES",
+    "UPDATE_TYPES",
+    "check_update_types",
+    "conflict",
+    "gap_marker",
+    "render_update",
+]
 
 UPDATE_TYPES = (
     "message",
@@ -52,6 +77,19 @@ READ_BATCH = 100
 # "look again"): a waiting poll also looks at the log and at who owns its consumer
 # this often, as a safety net for anything else that goes missing.
 RECHECK_S = 5.0
+
+
+def gap_marker(gap: Gap) -> dict[str, Any]:
+    """The update standing in for the updates a reader lost (integer ids)."""
+    return {
+        "update_id": gap.through,
+        "gap": {
+            "reason": "trimmed",
+            "after_update_id": gap.after,
+            "last_update_id": gap.through,
+            "count": gap.count,
+        },
+    }
 
 
 def render_update(entry: StoredUpdate) -> dict[str, Any]:
@@ -107,10 +145,13 @@ class LongPoll:
         self.services = call.services
         self.log = call.services.store.log
         self.bot_id = call.bot.id
+        self.token_hash = call.bot.token_hash
         self.consumer = consumer
         self.limit = limit
         self.start = start
         self.after = start.after
+        self.after_ordinal = start.after_ordinal  # how many updates are at or below after
+        self.tell_gaps = call.dialect == "native"
         self.prefetched = start.entries
         self.allowed = start.allowed
         now = time.monotonic()
@@ -196,6 +237,19 @@ class LongPoll:
             raise conflict(self.displaced, self.consumer)
         return woken
 
+    async def reauthenticate(self) -> None:
+        """A poll that waited answers only if its token still holds: a rotation or a
+        revocation while it waited is its 401 or 412, not updates."""
+        (credentials,) = await self.services.store.entities.bot_credentials([self.bot_id])
+        if credentials is None or credentials[0] != self.token_hash:
+            raise ApiError(
+                401,
+                "UNAUTHORIZED",
+                "the bot token was rotated or revoked while this poll waited: use the new token",
+            )
+        if not credentials[1]:
+            raise ApiError(412, "BOT_INACTIVE", "this bot was revoked by its owner")
+
     def close(self) -> None:
         if self.listening:
             self.services.wakeups.remove(self.bot_id, self.on_wakeup)
@@ -206,8 +260,20 @@ class LongPoll:
     def wants(self, entry: StoredUpdate) -> bool:
         return self.allowed is None or entry.kind in self.allowed
 
+    def _moved_to(self, entry: StoredUpdate) -> None:
+        self.after = entry.update_id
+        self.after_ordinal = entry.ordinal
+
+    def _gap(self, entries: list[StoredUpdate]) -> dict[str, Any] | None:
+        """The marker for updates trimmed between ``after`` and ``entries``, if any."""
+        if not entries or not self.tell_gaps:
+            return None
+        gap = gap_before(entries[0], self.after, self.after_ordinal)
+        return None if gap is None else gap_marker(gap)
+
     async def read(self) -> list[dict[str, Any]]:
-        """Up to ``limit`` wanted updates after ``after``; skips past unwanted ones."""
+        """Up to ``limit`` wanted updates after ``after``; skips past unwanted ones;
+        a gap marker first where updates after ``after`` were trimmed."""
         found: list[dict[str, Any]] = []
         while True:
             entries = self.prefetched
@@ -215,6 +281,11 @@ class LongPoll:
                 self.prefetched = None
             else:
                 entries = await self.log.read_after(self.bot_id, self.after, READ_BATCH)
+            marker = self._gap(entries)
+            if marker is not None:
+                found.append(marker)
+                if len(found) >= self.limit:
+                    return found
             for entry in entries:
                 if self.wants(entry):
                     found.append(render_update(entry))
@@ -222,9 +293,9 @@ class LongPoll:
                         return found
             if found or len(entries) < READ_BATCH:
                 if entries and not found:
-                    self.after = entries[-1].update_id  # filtered out: do not read again
+                    self._moved_to(entries[-1])  # filtered out: do not read again
                 return found
-            self.after = entries[-1].update_id  # a full batch filtered out: read on
+            self._moved_to(entries[-1])  # a full batch filtered out: read on
 
     async def read_last(self, count: int) -> list[dict[str, Any]]:
         """Negative offset: the last ``count`` unconfirmed updates; confirms the ones
@@ -236,12 +307,14 @@ class LongPoll:
             return []
         if entries[0].prev_id > self.after:
             self.after = entries[0].prev_id
+            first = entries[0].ordinal
+            self.after_ordinal = None if first is None else first - 1
             await self.log.commit_cursor(
                 self.bot_id, self.consumer, Cursor(self.start.epoch, self.after)
             )
         found = [render_update(e) for e in entries if self.wants(e)]
         if not found:
-            self.after = entries[-1].update_id
+            self._moved_to(entries[-1])
         return found
 
     async def run(self, offset: int | None) -> list[dict[str, Any]]:
@@ -272,6 +345,8 @@ class LongPoll:
                 await self.wait(self.deadline)
             while time.monotonic() < self.not_before:
                 await self.wait(self.not_before)  # the tight-loop guard's pacing
+            if listened or self.start.pace_s > 0:
+                await self.reauthenticate()
             return found
         finally:
             self.close()

@@ -49,28 +49,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["rest_port"] = args.rest_port
     if args.gateway_port is not None:
         overrides["gateway_port"] = args.gateway_port
+    if args.metrics_port is not None:
+        overrides["rest_metrics_port"] = args.metrics_port
     return run_dev_stack(_settings(**overrides))
 
 
 def cmd_rest(args: argparse.Namespace) -> int:
-    import uvicorn
+    from rest.serve import serve
 
     settings = _settings()
-    uvicorn.run(
-        "rest.app:app_from_env",
-        factory=True,
+    return serve(
+        settings,
         host=args.host or settings.rest_host,
         port=args.port if args.port is not None else settings.rest_port,
         workers=args.workers,
         log_level=args.log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        # longer than clients' pool expiry (httpx: 5 s), so a client never reuses a
-        # connection the server is closing at that very moment
-        timeout_keep_alive=75,
     )
-    return 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -109,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the dev stack: local Redis, REST, gateway, demo data")
     run.add_argument("--rest-port", type=int)
     run.add_argument("--gateway-port", type=int)
+    run.add_argument("--metrics-port", type=int, help="REST's /metrics (default: a free port)")
     run.add_argument("--data-dir", default=".data")
     run.set_defaults(func=cmd_run)
 

@@ -3,11 +3,14 @@
 All keys of one bot share the hash tag ``{b<id>}`` so one Lua script touches one
 slot and the layout works on Redis Cluster unchanged; likewise ``{c<id>}`` for a
 chat and ``{u<id>}`` for a user. Global indexes (usernames) live under ``{idx}``.
+Who may use a file (its uploader and the messages carrying it) is kept under
+``{f<file id>}``, so each file's keys share a slot and the files spread over all.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "bot_appended",
     "bot_callbacks",
     "bot_chats",
     "bot_cursors",
@@ -26,17 +29,23 @@ __all__ = [
     "bot_webhook",
     "bot_webhook_lease",
     "bots_by_owner",
+    "call_result",
     "callback_answers",
+    "chat_history",
+    "chat_history_hours",
     "chat_idempotency",
     "chat_info",
     "chat_members",
     "chat_messages",
     "chat_outbox",
     "chat_outbox_clock",
+    "chat_rate",
     "chat_reactions",
     "chat_sequence",
     "entities_channel",
+    "file_carriers",
     "file_chats",
+    "file_uploader",
     "files",
     "outbox_index",
     "poll_votes",
@@ -44,6 +53,7 @@ __all__ = [
     "server_secret",
     "user_chats",
     "user_info",
+    "user_rate",
     "usernames",
     "webhook_index",
 ]
@@ -69,6 +79,11 @@ def bot_epoch(bot_id: int) -> str:
 
 def bot_last_id(bot_id: int) -> str:
     return f"{_bot(bot_id)}:last"
+
+
+def bot_appended(bot_id: int) -> str:
+    """String: how many updates the log's current epoch has taken (the newest ``n``)."""
+    return f"{_bot(bot_id)}:appended"
 
 
 def bot_idempotency(bot_id: int, key: str) -> str:
@@ -156,6 +171,17 @@ def chat_messages(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:messages"
 
 
+def chat_history(chat_id: int) -> str:
+    """Hash: the bounds of the chat's history (``floor``, the lowest message id it
+    may still hold, and what ``chat_write.lua`` needs to trim it)."""
+    return f"{PREFIX}{{c{chat_id}}}:history"
+
+
+def chat_history_hours(chat_id: int) -> str:
+    """Sorted set: per hour (score) of the chat's history, its first message id."""
+    return f"{PREFIX}{{c{chat_id}}}:hours"
+
+
 def chat_outbox(chat_id: int) -> str:
     """Hash: outbox seq -> ``<message id>|<pending updates>``, until they are appended."""
     return f"{PREFIX}{{c{chat_id}}}:outbox"
@@ -191,8 +217,33 @@ def file_chats(file_id: str) -> str:
     return files(f"{file_id}:chats")
 
 
+def _file(file_id: str) -> str:
+    # file ids are url-safe base64 (no braces), so the tag is the whole id
+    return f"{PREFIX}{{f{file_id}}}"
+
+
+def file_carriers(file_id: str) -> str:
+    """Set of ``<chat id>:<message id>``: the messages carrying a file."""
+    return f"{_file(file_id)}:carriers"
+
+
+def file_uploader(file_id: str) -> str:
+    """String ``b<id>``: the bot that uploaded a file (kept from its first upload)."""
+    return f"{_file(file_id)}:uploader"
+
+
 def chat_sequence(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:seq"
+
+
+def user_rate(user_id: int) -> str:
+    """Hash (tokens, ts): the user's client API write bucket."""
+    return f"{PREFIX}{{u{user_id}}}:rate"
+
+
+def chat_rate(chat_id: int) -> str:
+    """Hash (tokens, ts): the bucket of users' messages into one chat."""
+    return f"{PREFIX}{{c{chat_id}}}:rate"
 
 
 def user_info(user_id: int) -> str:
@@ -214,6 +265,12 @@ def bots_by_owner(user_id: int) -> str:
 
 def files(file_key: str) -> str:
     return f"{PREFIX}{{f}}:file:{file_key}"
+
+
+def call_result(caller: str, key: str) -> str:
+    """String: the result of a call made with an Idempotency-Key, in the slot of its
+    caller (``caller`` is ``b<id>`` or ``u<id>``)."""
+    return f"{PREFIX}{{{caller}}}:call:{key}"
 
 
 def callback_answers(query_id: str) -> str:

@@ -96,6 +96,18 @@ class Settings:
     data_dir: str = _setting(".data", _str)
     rest_host: str = _setting("127.0.0.1", _str)
     rest_port: int = _setting(8080, _int(0, 65535))
+    # a request's line and headers must arrive within this many seconds of its
+    # first byte (of the connection, for its first request); a body may pause
+    # for at most rest_body_timeout between two reads
+    rest_header_timeout: float = _setting(10.0, _float(0.05, 3600))
+    rest_body_timeout: float = _setting(30.0, _float(0.05, 3600))
+    rest_keepalive_timeout: int = _setting(75, _int(1, 3600))
+    # connections (or running requests) per worker before new requests get 503 (0: no cap)
+    rest_max_connections: int = _setting(4096, _int(0, 10_000_000))
+    # /metrics on a port of its own (unset: not served there); host: the REST host
+    rest_metrics_port: int | None = _setting(None, _int(1, 65535))
+    rest_metrics_host: str | None = _setting(None, _str)
+    rest_metrics_on_api_port: bool = _setting(False, _bool)
     gateway_host: str = _setting("127.0.0.1", _str)
     gateway_port: int = _setting(8081, _int(0, 65535))
     public_rest_url: str | None = _setting(None, _str)
@@ -103,6 +115,9 @@ class Settings:
     secret: str | None = _setting(None, _str)
     retention_seconds: int = _setting(86_400, _int(60, 30 * 86_400))
     log_maxlen: int = _setting(100_000, _int(100, 100_000_000))
+    # chat history: the most messages kept per chat, and for how long (0: no bound)
+    chat_history_max_messages: int = _setting(100_000, _int(0, 100_000_000))
+    chat_history_retention_days: int = _setting(365, _int(0, 36_500))
     heartbeat_interval: float = _setting(30.0, _float(0.05, 3600))
     identify_timeout: float = _setting(10.0, _float(0.05, 600))
     drain_seconds: float = _setting(10.0, _float(0.0, 3600))
@@ -121,6 +136,11 @@ class Settings:
     rate_private_per_second: float = _setting(1.0, _float(0.01, 1_000_000))
     rate_private_burst: int = _setting(3, _int(1, 1_000_000))
     rate_group_per_minute: float = _setting(20.0, _float(0.01, 1_000_000))
+    # users (client API): writing calls per user, and messages per chat from all users
+    client_rate_per_second: float = _setting(10.0, _float(0.01, 1_000_000))
+    client_rate_burst: int = _setting(20, _int(1, 1_000_000))
+    client_chat_rate_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
+    client_chat_rate_burst: int = _setting(60, _int(1, 1_000_000))
     max_photo_bytes: int = _setting(10 * 1024 * 1024, _int(1024, 1 << 34))
     max_document_bytes: int = _setting(50 * 1024 * 1024, _int(1024, 1 << 34))
     files_dir: str | None = _setting(None, _str)

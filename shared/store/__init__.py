@@ -4,7 +4,8 @@
 ``lua/``, loaded once at start) and exposes the domain operations as attributes:
 ``store.log`` (update logs and cursors), ``store.outbox`` (message writes and
 the updates they cause, in one step), ``store.entities`` (users, bots, chats,
-messages) and ``Wakeups`` (one pub/sub subscription per process for all bots).
+messages), ``store.calls`` (results kept for Idempotency-Key retries) and
+``Wakeups`` (one pub/sub subscription per process for all bots).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from shared.settings import Settings
+from shared.store.calls import CallResults
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
@@ -52,6 +54,18 @@ StoreUnavailable: tuple[type[Exception], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+def _lua_source(name: str) -> str:
+    """``lua/<name>.lua`` with each ``--@include <part>`` line replaced by
+    ``lua/_<part>.lua`` (helpers several scripts share)."""
+    folder = resources.files("shared.store") / "lua"
+    lines = []
+    for line in (folder / f"{name}.lua").read_text().splitlines():
+        if line.startswith("--@include "):
+            line = (folder / f"_{line.split()[1]}.lua").read_text().rstrip("\n")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 class Script:
@@ -95,6 +109,7 @@ class Store:
         self.outbox = Outbox(self)
         self.entities = Entities(self)
         self.webhooks = WebhookStore(self)
+        self.calls = CallResults(self)
 
     @classmethod
     def connect(cls, settings: Settings, *, url: str | None = None) -> Store:
@@ -113,8 +128,7 @@ class Store:
 
     def script(self, name: str) -> Script:
         """The Lua script ``lua/<name>.lua``."""
-        source = (resources.files("shared.store") / "lua" / f"{name}.lua").read_text()
-        return Script(self.redis, source, self.wire)
+        return Script(self.redis, _lua_source(name), self.wire)
 
     def wakeups(self) -> Wakeups:
         """A wake-up listener on a dedicated pub/sub connection."""
@@ -128,6 +142,11 @@ class Store:
             args.extend([rate, capacity])
         bucket_keys = [keys.bot_rate(bot_id, scope) for scope, _, _ in buckets]
         return int(await self.scripts["rate_limit"](keys=bucket_keys, args=args))
+
+    async def take_token(self, key: str, rate: float, capacity: float) -> int:
+        """Take one token from the bucket ``key`` (a key builder's, e.g.
+        :func:`shared.keys.user_rate`): 0 when allowed, else the ms to wait."""
+        return int(await self.scripts["rate_limit"](keys=[key], args=[rate, capacity]))
 
     async def ping(self) -> bool:
         try:

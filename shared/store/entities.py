@@ -421,15 +421,41 @@ class Entities:
     async def last_message_id(self, chat_id: int) -> int:
         return int(await self._redis.get(keys.chat_sequence(chat_id)) or 0)
 
-    async def add_message(self, message: MessageRecord) -> int:
-        """Store a new message under the chat's next id (set on ``message``) at once."""
+    async def history_bounds(self, chat_id: int) -> tuple[int, int]:
+        """(lowest, highest) message id the chat's history may hold, in one round
+        trip; (1, 0) when it holds none (never written, or expired)."""
+        floor, last, held = await self._wire.calls(
+            [
+                ("HGET", keys.chat_history(chat_id), "floor"),
+                ("GET", keys.chat_sequence(chat_id)),
+                ("EXISTS", keys.chat_messages(chat_id)),
+            ],
+            retry=True,
+        )
+        if not int(held):
+            return 1, 0
+        return int(floor or 1), int(last or 0)
+
+    async def add_message(
+        self, message: MessageRecord, *, idempotency_key: str | None = None
+    ) -> MessageRecord:
+        """Store a new message under the chat's next id (set on ``message``) at once.
+        With ``idempotency_key`` (unique per sender), a message stored under that key
+        before is returned instead, and nothing is written."""
         fields = message.to_storage()
         del fields["i"]
         written = await self._outbox.write(
-            message.chat_id, mode="new", message=pack_open_map(fields, "i")
+            message.chat_id,
+            mode="new",
+            message=pack_open_map(fields, "i"),
+            idempotency_key=idempotency_key,
         )
+        if written.replayed:
+            stored = await self.get_message(message.chat_id, written.message_id)
+            if stored is not None:
+                return stored
         message.id = written.message_id
-        return message.id
+        return message
 
     async def save_message(self, message: MessageRecord) -> None:
         await self._redis.hset(
@@ -566,6 +592,41 @@ class Entities:
             height=int(h.get("height", "0")),
             created=int(h.get("created", "0")),
         )
+
+    # -- file carriers --------------------------------------------------------
+
+    async def note_file_carriers(
+        self,
+        file_ids: Iterable[str],
+        chat_id: int,
+        message_id: int,
+        *,
+        uploader: str | None = None,
+    ) -> None:
+        """Note that message ``message_id`` of ``chat_id`` carries these files and,
+        with ``uploader`` (``b<id>``), who uploaded them (the first uploader stays).
+        One round trip; both writes are idempotent."""
+        carrier = f"{chat_id}:{message_id}"
+        commands: list[tuple[str, ...]] = []
+        for file_id in dict.fromkeys(file_ids):
+            commands.append(("SADD", keys.file_carriers(file_id), carrier))
+            if uploader is not None:
+                commands.append(("SET", keys.file_uploader(file_id), uploader, "NX"))
+        if commands:
+            await self._wire.calls(commands, retry=True)
+
+    async def file_access(self, file_id: str) -> tuple[str | None, list[tuple[int, int]]]:
+        """(uploader ``b<id>`` or None, the (chat id, message id) of every message
+        noted as carrying the file, in order) in one round trip."""
+        uploader, carriers = await self._wire.calls(
+            [("GET", keys.file_uploader(file_id)), ("SMEMBERS", keys.file_carriers(file_id))],
+            retry=True,
+        )
+        found = []
+        for carrier in carriers:
+            chat_id, _, message_id = _s(carrier).partition(":")
+            found.append((int(chat_id), int(message_id)))
+        return (None if uploader is None else _s(uploader)), sorted(found)
 
     # -- callback queries -----------------------------------------------------
 

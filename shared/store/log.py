@@ -4,7 +4,11 @@ One Redis stream per bot. Entry fields: ``d`` payload (msgpack, ids as integers,
 the update as that bot sees it, without ``update_id``), ``t`` update type, ``c``
 chat id as the bot sees it (for sharding without decoding), ``p`` the previous
 entry id, which makes a trimmed gap exact to detect: if the first entry after a
-cursor names a predecessor newer than the cursor, entries were lost in between.
+cursor names a predecessor newer than the cursor, entries were lost in between;
+``n`` the entry's ordinal in its epoch (1, 2, 3, ...), which makes the number lost
+exact: the committed cursors keep their own ordinal beside them (field
+``<consumer>#n``), so a reader that finds a gap knows how many it missed
+(:func:`gap_before`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from shared.store.wire import Command
 if TYPE_CHECKING:
     from shared.store import Store
 
-__all__ = ["LogInfo", "StoredUpdate", "UpdateLog", "raw_entries"]
+__all__ = [
+    "Gap",
+    "LogInfo",
+    "StoredUpdate",
+    "UpdateLog",
+    "append_keys",
+    "gap_before",
+    "raw_entries",
+]
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
@@ -37,6 +49,42 @@ class StoredUpdate:
     kind: str
     chat_id: int
     payload: bytes  # msgpack of the update body (without update_id)
+    ordinal: int | None = None  # its place in the epoch (None: appended without one)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Updates a reader lost to trimming: every update with an id above ``after`` and
+    at most ``through`` (``count`` of them; None when that cannot be known)."""
+
+    after: int
+    through: int
+    count: int | None
+
+
+def gap_before(first: StoredUpdate, after: int, after_ordinal: int | None) -> Gap | None:
+    """The gap between a reader's position ``after`` (whose ordinal is
+    ``after_ordinal``, if known) and ``first``, the first entry it read after it."""
+    if first.prev_id <= after:
+        return None
+    count = None
+    if first.ordinal is not None and after_ordinal is not None:
+        count = max(first.ordinal - 1 - after_ordinal, 0)
+    return Gap(after=after, through=first.prev_id, count=count)
+
+
+def append_keys(bot_id: int, idempotency_key: str | None, *, outbox: bool = False) -> list[str]:
+    """The keys of one ``append_update.lua`` call (with ``outbox``: of an outbox drain)."""
+    found = [
+        keys.bot_log(bot_id),
+        keys.bot_epoch(bot_id),
+        keys.bot_last_id(bot_id),
+        keys.bot_appended(bot_id),
+        keys.bot_idempotency(bot_id, idempotency_key or "-"),
+    ]
+    if outbox:
+        found.append(keys.bot_outbox_held(bot_id))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +115,7 @@ def _entry(entry_id: Any, fields: dict[Any, Any]) -> StoredUpdate:
         kind=_decode(get(b"t", b"")),
         chat_id=int(get(b"c", b"0") or 0),
         payload=bytes(get(b"d", b"")),
+        ordinal=int(ordinal) if (ordinal := get(b"n")) is not None else None,
     )
 
 
@@ -94,7 +143,12 @@ def _mark_reader(bot_id: int, consumer: str, reader: str, ttl: float) -> Command
 
 
 def _commit_keys(bot_id: int) -> list[str]:
-    return [keys.bot_cursors(bot_id), keys.bot_epoch(bot_id)]
+    return [
+        keys.bot_cursors(bot_id),
+        keys.bot_epoch(bot_id),
+        keys.bot_log(bot_id),
+        keys.bot_appended(bot_id),
+    ]
 
 
 class UpdateLog:
@@ -118,12 +172,7 @@ class UpdateLog:
         settings = self._store.settings
         has_key = idempotency_key is not None
         reply = await self._store.scripts["append_update"](
-            keys=[
-                keys.bot_log(bot_id),
-                keys.bot_epoch(bot_id),
-                keys.bot_last_id(bot_id),
-                keys.bot_idempotency(bot_id, idempotency_key or "-"),
-            ],
+            keys=append_keys(bot_id, idempotency_key),
             args=[
                 new_epoch(),
                 settings.retention_seconds * 1000,
@@ -200,6 +249,20 @@ class UpdateLog:
         return [
             update_id_from_stream_id(_decode(reply[0][0])) if reply else None for reply in replies
         ]
+
+    async def cursor_ordinal(self, bot_id: int, consumer: str, cursor: Cursor) -> int | None:
+        """The ordinal kept beside the consumer's committed cursor, if that cursor is
+        still ``cursor`` (else None: not known)."""
+        if cursor.update_id <= 0:
+            return 0
+        stored, ordinal = await self._wire.call(
+            "HMGET", keys.bot_cursors(bot_id), consumer, consumer + "#n", retry=True
+        )
+        if stored is None or ordinal is None:
+            return None
+        if _decode(stored) != f"{cursor.epoch}:{cursor.update_id}":
+            return None
+        return int(ordinal)
 
     async def get_cursor(self, bot_id: int, consumer: str) -> Cursor | None:
         value = await self._redis.hget(keys.bot_cursors(bot_id), consumer)

@@ -38,6 +38,7 @@ from redis.exceptions import NoScriptError, RedisError
 from shared import keys
 from shared.codecs import pack, unpack
 from shared.ids import new_epoch
+from shared.store.log import append_keys
 from shared.store.wire import Command
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Written:
     seq: int  # the outbox entry's seq, 0 when the write queued nothing
     queued: int  # entries in the chat's outbox after the write
     replayed: bool  # an earlier write with the same idempotency key stored it
+    wait_ms: int = 0  # > 0: the send bucket refused the write, which wrote nothing
 
 
 def _encode(pending: Sequence[Pending]) -> bytes:
@@ -115,10 +117,17 @@ class Outbox:
         pending: Sequence[Pending] = (),
         idempotency_key: str | None = None,
         idempotency_ttl: int = 86_400,
+        send_rate: tuple[float, float] | None = None,
     ) -> Written:
         """Store a message (``mode`` ``new``: ``message`` is a map still lacking the
         value of its last key, the id; ``save``: under ``message_id``; ``none``) and
-        queue ``pending`` in the chat's outbox, in one step."""
+        queue ``pending`` in the chat's outbox, in one step. A new message also
+        trims the chat's history to its cap and retention (settings
+        ``chat_history_max_messages``, ``chat_history_retention_days``). With
+        ``send_rate`` (tokens per second, capacity), the write first takes a token
+        of the chat's users' send bucket; when there is none it writes nothing and
+        ``Written.wait_ms`` says how long to wait."""
+        settings = self._store.settings
         command = self._write.command(
             keys=[
                 keys.chat_sequence(chat_id),
@@ -126,6 +135,9 @@ class Outbox:
                 keys.chat_outbox(chat_id),
                 keys.chat_outbox_clock(chat_id),
                 keys.chat_idempotency(chat_id, idempotency_key or "-"),
+                keys.chat_history(chat_id),
+                keys.chat_history_hours(chat_id),
+                keys.chat_rate(chat_id),
             ],
             args=[
                 mode,
@@ -133,6 +145,10 @@ class Outbox:
                 message_id,
                 _encode(pending) if pending else b"",
                 idempotency_ttl if idempotency_key else "",
+                settings.chat_history_max_messages,
+                settings.chat_history_retention_days * 86_400_000,
+                "" if send_rate is None else send_rate[0],
+                "" if send_rate is None else send_rate[1],
             ],
         )
         commands: list[Command] = [command]
@@ -145,6 +161,7 @@ class Outbox:
             seq=int(reply[1]) if reply[1] else 0,
             queued=int(reply[2]),
             replayed=bool(int(reply[3])),
+            wait_ms=int(reply[4]),
         )
 
     def _index_command(self, chat_id: int) -> Command | None:
@@ -193,13 +210,7 @@ class Outbox:
             for item in pending:
                 commands.append(
                     self._append.command(
-                        keys=[
-                            keys.bot_log(item.bot_id),
-                            keys.bot_epoch(item.bot_id),
-                            keys.bot_last_id(item.bot_id),
-                            keys.bot_idempotency(item.bot_id, "-"),
-                            keys.bot_outbox_held(item.bot_id),
-                        ],
+                        keys=append_keys(item.bot_id, None, outbox=True),
                         args=[
                             new_epoch(),
                             settings.retention_seconds * 1000,

@@ -95,6 +95,8 @@ class PollStart:
     repeated: bool = False
     reader: str | None = None
     entries: list[StoredUpdate] | None = None  # the first read, when asked for
+    # how many updates of the epoch are at or below ``after`` (None: not known)
+    after_ordinal: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class WebhookStore:
                 keys.bot_reader(bot_id, consumer),
                 keys.bot_webhook(bot_id),
                 keys.bot_log(bot_id),
+                keys.bot_appended(bot_id),
             ],
             args=[
                 consumer,
@@ -206,6 +209,7 @@ class WebhookStore:
             pace_s=int(reply[6]) / 1000,
             repeated=bool(int(reply[7])),
             entries=raw_entries(reply[8]) if read else None,
+            after_ordinal=int(_text(reply[9])) if _text(reply[9]) else None,
         )
 
     async def poll_current(self, bot_id: int, consumer: str, generation: int) -> str:
@@ -276,6 +280,7 @@ class WebhookStore:
                 keys.bot_cursors(bot_id),
                 keys.bot_epoch(bot_id),
                 keys.bot_last_id(bot_id),
+                keys.bot_appended(bot_id),
             ],
             args=[
                 mode,

@@ -201,7 +201,10 @@ async def test_edit_text_and_markup_of_own_messages(world: World) -> None:
         reply_markup=KEYBOARD,
     )
     assert (status, body["code"]) == (400, "MESSAGE_NOT_MODIFIED")
-    users = await world.as_user("sendMessage", chat_id=world.group, text="mine")
+    # addressed to the bot (privacy mode): a message it may see, yet not its own
+    users = await world.as_user(
+        "sendMessage", chat_id=world.group, text=f"mine @{world.bot.username}"
+    )
     status, body = await failure(
         world.as_bot,
         "editMessageText",
@@ -252,7 +255,9 @@ async def test_a_users_edit_becomes_edited_message(world: World) -> None:
 
 async def test_delete_messages(world: World) -> None:
     mine = await world.as_bot("sendMessage", chat_id=world.group, text="bot says")
-    users = await world.as_other("sendMessage", chat_id=world.group, text="other says")
+    users = await world.as_other(
+        "sendMessage", chat_id=world.group, text=f"other says @{world.bot.username}"
+    )
     assert await world.as_bot("deleteMessage", chat_id=world.group, message_id=mine["message_id"])
     status, body = await failure(
         world.as_bot, "deleteMessage", chat_id=world.group, message_id=users["message_id"]
@@ -275,7 +280,8 @@ async def test_delete_messages(world: World) -> None:
 
 
 async def test_forward_and_copy(world: World) -> None:
-    original = await world.as_other("sendMessage", chat_id=world.group, text="quote me @someone")
+    text = f"quote me @{world.bot.username}"  # addressed to the bot, so it may name it
+    original = await world.as_other("sendMessage", chat_id=world.group, text=text)
     forwarded = await world.as_bot(
         "forwardMessage",
         chat_id=world.bot_chat,
@@ -283,7 +289,7 @@ async def test_forward_and_copy(world: World) -> None:
         message_id=original["message_id"],
     )
     message = tg.Message.model_validate(forwarded)
-    assert message.text == "quote me @someone" and message.forward_origin is not None
+    assert message.text == text and message.forward_origin is not None
     origin = forwarded["forward_origin"]
     assert origin["type"] == "user" and origin["sender_user"]["username"] == world.other.username
     assert origin["date"] == original["date"]
@@ -298,7 +304,7 @@ async def test_forward_and_copy(world: World) -> None:
     assert stored[forwarded["message_id"]]["forward_origin"]["sender_user"]["id"] == str(
         world.other.user_id
     )
-    assert stored[copied["message_id"]]["text"] == "quote me @someone"
+    assert stored[copied["message_id"]]["text"] == text
     assert "forward_origin" not in stored[copied["message_id"]]
     assert stored[copied["message_id"]]["from"]["id"] == str(world.bot.bot_id)
     status, body = await failure(

@@ -141,8 +141,22 @@ async def test_an_offset_older_than_retention_starts_at_the_oldest_retained_upda
         keys.bot_log(s.bot_id), minid=stream_id_from_update_id(oldest_kept), approximate=False
     )
     got = await s.poll(offset=ids(everything)[0])
-    assert texts(got) == ["c", "d"] and ids(got)[0] == oldest_kept
-    assert texts(await s.poll()) == ["c", "d"]
+    # the native answer says so first: the three oldest were trimmed before they were read
+    marker, *kept = got
+    assert marker == {
+        "update_id": str(ids(everything)[2]),
+        "gap": {
+            "reason": "trimmed",
+            "after_update_id": str(ids(everything)[0] - 1),
+            "last_update_id": str(ids(everything)[2]),
+            # the offset named a position whose neighbours were trimmed already
+            "count": None,
+        },
+    }
+    assert texts(kept) == ["c", "d"] and ids(kept)[0] == oldest_kept
+    # until it is confirmed the marker comes again; confirming it confirms the range
+    assert (await s.poll())[0] == marker
+    assert texts(await s.poll(offset=int(marker["update_id"]) + 1)) == ["c", "d"]
 
 
 async def test_limit_and_timeout_are_clamped_not_refused(

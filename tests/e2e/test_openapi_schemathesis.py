@@ -236,7 +236,8 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         "/bot/sendPhoto",
         "/bot/sendDocument",
         "/bot/getFile",
-        "/client/getFile",  # test_api_media
+        "/bot/editMessageCaption",
+        "/client/getFile",  # test_api_media, test_visibility
         "/bot/setWebhook",
         "/bot/deleteWebhook",
         "/bot/getWebhookInfo",  # webhook tests

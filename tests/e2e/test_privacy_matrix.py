@@ -91,8 +91,13 @@ async def test_privacy_matrix(stack: Stack, settings: Settings) -> None:
                 "sendMessage",
                 chat_id=group,
                 text="B talks",
-                reply_to_message_id=a_said["message_id"],
+                reply_to_message_id=b_said["message_id"],
             )
+            # nor may a bot name another bot's message: it cannot see it
+            refused = await as_b.raw(
+                "sendMessage", chat_id=group, text="B", reply_to_message_id=a_said["message_id"]
+            )
+            assert (refused.status_code, refused.json()["code"]) == (400, "MESSAGE_NOT_FOUND")
             assert await drain(as_a) == [] and await drain(as_b) == []
 
         # an edit reaches the bots the edited message reaches

@@ -13,10 +13,14 @@
 -- ARGV[9] pacing ms of a repeated poll   ARGV[10] wake-up channel   ARGV[11] state ttl s
 -- ARGV[12] entries to read after `after` when every type is allowed (0: read nothing)
 -- ARGV[13] entries to read when allowed_updates filters   KEYS[7] the update log
+-- KEYS[8] updates appended in the epoch
 -- Returns {'webhook'} or {'reader', reader} or
---   {'ok', generation, epoch, after, allowed, timeout ms, pace ms, repeated 0/1, entries}
+--   {'ok', generation, epoch, after, allowed, timeout ms, pace ms, repeated 0/1, entries,
+--    ordinal of after ('' when unknown)}
 -- where `after` is the committed position the poll reads after and `entries` the
 -- first log entries after it (XRANGE form), saving the poll its first read.
+--@include ordinal
+
 local state, cursors, epoch_key, last_key, reader_key, webhook_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local consumer, offset_text = ARGV[1], ARGV[2]
@@ -94,7 +98,14 @@ if offset and offset > 0 then
   if target > head then target = head end
   if target > after then
     after = target
-    redis.call('HSET', cursors, consumer, epoch .. ':' .. string.format('%d', after))
+    local text = string.format('%d', after)
+    redis.call('HSET', cursors, consumer, epoch .. ':' .. text)
+    local n = ordinal_at(KEYS[7], KEYS[8], text)
+    if n then
+      redis.call('HSET', cursors, consumer .. '#n', n)
+    else
+      redis.call('HDEL', cursors, consumer .. '#n')
+    end
   end
 end
 
@@ -111,5 +122,14 @@ if count > 0 then
   entries = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', count)
 end
 
+-- the ordinal of `after` (see commit_cursor.lua), '' when it is not known
+local ordinal = ''
+if after == 0 then
+  ordinal = '0'
+else
+  local n = redis.call('HGET', cursors, consumer .. '#n')
+  if n then ordinal = n end
+end
+
 return {'ok', generation, epoch, string.format('%d', after), allowed, timeout, pace, repeated,
-  entries}
+  entries, ordinal}

@@ -1,5 +1,6 @@
 -- Set or delete a bot's webhook, optionally dropping the pending updates.
 -- KEYS[1] webhook hash  KEYS[2] cursors hash  KEYS[3] epoch  KEYS[4] last stream id
+-- KEYS[5] updates appended in the epoch (the ordinal of the newest update)
 -- ARGV[1] 'set' or 'delete'   ARGV[2] '1' to drop pending updates
 -- ARGV[3] candidate epoch     ARGV[4] wake-up channel   ARGV[5] consumer the webhook reads
 -- ARGV[6], ARGV[7], ... field, value pairs of the configuration ('set')
@@ -28,6 +29,12 @@ if ARGV[2] == '1' then
     end
     if head > current then
       redis.call('HSET', cursors, ARGV[5], epoch .. ':' .. string.format('%d', head))
+      local n = redis.call('GET', KEYS[5])
+      if n then
+        redis.call('HSET', cursors, ARGV[5] .. '#n', n)
+      else
+        redis.call('HDEL', cursors, ARGV[5] .. '#n')
+      end
     end
   end
 end
