@@ -2,7 +2,7 @@
 
 A :class:`Run` owns every process it starts (see :mod:`bench.procs`) and the
 Unix socket its load generators report to. Servers are started as real
-processes: the botgw gateway and REST service through ``python -m shared.cli``,
+processes: the botgw gateway and REST service through ``python -m botgw``,
 the ceiling and the peer through their modules here.
 """
 
@@ -25,7 +25,7 @@ import httpx
 from bench.config import Scale
 from bench.control import ControlServer, Remote
 from bench.procs import Child, CpuSample, Pinning, Processes
-from shared.redis_server import find_redis_server, free_port
+from botgw.local_redis import find_redis_server, free_port
 from shared.settings import Settings
 
 __all__ = ["Bot", "Run", "Server"]
@@ -198,7 +198,7 @@ class Run:
         child = self._server(
             "gateway",
             [
-                "shared.cli",
+                "botgw",
                 "gateway",
                 "--host",
                 "127.0.0.1",
@@ -218,7 +218,7 @@ class Run:
         child = self._server(
             "rest",
             [
-                "shared.cli",
+                "botgw",
                 "rest",
                 "--host",
                 "127.0.0.1",
@@ -306,7 +306,7 @@ class Run:
 
     async def bots(self, count: int) -> list[Bot]:
         """``count`` fresh bots with one owner (created directly in the store)."""
-        from rest.admin import messenger_session
+        from botgw.admin import messenger_session
         from shared.ids import random_id
 
         async with messenger_session(self.settings()) as messenger:

@@ -32,7 +32,7 @@ __all__ = [
 
 _PR_SET_PDEATHSIG = 1
 # children run from the repository root, so ``python -m bench.x`` and
-# ``python -m shared.cli`` import this checkout whatever the caller's directory
+# ``python -m botgw`` import this checkout whatever the caller's directory
 ROOT = Path(__file__).resolve().parents[1]
 
 

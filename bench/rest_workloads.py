@@ -32,7 +32,7 @@ class Chats:
 
 
 async def make_chats(run: Run, n_bots: int, n_users: int) -> Chats:
-    from rest.admin import messenger_session
+    from botgw.admin import messenger_session
     from shared.ids import random_id
 
     bots = await run.bots(n_bots)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from rest.admin import messenger_session
+from botgw.admin import messenger_session
 from shared.settings import Settings
 
 

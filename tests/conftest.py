@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.redis_server import LocalRedis, free_port
+from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
 from shared.store import Store
 
@@ -67,7 +67,7 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 
 @dataclass
 class Process:
-    """A botgw child process (``python -m shared.cli ...``) with its log file."""
+    """A botgw child process (``python -m botgw ...``) with its log file."""
 
     name: str
     args: list[str]
@@ -80,7 +80,7 @@ class Process:
     def start(self) -> Process:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *self.args],
+            [sys.executable, "-m", "botgw", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

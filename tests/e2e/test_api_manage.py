@@ -144,7 +144,7 @@ async def test_rotate_and_revoke(owner: Owner) -> None:
 
 def run_botgw(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "botgw", *args],
         env=process_env(stack.redis_url),
         capture_output=True,
         text=True,

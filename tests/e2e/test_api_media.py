@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiogram import types as tg
 
-from shared.redis_server import LocalRedis, free_port
+from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
 from tests.api import Account, BotAccount, Caller, bot_api, client_api, create_bot, create_user
 from tests.conftest import Process, Stack, process_env, unique

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from botgw.local_redis import LocalRedis, free_port
 from shared import keys
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import (

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.redis_server import LocalRedis, free_port
+from botgw.local_redis import LocalRedis, free_port
 from tests.conftest import unique, wait_s
 
 
@@ -35,7 +35,7 @@ def _start(data_dir: Path, rest_port: int, gateway_port: int, log: Path) -> subp
             [
                 sys.executable,
                 "-m",
-                "shared.cli",
+                "botgw",
                 "run",
                 "--rest-port",
                 str(rest_port),
@@ -128,7 +128,7 @@ def test_account_commands_against_the_running_stack(redis_server: LocalRedis) ->
 
     def botgw(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "botgw", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -147,7 +147,7 @@ def test_account_commands_against_the_running_stack(redis_server: LocalRedis) ->
     assert "new token" in botgw("bots", "rotate", username)
     assert "revoked" in botgw("bots", "revoke", username)
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "users", "create", owner],
+        [sys.executable, "-m", "botgw", "users", "create", owner],
         env=env,
         capture_output=True,
         text=True,
@@ -155,7 +155,7 @@ def test_account_commands_against_the_running_stack(redis_server: LocalRedis) ->
     )
     assert done.returncode != 0 and "taken" in done.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "users", "create", "x" + owner],
+        [sys.executable, "-m", "botgw", "users", "create", "x" + owner],
         env={**env, "BOTGW_REDIS_POOL_SIZE": "many"},
         capture_output=True,
         text=True,

@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from rest.admin import messenger_session
+from botgw.admin import messenger_session
+from botgw.local_redis import LocalRedis, free_port
 from shared import keys
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 from tests.conftest import Process, make_settings, process_env, unique, wait_s
 

@@ -21,11 +21,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from botgw.local_redis import LocalRedis, free_port
 from rest.app import create_app
 from rest.botapi import BOT_METHODS
 from rest.clientapi import CLIENT_METHODS
 from rest.manageapi import MANAGE_METHODS
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
 from tests.conftest import Process, process_env, unique

@@ -25,10 +25,10 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
+from botgw.local_redis import LocalRedis, free_port
 from rest.botapi import BOT_METHODS
 from rest.clientapi import CLIENT_METHODS
 from rest.manageapi import MANAGE_METHODS
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 from tests.api import BotAccount, create_bot, create_user
 from tests.conftest import Process, process_env, unique, wait_s
@@ -379,7 +379,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, P
             [
                 sys.executable,
                 "-m",
-                "shared.cli",
+                "botgw",
                 "run",
                 "--rest-port",
                 str(free_port()),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.redis_server import LocalRedis, free_port
+from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
 from tests.conftest import Process, process_env, unique, wait_s

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from botgw.local_redis import LocalRedis, free_port
 from shared.codecs import unpack
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import Account, BotAccount, create_bot, create_user, manage_api

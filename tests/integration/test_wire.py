@@ -9,8 +9,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from botgw.local_redis import LocalRedis
 from shared.ids import random_id
-from shared.redis_server import LocalRedis
 from shared.store.wire import Wire
 
 pytestmark = pytest.mark.asyncio

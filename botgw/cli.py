@@ -42,7 +42,7 @@ def _store_settings(data_dir: str | None = None) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rest.devstack import run_dev_stack
+    from botgw.devstack import run_dev_stack
 
     overrides: dict[str, Any] = {"data_dir": args.data_dir}
     if args.rest_port is not None:
@@ -86,7 +86,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:
-    from rest.admin import run_admin
+    from botgw.admin import run_admin
 
     return await run_admin(settings, action, args)
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from rest.admin import messenger_session
+from botgw.admin import messenger_session
+from botgw.local_redis import LocalRedis, free_port
 from rest.messenger import Messenger
 from shared.errors import ApiError
 from shared.ids import hash_secret, new_secret
-from shared.redis_server import LocalRedis, free_port
 from shared.settings import Settings
 
 __all__ = ["ensure_demo", "run_dev_stack"]
@@ -195,7 +195,7 @@ def run_dev_stack(settings: Settings) -> int:
     # what every child reads: one source for the ports (the command line options
     # of `botgw run` included), the banner and demo.json
     settings = Settings.from_env(env)
-    exe = [sys.executable, "-m", "shared.cli"]
+    exe = [sys.executable, "-m", "botgw"]
     commands = [[*exe, "rest"], [*exe, "gateway"], [*exe, "webhooks"]]
     procs: list[subprocess.Popen[bytes]] = []
     code = 0
