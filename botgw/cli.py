@@ -79,7 +79,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from gateway.webhooks import serve_webhooks
+    from webhooks.dispatcher import serve_webhooks
 
     code: int = serve_webhooks(_settings(), log_level=args.log_level)
     return code

@@ -3,7 +3,7 @@
 A webhook is the reader of consumer ``default``: the dispatcher (``botgw
 webhooks``) delivers the log after that consumer's committed cursor and commits
 it after each accepted delivery, so switching between the gateway, polling and a
-webhook loses nothing. The URL passes the SSRF guard (:mod:`gateway.ssrf`) when
+webhook loses nothing. The URL passes the SSRF guard (:mod:`shared.ssrf`) when
 it is set and again before deliveries. Secrets are never shown back.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
 from rest.schema import Method, Param
 from rest.services import BotCall
 from rest.updates import UPDATE_TYPES, check_update_types
 from shared.errors import ApiError
+from shared.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
 from shared.store.webhooks import WEBHOOK_CONSUMER
 
 __all__ = ["WEBHOOK_INFO", "WEBHOOK_METHODS"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ssrf import Allowlist, UrlRefused, resolve_target
+from shared.ssrf import Allowlist, UrlRefused, resolve_target
 
 pytestmark = pytest.mark.asyncio
 

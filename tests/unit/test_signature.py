@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.webhooks import sign
+from webhooks.delivery import sign
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 SECRET = "s3cr3t_token-ABC"

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from gateway.ssrf import Allowlist, UrlRefused, address_problem, check_url
+from shared.ssrf import Allowlist, UrlRefused, address_problem, check_url
 
 NONE = Allowlist()
 LOOPBACK = Allowlist(["127.0.0.0/8", "localhost"])
