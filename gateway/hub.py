@@ -22,6 +22,7 @@ from websockets.asyncio.server import broadcast
 from gateway import metrics
 from gateway.protocol import Encoding
 from shared.codecs import json_dumps, pack, unpack
+from shared.control import Takeover
 from shared.dialect import native_ids
 from shared.store import Store, StoredUpdate, Wakeup, Wakeups
 
@@ -190,10 +191,8 @@ class Hub:
         control = wakeup.control
         if control is not None:
             targets: set[Session] = feed.sessions
-            if control.startswith("takeover "):
-                # "takeover <consumer key> <generation> <connection>": its consumer only
-                parts = control.split(" ")
-                targets = feed.of_consumer(parts[1]) if len(parts) == 4 else _NONE
+            if isinstance(control, Takeover):
+                targets = feed.of_consumer(control.consumer_key)  # its consumer only
             for session in tuple(targets):
                 session.on_control(control)
             return

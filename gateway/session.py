@@ -31,6 +31,8 @@ from gateway.protocol import (
     ServerConnection,
     State,
 )
+from shared.control import Control, CredentialsChanged, Takeover
+from shared.control import encode as encode_control
 from shared.ids import Cursor, parse_bot_token, tokens_equal
 from shared.models import BotRecord
 from shared.store import StoredUpdate
@@ -326,19 +328,21 @@ class Session:
 
     # -- control --------------------------------------------------------------
 
-    def on_control(self, message: str) -> None:
+    def on_control(self, message: Control) -> None:
         """A control message on the bot's channel, e.g. another worker's takeover."""
-        if message.startswith("credentials"):
+        if isinstance(message, CredentialsChanged):
             # the owner rotated the token or revoked the bot: one sweep of the
             # worker checks this session with all the others (one round trip)
             self.worker.request_recheck()
             return
-        parts = message.split(" ")
-        if len(parts) == 4 and parts[0] == "takeover" and parts[1] == self.consumer_key:
-            generation, connection_id = int(parts[2]), parts[3]
-            if connection_id != self.connection_id and generation > self.generation:
-                self.core.take_over()
-                self.wake()
+        if (
+            isinstance(message, Takeover)
+            and message.consumer_key == self.consumer_key
+            and message.connection_id != self.connection_id
+            and message.generation > self.generation
+        ):
+            self.core.take_over()
+            self.wake()
 
     def check_credentials(self, credentials: tuple[str, bool] | None) -> int:
         """Close if the stored credentials no longer admit this session's token.
@@ -589,7 +593,7 @@ class Session:
             self.consumer_key,
             self.connection_id,
             worker.reader_ttl,
-            f"takeover {self.consumer_key} {self.generation} {self.connection_id}",
+            encode_control(Takeover(self.consumer_key, self.generation, self.connection_id)),
         )
         head = self.feed.position
         self.core.accept(

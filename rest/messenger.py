@@ -26,6 +26,8 @@ from rest.objects import View
 from rest.ratelimit import chat_send_rate, refuse_chat_send
 from rest.text import parse_entities
 from shared.codecs import pack, pack_open_map
+from shared.control import CredentialsChanged
+from shared.control import encode as encode_control
 from shared.errors import ApiError
 from shared.ids import (
     BOT_USERNAME_RE,
@@ -182,13 +184,13 @@ class Messenger:
             raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
         token = f"bot_{bot.id}:{new_secret()}"
         await self.db.update_bot(bot.id, {"token_hash": hash_secret(token)})
-        await self.store.log.announce(bot.id, "credentials rotated")
+        await self.store.log.announce(bot.id, encode_control(CredentialsChanged(revoked=False)))
         return token
 
     async def revoke_bot(self, bot: BotRecord) -> BotRecord:
         """Irreversible: later calls with the bot's token get 412 ``BOT_INACTIVE``."""
         await self.db.update_bot(bot.id, {"active": False})
-        await self.store.log.announce(bot.id, "credentials revoked")
+        await self.store.log.announce(bot.id, encode_control(CredentialsChanged(revoked=True)))
         fresh = await self.db.get_bot(bot.id)
         assert fresh is not None
         return fresh

@@ -47,6 +47,7 @@ from typing import Any
 from rest.schema import Method, Param
 from rest.services import BotCall
 from shared.codecs import unpack
+from shared.control import Control, PollStarted, Takeover, WebhookChanged
 from shared.errors import ApiError
 from shared.ids import Cursor
 from shared.store import StoredUpdate, Wakeup
@@ -176,14 +177,18 @@ class LongPoll:
             self.look_again = True
         self.woken.set()
 
-    def _displaced_by(self, control: str) -> str | None:
-        parts = control.split(" ")
-        if parts[0] == "poll" and len(parts) == 3 and parts[1] == self.consumer:
-            if parts[2].isdigit() and int(parts[2]) > self.start.generation:
+    def _displaced_by(self, control: Control) -> str | None:
+        if isinstance(control, PollStarted):
+            if control.consumer == self.consumer and control.generation > self.start.generation:
                 return "poll"
-        elif parts[0] == "takeover" and len(parts) >= 2 and parts[1] == self.consumer:
-            return "reader"
-        elif parts[:2] == ["webhook", "set"] and self.consumer == "default":
+        elif isinstance(control, Takeover):
+            if control.consumer_key == self.consumer:
+                return "reader"
+        elif (
+            isinstance(control, WebhookChanged)
+            and control.version is not None
+            and self.consumer == "default"
+        ):
             return "webhook"
         return None
 

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from shared.codecs import json_dumps, pack, unpack
+from shared.control import WebhookChanged
 from shared.dialect import native_ids
 from shared.ids import Cursor
 from shared.settings import Settings
@@ -110,7 +111,7 @@ class BotDelivery:
 
     def on_wakeup(self, wakeup: Wakeup) -> None:
         if wakeup.control is not None:
-            if not wakeup.control.startswith("webhook "):
+            if not isinstance(wakeup.control, WebhookChanged):
                 return
             self.changed.set()
         self.woken.set()

@@ -28,6 +28,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from shared import keys
+from shared.control import Control
+from shared.control import parse as parse_control
 from shared.ids import update_id_from_stream_id
 from shared.store.pubsub import Subscriber
 from shared.store.wire import Endpoint
@@ -52,7 +54,7 @@ class Wakeup:
     bot_id: int
     update_id: int | None  # None: the subscription was re-made, look again
     prev_id: int | None
-    control: str | None = None  # a control message (e.g. "takeover ...") instead
+    control: Control | None = None  # a control message (shared.control) instead
 
 
 Listener = Callable[[Wakeup], None]
@@ -245,7 +247,9 @@ class Wakeups:
             return
         text = data.decode(errors="replace")
         if not text[:1].isdigit():
-            self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None, control=text))
+            control = parse_control(text)
+            if control is not None:  # anything else (another version's) is ignored
+                self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None, control=control))
             return
         try:
             new, _, prev = text.partition(" ")

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from shared import keys
+from shared.control import Control, PollStarted, WebhookChanged
 from shared.ids import Cursor, random_id
 from shared.store import Store, Wakeup
 from shared.store.webhooks import webhook_index_key
@@ -126,7 +127,7 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
 
 async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: Store) -> None:
     bot = random_id()
-    controls: list[str] = []
+    controls: list[Control] = []
     got = asyncio.Event()
 
     def listener(wakeup: Wakeup) -> None:
@@ -147,7 +148,8 @@ async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: 
         assert await polls.poll_current(bot, "default", waiting.generation) == "ok"
         newer = await polls.begin_poll(bot, "default", offset=6, timeout_s=30, allowed=None)
         await asyncio.wait_for(got.wait(), wait_s(10))
-        assert controls == [f"poll default {newer.generation}"]
+        # begin_poll.lua's spelling is the codec's
+        assert controls == [PollStarted("default", newer.generation)]
         assert await polls.poll_current(bot, "default", waiting.generation) == "poll"
         assert await polls.poll_current(bot, "default", newer.generation) == "ok"
         await store.log.set_reader(bot, "default", "conn-2", 30)
@@ -331,3 +333,37 @@ async def test_closing_a_reader_commits_forward_and_clears_only_its_own_mark(
     assert await log.commit_cursor(bot, "default", Cursor(epoch, ids[2])) == 1
     assert await log.commit_cursor(bot, "default", Cursor(epoch, ids[2])) == 0
     assert await log.commit_cursor(bot, "default", Cursor("other", ids[2])) == -1
+
+
+async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store: Store) -> None:
+    bot = random_id()
+    controls: list[Control] = []
+    got = asyncio.Event()
+
+    def listener(wakeup: Wakeup) -> None:
+        if wakeup.control is not None:
+            controls.append(wakeup.control)
+            got.set()
+
+    wakeups = store.wakeups()
+    wakeups.start()
+    wakeups.add(bot, listener)
+    try:
+        await wakeups.subscribed(bot)
+        version = await store.webhooks.set_webhook(
+            bot,
+            url="https://example.com/hook",
+            secret=None,
+            max_connections=1,
+            allowed_updates=None,
+            id_format="string",
+            drop_pending=False,
+        )
+        await asyncio.wait_for(got.wait(), wait_s(10))
+        got.clear()
+        assert await store.webhooks.delete_webhook(bot, drop_pending=False)
+        await asyncio.wait_for(got.wait(), wait_s(10))
+        assert controls == [WebhookChanged(version), WebhookChanged(None)]  # webhook_config.lua
+    finally:
+        wakeups.remove(bot, listener)
+        await wakeups.stop()

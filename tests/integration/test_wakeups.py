@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from shared import keys
+from shared.control import Takeover
 from shared.ids import random_id
 from shared.store import Store, Wakeup
 from tests.conftest import wait_s
@@ -95,7 +96,7 @@ async def test_control_messages_and_unknown_payloads(store: Store) -> None:
             if len(got) >= 2:
                 break
             await asyncio.sleep(0.02)
-        assert got[0].control == "takeover c 3 x"
+        assert got[0].control == Takeover("c", 3, "x")
         # a payload that does not parse is a plain "look again", never a crash
         assert got[1].update_id is None and got[1].control is None
     finally:
