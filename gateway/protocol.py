@@ -37,6 +37,8 @@ import msgpack
 
 from shared.codecs import CodecError, json_dumps, json_loads, pack, unpack
 from shared.ids import MAX_ID, Cursor
+from shared.updates import UPDATE_TYPES as ALL_UPDATE_TYPES
+from shared.updates import is_consumer_name
 
 __all__ = [
     "MAX_SHARDS",
@@ -61,17 +63,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 
 #: Update types a client may name in ``identify.allowed_updates``.
-UPDATE_TYPES: frozenset[str] = frozenset(
-    {
-        "message",
-        "edited_message",
-        "callback_query",
-        "my_chat_member",
-        "message_reaction",
-        "poll",
-        "poll_answer",
-    }
-)
+UPDATE_TYPES: frozenset[str] = frozenset(ALL_UPDATE_TYPES)
 
 #: Upper bound of ``n`` in ``shard: [i, n]``.
 MAX_SHARDS = 1024
@@ -83,7 +75,6 @@ GapReason: TypeAlias = Literal["retention", "epoch"]
 _ENCODINGS: dict[str, Encoding] = {"json": "json", "msgpack": "msgpack"}
 _GAP_POLICIES: dict[str, GapPolicy] = {"fail": "fail", "oldest": "oldest", "newest": "newest"}
 
-_CONSUMER_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Ids below 2**53 have at most 16 digits; the range is checked after parsing.
 _DECIMAL_RE = re.compile(r"[0-9]{1,16}")
 _MAX_TOKEN_CHARS = 512
@@ -872,7 +863,7 @@ class ServerConnection:
             token = raw_token
         cursor = _parse_cursor(frame.get("cursor"))
         consumer = frame.get("consumer", "default")
-        if not isinstance(consumer, str) or not _CONSUMER_RE.fullmatch(consumer):
+        if not is_consumer_name(consumer):
             raise _bad("identify.consumer must be 1-64 characters of [A-Za-z0-9_.-]")
         shard = _parse_shard(frame.get("shard"))
         raw_encoding = frame.get("encoding", "json")

@@ -42,7 +42,7 @@ from gateway.session import Deadlines, Session
 from shared import keys
 from shared.codecs import json_dumps
 from shared.errors import error_envelope
-from shared.ids import SEQ_PER_MS, Cursor, parse_bot_token, tokens_equal
+from shared.ids import SEQ_PER_MS, Cursor
 from shared.models import BotRecord
 from shared.settings import Settings
 from shared.store import Store
@@ -340,15 +340,6 @@ class Worker:
 
     # -- HTTP side ------------------------------------------------------------
 
-    async def authenticate(self, token: str) -> BotRecord | None:
-        parsed = parse_bot_token(token)
-        if parsed is None:
-            return None
-        bot = await self.store.entities.get_bot(parsed.bot_id)
-        if bot is None or not tokens_equal(parsed.token, bot.token_hash):
-            return None
-        return bot
-
     async def process_request(self, connection: WebSocket, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
@@ -372,17 +363,17 @@ class Worker:
         if header is None:
             return None  # a browser: the token comes in identify
         scheme, _, token = header.strip().partition(" ")
-        bot = None
+        found = None
         if scheme.lower() in ("bot", "bearer") and token.strip():
             try:
-                bot = await self.authenticate(token.strip())
+                found = await self.store.entities.bot_for_token(token.strip())
             except Exception:
                 log.exception("token lookup failed")
                 self.release_unidentified(connection)
                 return _json(
                     503, error_envelope(503, "BACKEND_UNAVAILABLE", "the store is unavailable")
                 )
-        if bot is None:
+        if found is None:
             self.release_unidentified(connection)
             metrics.REFUSED.labels("UNAUTHORIZED").inc()
             return _json(
@@ -393,6 +384,7 @@ class Worker:
                     "a valid bot token is required: 'Authorization: Bot bot_<id>:<secret>'",
                 ),
             )
+        bot, _ = found
         if not bot.active:
             # the token is right but the bot is gone for good: the REST API's 412
             self.release_unidentified(connection)
@@ -400,10 +392,8 @@ class Worker:
             return _json(
                 412, error_envelope(412, "BOT_INACTIVE", "this bot was revoked by its owner")
             )
-        parsed = parse_bot_token(token.strip())
-        assert parsed is not None  # authenticate() accepted it
         if isinstance(connection, Connection):
-            connection.upgrade = (bot, parsed.token)
+            connection.upgrade = found
         return None
 
     def handler(self, ws: WebSocket) -> Coroutine[Any, Any, None]:

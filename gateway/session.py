@@ -33,7 +33,7 @@ from gateway.protocol import (
 )
 from shared.control import Control, CredentialsChanged, Takeover
 from shared.control import encode as encode_control
-from shared.ids import Cursor, parse_bot_token, tokens_equal
+from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
 from shared.store import StoredUpdate
 
@@ -495,13 +495,10 @@ class Session:
     # -- identify -------------------------------------------------------------
 
     async def _authenticate(self, token: str | None) -> BotRecord | None:
-        parsed = parse_bot_token(token) if token else None
-        if parsed is None:
+        found = await self.worker.store.entities.bot_for_token(token)
+        if found is None:
             return None
-        bot = await self.worker.store.entities.get_bot(parsed.bot_id)
-        if bot is None or not tokens_equal(parsed.token, bot.token_hash):
-            return None
-        self.token = parsed.token
+        bot, self.token = found
         return bot
 
     async def _identify(self, event: Identify) -> None:

@@ -34,7 +34,6 @@ from shared.ids import (
     USER_USERNAME_RE,
     hash_secret,
     new_secret,
-    parse_bot_token,
     parse_user_token,
     random_id,
     scoped_user_id,
@@ -203,14 +202,14 @@ class Messenger:
 
     async def authenticate_bot(self, token: str | None) -> BotRecord:
         """The bot behind a token (native ``bot_<id>:<secret>`` or Telegram form)."""
-        parsed = parse_bot_token(token) if token else None
-        bot = await self.db.get_bot(parsed.bot_id) if parsed else None
-        if parsed is None or bot is None or not tokens_equal(parsed.token, bot.token_hash):
+        found = await self.db.bot_for_token(token)
+        if found is None:
             raise ApiError(
                 401,
                 "UNAUTHORIZED",
                 "a valid bot token is required: send 'Authorization: Bot bot_<id>:<secret>'",
             )
+        bot = found[0]
         if not bot.active:
             raise ApiError(412, "BOT_INACTIVE", "this bot was revoked by its owner")
         return bot

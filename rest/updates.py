@@ -53,6 +53,7 @@ from shared.ids import Cursor
 from shared.store import StoredUpdate, Wakeup
 from shared.store.log import Gap, gap_before
 from shared.store.webhooks import PollStart
+from shared.updates import CONSUMER_PATTERN, UPDATE_TYPES
 
 __all__ = [
     "GET_UPDATES",
@@ -63,16 +64,6 @@ __all__ = [
     "render_update",
 ]
 
-UPDATE_TYPES = (
-    "message",
-    "edited_message",
-    "callback_query",
-    "my_chat_member",
-    "message_reaction",
-    "poll",
-    "poll_answer",
-)
-CONSUMER_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 READ_BATCH = 100
 # Pub/sub is at-most-once (wake-ups re-subscribe after a lost connection and then say
 # "look again"): a waiting poll also looks at the log and at who owns its consumer

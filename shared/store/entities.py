@@ -17,6 +17,7 @@ from redis.exceptions import WatchError
 
 from shared import keys
 from shared.codecs import json_dumps, json_loads, pack, pack_open_map, unpack
+from shared.ids import parse_bot_token, tokens_equal
 from shared.models import (
     BotRecord,
     CallbackRecord,
@@ -669,6 +670,19 @@ class Entities:
         return bool(await self._redis.hsetnx(key, "answer", json_dumps(answer)))
 
     # -- credentials ----------------------------------------------------------
+
+    async def bot_for_token(self, token: str | None) -> tuple[BotRecord, str] | None:
+        """The bot a token names (``bot_<id>:<secret>`` or Telegram's ``<id>:<secret>``)
+        and the token in its native form, if the token is the bot's (revoked bots
+        included: callers decide what an inactive bot may do); else None. The one
+        place a bot token is checked."""
+        parsed = parse_bot_token(token) if token else None
+        if parsed is None:
+            return None
+        bot = await self.get_bot(parsed.bot_id)
+        if bot is None or not tokens_equal(parsed.token, bot.token_hash):
+            return None
+        return bot, parsed.token
 
     async def bot_credentials(self, bot_ids: Iterable[int]) -> list[tuple[str, bool] | None]:
         """(token hash, active) of each bot, None for a bot that does not exist.

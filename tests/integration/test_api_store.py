@@ -126,3 +126,20 @@ async def test_local_blob_store_is_content_addressed(tmp_path: Path) -> None:
     assert await blobs.size("0" * 64) is None
     with pytest.raises(ValueError, match="SHA-256"):
         blobs.path("../etc/passwd")
+
+
+async def test_the_one_bot_token_check(store: Store) -> None:
+    from botgw.admin import messenger_session
+
+    async with messenger_session(store.settings) as messenger:
+        owner, _ = await messenger.create_user(f"tok{random_id() % 10**8}")
+        bot, token = await messenger.create_bot(
+            owner, username=f"tok{random_id() % 10**8}_bot", name="Token test"
+        )
+    db = store.entities
+    found = await db.bot_for_token(token)
+    assert found is not None and found[0].id == bot.id and found[1] == token
+    telegram = await db.bot_for_token(token.removeprefix("bot_"))  # Telegram's form
+    assert telegram is not None and telegram[1] == token
+    for wrong in (None, "", "bot_x:y", token + "x", f"bot_{bot.id + 1}:" + token.split(":")[1]):
+        assert await db.bot_for_token(wrong) is None
