@@ -52,7 +52,7 @@ from shared.errors import ApiError
 from shared.ids import Cursor
 from shared.store import StoredUpdate, Wakeup
 from shared.store.log import Gap, gap_before
-from shared.store.webhooks import PollStart
+from shared.store.readers import PollStart
 from shared.updates import CONSUMER_PATTERN, UPDATE_TYPES
 
 __all__ = [
@@ -204,7 +204,7 @@ class LongPoll:
 
     async def check_owner(self) -> None:
         if self.displaced is None:
-            owner = await self.services.store.webhooks.poll_current(
+            owner = await self.services.store.readers.poll_current(
                 self.bot_id, self.consumer, self.start.generation
             )
             if owner != "ok":
@@ -352,7 +352,7 @@ async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
     consumer: str = p["consumer"]
     offset: int | None = p["offset"] or None
     timeout = min(float(p["timeout"]), call.services.settings.long_poll_max_timeout)
-    start = await call.services.store.webhooks.begin_poll(
+    start = await call.services.store.readers.begin_poll(
         call.bot.id,
         consumer,
         offset=offset,

@@ -16,7 +16,7 @@ from rest.services import BotCall
 from rest.updates import UPDATE_TYPES, check_update_types
 from shared.errors import ApiError
 from shared.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
-from shared.store.webhooks import WEBHOOK_CONSUMER
+from shared.store.readers import WEBHOOK_CONSUMER
 
 __all__ = ["WEBHOOK_INFO", "WEBHOOK_METHODS"]
 
@@ -29,7 +29,7 @@ async def set_webhook(call: BotCall, p: dict[str, Any]) -> bool:
     bot_id = call.bot.id
     url: str = p["url"].strip()
     if not url:  # as in Telegram, an empty URL removes the webhook
-        await services.store.webhooks.delete_webhook(
+        await services.store.readers.delete_webhook(
             bot_id, drop_pending=bool(p["drop_pending_updates"])
         )
         return True
@@ -48,7 +48,7 @@ async def set_webhook(call: BotCall, p: dict[str, Any]) -> bool:
             "webhook would read too: close that connection first (or let it use another "
             "consumer)",
         )
-    await services.store.webhooks.set_webhook(
+    await services.store.readers.set_webhook(
         bot_id,
         url=url,
         secret=p["secret_token"],
@@ -61,14 +61,14 @@ async def set_webhook(call: BotCall, p: dict[str, Any]) -> bool:
 
 
 async def delete_webhook(call: BotCall, p: dict[str, Any]) -> bool:
-    await call.services.store.webhooks.delete_webhook(
+    await call.services.store.readers.delete_webhook(
         call.bot.id, drop_pending=bool(p["drop_pending_updates"])
     )
     return True
 
 
 async def get_webhook_info(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    webhooks = call.services.store.webhooks
+    webhooks = call.services.store.readers
     config = await webhooks.get_webhook(call.bot.id)
     pending = await webhooks.pending_count(call.bot.id, limit=PENDING_COUNT_LIMIT)
     info: dict[str, Any] = {

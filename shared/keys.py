@@ -48,8 +48,8 @@ __all__ = [
     "file_uploader",
     "files",
     "outbox_index",
+    "poll_state",
     "poll_votes",
-    "poller_lock",
     "server_secret",
     "user_chats",
     "user_info",
@@ -145,7 +145,7 @@ def bot_generation(bot_id: int, consumer: str) -> str:
     return f"{_bot(bot_id)}:gen:{consumer}"
 
 
-def poller_lock(bot_id: int, consumer: str) -> str:
+def poll_state(bot_id: int, consumer: str) -> str:
     return f"{_bot(bot_id)}:poller:{consumer}"
 
 

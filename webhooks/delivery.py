@@ -27,7 +27,7 @@ from shared.settings import Settings
 from shared.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
 from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
 from shared.store.log import Gap, gap_before
-from shared.store.webhooks import WEBHOOK_CONSUMER, WebhookConfig
+from shared.store.readers import WEBHOOK_CONSUMER, WebhookConfig
 
 __all__ = ["BotDelivery", "gap_entry", "render_body", "sign"]
 
@@ -144,7 +144,7 @@ class BotDelivery:
         """Deliver the next batch (or wait for one); False when there is nothing to do."""
         log_ = self.store.log
         self.changed.clear()
-        config = await self.store.webhooks.get_webhook(self.bot_id)
+        config = await self.store.readers.get_webhook(self.bot_id)
         if config is None or not config.active:
             return False
         if await log_.reader(self.bot_id, WEBHOOK_CONSUMER) is not None:
@@ -252,13 +252,13 @@ class BotDelivery:
                 attempt + 1,
                 error,
             )
-            if not await self.store.webhooks.record_error(
+            if not await self.store.readers.record_error(
                 self.bot_id, config.version, int(time.time()), error
             ):
                 return Outcome.CHANGED
         attempts = len(delays) + 1
         reason = f"delivery stopped after {attempts} attempts of update {entry.update_id}: {error}"
-        if not await self.store.webhooks.deactivate(
+        if not await self.store.readers.deactivate(
             self.bot_id, config.version, int(time.time()), reason
         ):
             return Outcome.CHANGED
@@ -340,7 +340,7 @@ class BotDelivery:
         if address != self.address:
             self.address = address
             with contextlib.suppress(StoreError):
-                await self.store.webhooks.record_address(self.bot_id, config.version, address)
+                await self.store.readers.record_address(self.bot_id, config.version, address)
 
 
 _QUIET_ERRORS = {

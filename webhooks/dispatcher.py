@@ -92,7 +92,7 @@ class Dispatcher:
         await asyncio.gather(*self._loops, *tasks.values(), return_exceptions=True)
         for bot_id in tasks:
             with contextlib.suppress(Exception):
-                await self.store.webhooks.release_lease(bot_id, self.holder)
+                await self.store.readers.release_lease(bot_id, self.holder)
         await self.wakeups.stop()
 
     async def _scan_loop(self) -> None:
@@ -109,9 +109,9 @@ class Dispatcher:
 
     async def scan(self) -> None:
         """Take the free leases of bots with an active webhook and start delivering."""
-        bots = await self.store.webhooks.active_bots()
+        bots = await self.store.readers.active_bots()
         candidates = [b for b in bots if b not in self.deliveries]
-        for bot_id in await self.store.webhooks.acquire_leases(
+        for bot_id in await self.store.readers.acquire_leases(
             candidates, self.holder, self.lease_ttl
         ):
             self._start(bot_id)
@@ -131,14 +131,14 @@ class Dispatcher:
         finally:
             self.deliveries.pop(bot_id, None)
         with contextlib.suppress(Exception):
-            await self.store.webhooks.release_lease(bot_id, self.holder)
+            await self.store.readers.release_lease(bot_id, self.holder)
 
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
             bots = list(self.deliveries)
             try:
-                lost = await self.store.webhooks.renew_leases(bots, self.holder, self.lease_ttl)
+                lost = await self.store.readers.renew_leases(bots, self.holder, self.lease_ttl)
             except (StoreError, OSError) as exc:
                 log.warning("cannot renew webhook leases (%s)", exc)
                 continue

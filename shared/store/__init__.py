@@ -25,8 +25,8 @@ from shared.store.calls import CallResults
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
+from shared.store.readers import ReaderStore
 from shared.store.wakeups import Wakeup, Wakeups
-from shared.store.webhooks import WebhookStore
 from shared.store.wire import Wire
 
 __all__ = [
@@ -108,7 +108,7 @@ class Store:
         self.log = UpdateLog(self)
         self.outbox = Outbox(self)
         self.entities = Entities(self)
-        self.webhooks = WebhookStore(self)
+        self.readers = ReaderStore(self)
         self.calls = CallResults(self)
 
     @classmethod

@@ -11,7 +11,7 @@ import pytest
 
 from shared.settings import Settings
 from shared.store import Store
-from shared.store.webhooks import poll_state_key
+from shared.store.readers import poll_state_key
 from tests.conftest import Stack, wait_s
 from tests.e2e.test_getupdates_offsets import Scene, ids, scene, texts
 from tests.e2e.test_walking_skeleton import connect

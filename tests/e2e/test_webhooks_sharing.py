@@ -25,7 +25,7 @@ BOTS = 4
 async def holder_pid(store: Store, bot_id: int) -> int:
     """The pid of the dispatcher holding the bot's lease (``host:pid:random``)."""
     for _ in range(int(wait_s(300))):
-        holder = await store.webhooks.lease_holder(bot_id)
+        holder = await store.readers.lease_holder(bot_id)
         if holder is not None:
             return int(holder.split(":")[1])
         await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ from shared import keys
 from shared.control import Control, PollStarted, WebhookChanged
 from shared.ids import Cursor, random_id
 from shared.store import Store, Wakeup
-from shared.store.webhooks import webhook_index_key
+from shared.store.readers import webhook_index_key
 from tests.conftest import wait_s
 
 pytestmark = pytest.mark.asyncio
@@ -34,7 +34,7 @@ async def committed(store: Store, bot_id: int, consumer: str = "default") -> int
 async def test_a_fresh_consumer_starts_before_the_oldest_update(store: Store) -> None:
     bot = random_id()
     await append(store, bot, 3)
-    start = await store.webhooks.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
+    start = await store.readers.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
     assert start.status == "ok" and start.after == 0 and start.generation == 1
     assert start.allowed is None and start.epoch == await store.log.epoch(bot)
     assert await committed(store, bot) is None  # reading alone confirms nothing
@@ -43,10 +43,10 @@ async def test_a_fresh_consumer_starts_before_the_oldest_update(store: Store) ->
 async def test_offset_confirms_earlier_updates_and_never_moves_back(store: Store) -> None:
     bot = random_id()
     ids = await append(store, bot, 4)
-    start = await store.webhooks.begin_poll(bot, "c", offset=ids[2], timeout_s=0, allowed=None)
+    start = await store.readers.begin_poll(bot, "c", offset=ids[2], timeout_s=0, allowed=None)
     assert start.after == ids[2] - 1
     assert await committed(store, bot, "c") == ids[2] - 1
-    back = await store.webhooks.begin_poll(bot, "c", offset=ids[0], timeout_s=0, allowed=None)
+    back = await store.readers.begin_poll(bot, "c", offset=ids[0], timeout_s=0, allowed=None)
     assert back.after == ids[2] - 1  # confirmed updates are never returned again
     assert await committed(store, bot, "c") == ids[2] - 1
 
@@ -55,7 +55,7 @@ async def test_an_offset_beyond_the_head_confirms_only_what_exists(store: Store)
     bot = random_id()
     ids = await append(store, bot, 2)
     far = ids[-1] + 10**12
-    start = await store.webhooks.begin_poll(bot, "default", offset=far, timeout_s=0, allowed=None)
+    start = await store.readers.begin_poll(bot, "default", offset=far, timeout_s=0, allowed=None)
     assert start.after == ids[-1] and await committed(store, bot) == ids[-1]
     later = await append(store, bot, 1)
     entries = await store.log.read_after(bot, start.after, 10)
@@ -64,7 +64,7 @@ async def test_an_offset_beyond_the_head_confirms_only_what_exists(store: Store)
 
 async def test_a_bot_without_updates_gets_an_epoch_and_position_zero(store: Store) -> None:
     bot = random_id()
-    start = await store.webhooks.begin_poll(bot, "default", offset=99, timeout_s=0, allowed=None)
+    start = await store.readers.begin_poll(bot, "default", offset=99, timeout_s=0, allowed=None)
     assert start.status == "ok" and start.after == 0 and start.epoch
     assert await store.log.epoch(bot) == start.epoch
     result = await store.log.append(bot, kind="message", chat_id=1, body={"message": {}})
@@ -75,13 +75,13 @@ async def test_a_cursor_of_another_epoch_is_ignored(store: Store) -> None:
     bot = random_id()
     ids = await append(store, bot, 2)
     await store.redis.hset(keys.bot_cursors(bot), "default", f"old-epoch:{ids[-1]}")
-    start = await store.webhooks.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
+    start = await store.readers.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
     assert start.after == 0
 
 
 async def test_allowed_updates_are_remembered_per_consumer(store: Store) -> None:
     bot = random_id()
-    polls = store.webhooks
+    polls = store.readers
     first = await polls.begin_poll(bot, "a", offset=None, timeout_s=0, allowed=["poll", "message"])
     assert first.allowed == frozenset({"message", "poll"})
     kept = await polls.begin_poll(bot, "a", offset=1, timeout_s=0, allowed=None)
@@ -98,14 +98,14 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
     bot = random_id()
     ids = await append(store, bot, 3)
     await store.log.set_reader(bot, "default", "conn-1", 30)
-    refused = await store.webhooks.begin_poll(
+    refused = await store.readers.begin_poll(
         bot, "default", offset=ids[2], timeout_s=0, allowed=["poll"]
     )
     assert refused.status == "reader" and refused.reader == "conn-1"
     assert await committed(store, bot) is None
     await store.log.clear_reader(bot, "default", "conn-1")
 
-    await store.webhooks.set_webhook(
+    await store.readers.set_webhook(
         bot,
         url="https://8.8.8.8/hook",
         secret=None,
@@ -114,14 +114,14 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
         id_format="string",
         drop_pending=False,
     )
-    refused = await store.webhooks.begin_poll(
+    refused = await store.readers.begin_poll(
         bot, "default", offset=ids[2], timeout_s=0, allowed=None
     )
     assert refused.status == "webhook" and await committed(store, bot) is None
-    other = await store.webhooks.begin_poll(bot, "audit", offset=ids[2], timeout_s=0, allowed=None)
+    other = await store.readers.begin_poll(bot, "audit", offset=ids[2], timeout_s=0, allowed=None)
     assert other.status == "ok" and other.allowed is None  # the refused call stored nothing
-    await store.webhooks.delete_webhook(bot, drop_pending=False)
-    ok = await store.webhooks.begin_poll(bot, "default", offset=ids[2], timeout_s=0, allowed=None)
+    await store.readers.delete_webhook(bot, drop_pending=False)
+    ok = await store.readers.begin_poll(bot, "default", offset=ids[2], timeout_s=0, allowed=None)
     assert ok.status == "ok" and ok.after == ids[2] - 1
 
 
@@ -140,7 +140,7 @@ async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: 
     wakeups.add(bot, listener)
     try:
         await wakeups.subscribed(bot)
-        polls = store.webhooks
+        polls = store.readers
         first = await polls.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
         # the first poll had no timeout: nobody waits, nothing is announced
         waiting = await polls.begin_poll(bot, "default", offset=5, timeout_s=30, allowed=None)
@@ -161,7 +161,7 @@ async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: 
 
 async def test_a_repeated_identical_poll_is_slowed(store: Store) -> None:
     bot = random_id()
-    polls = store.webhooks
+    polls = store.readers
     first = await polls.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
     assert not first.repeated and first.timeout_s == 0 and first.pace_s == 0
     again = await polls.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
@@ -180,7 +180,7 @@ async def test_a_repeated_identical_poll_is_slowed(store: Store) -> None:
 
 async def test_webhook_configuration_versions_and_state(store: Store) -> None:
     bot = random_id()
-    hooks = store.webhooks
+    hooks = store.readers
     assert await hooks.get_webhook(bot) is None
     version = await hooks.set_webhook(
         bot,
@@ -229,7 +229,7 @@ async def test_webhook_configuration_versions_and_state(store: Store) -> None:
 
 async def test_unlisting_keeps_a_webhook_set_concurrently(store: Store) -> None:
     bot = random_id()
-    hooks = store.webhooks
+    hooks = store.readers
     version = await hooks.set_webhook(
         bot,
         url="https://8.8.8.8/a",
@@ -258,7 +258,7 @@ async def test_unlisting_keeps_a_webhook_set_concurrently(store: Store) -> None:
 
 async def test_pending_count_and_dropping_pending_updates(store: Store) -> None:
     bot = random_id()
-    hooks = store.webhooks
+    hooks = store.readers
     assert await hooks.pending_count(bot) == 0
     ids = await append(store, bot, 5)
     assert await hooks.pending_count(bot) == 5
@@ -286,7 +286,7 @@ async def test_pending_count_and_dropping_pending_updates(store: Store) -> None:
 
 async def test_delivery_leases_are_exclusive_renewable_and_released(store: Store) -> None:
     bots = [random_id(), random_id()]
-    hooks = store.webhooks
+    hooks = store.readers
     assert await hooks.acquire_leases(bots, "a", 10) == bots
     assert await hooks.acquire_leases(bots, "b", 10) == []
     assert await hooks.renew_leases(bots, "a", 10) == []
@@ -350,7 +350,7 @@ async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store:
     wakeups.add(bot, listener)
     try:
         await wakeups.subscribed(bot)
-        version = await store.webhooks.set_webhook(
+        version = await store.readers.set_webhook(
             bot,
             url="https://example.com/hook",
             secret=None,
@@ -361,7 +361,7 @@ async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store:
         )
         await asyncio.wait_for(got.wait(), wait_s(10))
         got.clear()
-        assert await store.webhooks.delete_webhook(bot, drop_pending=False)
+        assert await store.readers.delete_webhook(bot, drop_pending=False)
         await asyncio.wait_for(got.wait(), wait_s(10))
         assert controls == [WebhookChanged(version), WebhookChanged(None)]  # webhook_config.lua
     finally:

@@ -1,6 +1,6 @@
 """Coordination of the HTTP readers of a bot's log: getUpdates and webhooks.
 
-Reached as ``store.webhooks``. Three readers share a consumer's committed cursor
+Reached as ``store.readers``. Three readers share a consumer's committed cursor
 (DESIGN section 6): a live WebSocket marks its consumer (``store.log.set_reader``),
 an active webhook reads consumer ``default``, and every ``getUpdates`` call takes
 a new *poll generation* of its consumer so that a newer poll ends an older one.
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "WEBHOOK_CONSUMER",
     "PollStart",
+    "ReaderStore",
     "WebhookConfig",
-    "WebhookStore",
     "webhook_index_key",
     "webhook_lease_key",
 ]
@@ -61,7 +61,7 @@ _SCRIPTS = (
 
 def poll_state_key(bot_id: int, consumer: str) -> str:
     """Hash: gen, offset, start, until (ms), allowed (csv) of a consumer's polls."""
-    return keys.poller_lock(bot_id, consumer)
+    return keys.poll_state(bot_id, consumer)
 
 
 def webhook_lease_key(bot_id: int) -> str:
@@ -137,7 +137,7 @@ class WebhookConfig:
         )
 
 
-class WebhookStore:
+class ReaderStore:
     """Poll generations, webhook configuration and state, dispatcher leases."""
 
     def __init__(self, store: Store) -> None:
