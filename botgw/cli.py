@@ -79,10 +79,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from webhooks.dispatcher import serve_webhooks
+    from botgw.run import run_process
+    from webhooks.dispatcher import main
 
-    code: int = serve_webhooks(_settings(), log_level=args.log_level)
-    return code
+    settings = _settings()
+    if not settings.redis_url:
+        raise SystemExit("botgw: no Redis URL: set BOTGW_REDIS_URL")
+    return run_process(main(settings), log_level=args.log_level, quiet=("httpx",))
 
 
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:

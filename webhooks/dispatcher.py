@@ -49,7 +49,7 @@ from shared.ssrf import Allowlist
 from shared.store import Store, StoreError, Wakeups
 from webhooks.delivery import BotDelivery
 
-__all__ = ["Dispatcher", "lease_ttl", "run_dispatcher", "serve_webhooks"]
+__all__ = ["Dispatcher", "lease_ttl", "main", "run_dispatcher"]
 
 log = logging.getLogger("botgw.webhooks")
 
@@ -162,23 +162,10 @@ async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
         await store.close()
 
 
-def serve_webhooks(settings: Settings, *, log_level: str = "info") -> int:
+async def main(settings: Settings) -> None:
     """``botgw webhooks``: run a dispatcher until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not settings.redis_url:
-        log.error("no Redis URL: set BOTGW_REDIS_URL")
-        return 2
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_dispatcher(settings, stop)
-
-    asyncio.run(main())
-    return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_dispatcher(settings, stop)
