@@ -169,15 +169,6 @@ class Settings:
                 raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
         return cls(**values)
 
-    @classmethod
-    def describe(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, expected form) for the README settings table."""
-        rows = []
-        for f in fields(cls):
-            parse = f.metadata["parse"]
-            rows.append(("BOTGW_" + f.name.upper(), repr(f.default), (parse.__doc__ or "").strip()))
-        return rows
-
     @property
     def files_path(self) -> str:
         return self.files_dir or f"{self.data_dir}/files"

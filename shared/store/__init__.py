@@ -160,7 +160,3 @@ class Store:
         # the pool was passed in explicitly, so aclose() alone would leave it open
         await self.redis.aclose(close_connection_pool=True)
         self.wire.close()
-
-    async def pool_in_use(self) -> int:
-        pool = self.redis.connection_pool
-        return len(getattr(pool, "_in_use_connections", ()))

@@ -168,9 +168,6 @@ class Entities:
         """Reserve ``username`` for ``owner`` (``u<id>``/``b<id>``); False if taken."""
         return bool(await self._redis.hsetnx(keys.usernames(), username, owner))
 
-    async def release_username(self, username: str) -> None:
-        await self._redis.hdel(keys.usernames(), username)
-
     async def resolve_username(self, username: str) -> str | None:
         value = await self._redis.hget(keys.usernames(), username)
         return None if value is None else _s(value)
@@ -373,9 +370,6 @@ class Entities:
 
     async def chats_of_user(self, user_id: int) -> list[int]:
         return sorted(int(m) for m in await self._redis.smembers(keys.user_chats(user_id)))
-
-    async def chats_of_bot(self, bot_id: int) -> list[int]:
-        return sorted(int(m) for m in await self._redis.smembers(keys.bot_chats(bot_id)))
 
     # -- members --------------------------------------------------------------
 

@@ -371,13 +371,6 @@ class UpdateLog:
         value = await self._redis.get(keys.bot_reader(bot_id, consumer))
         return None if value is None else _decode(value)
 
-    async def next_generation(self, bot_id: int, consumer: str) -> int:
-        """A number that grows with every new live reader of a consumer (takeover order)."""
-        return int(await self._redis.incr(keys.bot_generation(bot_id, consumer)))
-
     async def announce(self, bot_id: int, message: str) -> None:
         """A control message on the bot's wake-up channel (e.g. a takeover)."""
         await self._redis.publish(keys.bot_wakeup_channel(bot_id), message)
-
-    async def drop_cursors(self, bot_id: int) -> None:
-        await self._redis.delete(keys.bot_cursors(bot_id))

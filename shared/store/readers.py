@@ -296,11 +296,6 @@ class ReaderStore:
         raw = await self._redis.hgetall(keys.bot_webhook(bot_id))
         return WebhookConfig.from_hash(raw) if raw else None
 
-    async def webhook_version(self, bot_id: int) -> int | None:
-        """The configuration version, None when no webhook is set (a cheap check)."""
-        value = await self._redis.hget(keys.bot_webhook(bot_id), "version")
-        return None if value is None else int(value)
-
     async def pending_count(
         self, bot_id: int, consumer: str = WEBHOOK_CONSUMER, *, limit: int = 1_000_000
     ) -> int:
