@@ -26,6 +26,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from bench.serving import server_main
 from shared import keys
 from shared.codecs import json_dumps, unpack
 from shared.dialect import native_ids
@@ -163,18 +164,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--compression", action="store_true")
-    parser.add_argument("--uvloop", action="store_true")
-    args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(run(args))
-    else:
-        asyncio.run(run(args))
+    server_main(__doc__, run, compression=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 import socketio  # type: ignore[import-untyped, unused-ignore]
 from aiohttp import web
 
+from bench.serving import server_main
+
 __all__ = ["main"]
 
 
@@ -55,17 +57,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--uvloop", action="store_true")
-    args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(run(args))
-    else:
-        asyncio.run(run(args))
+    server_main(__doc__, run)
 
 
 if __name__ == "__main__":
