@@ -155,6 +155,8 @@ class Run:
             BOTGW_RATE_PRIVATE_PER_SECOND="1000000",
             BOTGW_RATE_PRIVATE_BURST="1000000",
             BOTGW_RATE_GROUP_PER_MINUTE="1000000",
+            # the load generators open thousands of sockets from a few addresses
+            BOTGW_WS_MAX_UNIDENTIFIED_PER_PEER="0",
             BOTGW_CLIENT_RATE_PER_SECOND="1000000",
             BOTGW_CLIENT_RATE_BURST="1000000",
             BOTGW_CLIENT_CHAT_RATE_PER_SECOND="1000000",

@@ -129,7 +129,7 @@ class Settings:
     ws_compression: bool = _setting(False, _bool)
     # sockets that have not identified yet, per peer address (0: no cap) and per worker
     ws_max_unidentified_per_peer: int = _setting(64, _int(0, 10_000_000))
-    ws_max_unidentified: int = _setting(2048, _int(1, 10_000_000))
+    ws_max_unidentified: int = _setting(10_000, _int(1, 10_000_000))
     # how often open sockets' tokens are compared with the stored ones
     ws_credentials_recheck_seconds: float = _setting(2.0, _float(0.05, 3600))
     rate_global_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
