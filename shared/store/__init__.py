@@ -1,11 +1,13 @@
 """The store: the only code that talks to Redis.
 
-``Store`` owns the connection pool and the Lua scripts (each in its own file under
-``lua/``, loaded once at start) and exposes the domain operations as attributes:
-``store.log`` (update logs and cursors), ``store.outbox`` (message writes and
-the updates they cause, in one step), ``store.entities`` (users, bots, chats,
-messages), ``store.calls`` (results kept for Idempotency-Key retries) and
-``Wakeups`` (one pub/sub subscription per process for all bots).
+``Store`` owns the connection pool, the pipelined :class:`Wire` and the Lua
+scripts (``scripts.py``, one file each under ``lua/``), and exposes the domain
+operations as attributes: ``store.log`` (update logs and cursors),
+``store.outbox`` (message writes and the updates they cause, in one step),
+``store.entities`` (users, bots, chats, messages), ``store.readers`` (getUpdates
+polls, webhooks and their dispatchers' leases), ``store.calls`` (results kept for
+Idempotency-Key retries) and ``Wakeups`` (one pub/sub subscription per process
+for all bots).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
 from shared.store.readers import ReaderStore
-from shared.store.scripts import Script, _lua_source
+from shared.store.scripts import Script, register_scripts
 from shared.store.wakeups import Wakeup, Wakeups
 from shared.store.wire import Wire
 
@@ -40,8 +42,6 @@ __all__ = [
     "Wakeup",
     "Wakeups",
 ]
-
-SCRIPT_NAMES = ("append_update", "chat_write", "commit_cursor", "outbox_forget", "rate_limit")
 
 # Any failure of the store (the base class of the Redis client's errors): callers
 # outside shared/ catch this instead of importing redis.
@@ -64,7 +64,7 @@ class Store:
         self.settings = settings
         # the hot path (scripts, record and log reads); redis-py does everything else
         self.wire = wire
-        self.scripts: dict[str, Script] = {name: self.script(name) for name in SCRIPT_NAMES}
+        self.scripts: dict[str, Script] = register_scripts(redis, wire)
         self.log = UpdateLog(self)
         self.outbox = Outbox(self)
         self.entities = Entities(self)
@@ -85,10 +85,6 @@ class Store:
             health_check_interval=30,
         )
         return cls(aioredis.Redis(connection_pool=pool), settings, Wire(target))
-
-    def script(self, name: str) -> Script:
-        """The Lua script ``lua/<name>.lua``."""
-        return Script(self.redis, _lua_source(name), self.wire)
 
     def wakeups(self) -> Wakeups:
         """A wake-up listener on a dedicated pub/sub connection."""

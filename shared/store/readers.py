@@ -46,16 +46,6 @@ REPEAT_TIMEOUT_MS = 3000
 REPEAT_PACE_MS = 1000
 POLL_STATE_TTL_S = 7 * 86_400
 
-_SCRIPTS = (
-    "begin_poll",
-    "poll_current",
-    "webhook_config",
-    "webhook_state",
-    "lease",
-    "count_after",
-)
-
-
 # -- key names (all under the bot's hash tag but the index) -------------------------
 
 
@@ -143,7 +133,7 @@ class ReaderStore:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._redis = store.redis
-        self._scripts = {name: store.script(name) for name in _SCRIPTS}
+        self._scripts = store.scripts
 
     # -- getUpdates ----------------------------------------------------------------
 

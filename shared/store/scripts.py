@@ -1,4 +1,12 @@
-"""The Lua scripts of the store: each in its own file under ``lua/``, run by sha."""
+"""The Lua scripts of the store, and the one registry of them.
+
+Each script is a file ``lua/<name>.lua`` with its KEYS and ARGV named at the top.
+A line ``--@include <part>`` stands for the file ``lua/_<part>.lua``, a helper
+several scripts share (parts are never run alone). :data:`SCRIPT_NAMES` lists
+every script; :func:`register_scripts` makes them all ready to run, by name, for
+the sub-stores that call them. A script is run by sha and loaded into Redis the
+first time Redis does not know it (at start, and again after a restart).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +18,25 @@ from redis.exceptions import NoScriptError
 
 from shared.store.wire import Wire
 
-__all__ = ["Script"]
+__all__ = ["SCRIPT_NAMES", "Script", "lua_source", "register_scripts"]
+
+# every lua/<name>.lua but the included parts lua/_<part>.lua
+SCRIPT_NAMES = (
+    "append_update",
+    "begin_poll",
+    "chat_write",
+    "commit_cursor",
+    "count_after",
+    "lease",
+    "outbox_forget",
+    "poll_current",
+    "rate_limit",
+    "webhook_config",
+    "webhook_state",
+)
 
 
-def _lua_source(name: str) -> str:
+def lua_source(name: str) -> str:
     """``lua/<name>.lua`` with each ``--@include <part>`` line replaced by
     ``lua/_<part>.lua`` (helpers several scripts share)."""
     folder = resources.files("shared.store") / "lua"
@@ -34,6 +57,10 @@ class Script:
         self._source = source
         self._wire = wire
 
+    @property
+    def sha(self) -> str:
+        return str(self._script.sha)
+
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self._wire.call(*self.command(keys=keys, args=args))
@@ -42,12 +69,20 @@ class Script:
 
     def command(self, *, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
         """The EVALSHA command of one call, for :meth:`Wire.calls` beside others."""
-        return ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    async def load(self) -> None:
-        """Load the script into Redis (after a NOSCRIPT reply to :meth:`command`)."""
-        await self._wire.call("SCRIPT", "LOAD", self._source)
+    async def load(self) -> str:
+        """Load the script into Redis (after a NOSCRIPT reply to :meth:`command`);
+        returns the sha Redis computed."""
+        sha = await self._wire.call("SCRIPT", "LOAD", self._source)
+        return sha.decode() if isinstance(sha, bytes) else str(sha)
 
     async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
         """Queue a call on a pipeline (the script is loaded on execute if needed)."""
         await self._script(keys=keys, args=args, client=pipe)
+
+
+def register_scripts(redis: Redis, wire: Wire) -> dict[str, Script]:
+    """Every script of :data:`SCRIPT_NAMES`, by name (no round trip: each is loaded
+    into Redis when first run)."""
+    return {name: Script(redis, lua_source(name), wire) for name in SCRIPT_NAMES}
