@@ -7,7 +7,8 @@ operations as attributes: ``store.log`` (update logs and cursors),
 ``store.entities`` (users, bots, chats, messages), ``store.readers`` (getUpdates
 polls, webhooks and their dispatchers' leases), ``store.calls`` (results kept for
 Idempotency-Key retries) and ``Wakeups`` (one pub/sub subscription per process
-for all bots).
+for all bots). Each sub-store is handed only the pieces it uses, never the
+``Store``.
 """
 
 from __future__ import annotations
@@ -65,11 +66,12 @@ class Store:
         # the hot path (scripts, record and log reads); redis-py does everything else
         self.wire = wire
         self.scripts: dict[str, Script] = register_scripts(redis, wire)
-        self.log = UpdateLog(self)
-        self.outbox = Outbox(self)
-        self.entities = Entities(self)
-        self.readers = ReaderStore(self)
-        self.calls = CallResults(self)
+        # each sub-store gets only the pieces it uses
+        self.log = UpdateLog(redis=redis, wire=wire, scripts=self.scripts, settings=settings)
+        self.outbox = Outbox(wire=wire, scripts=self.scripts, settings=settings)
+        self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox)
+        self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
+        self.calls = CallResults(wire=wire)
 
     @classmethod
     def connect(cls, settings: Settings, *, url: str | None = None) -> Store:

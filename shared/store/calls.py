@@ -13,13 +13,11 @@ instead of writing again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared import keys
 from shared.codecs import pack, unpack
-
-if TYPE_CHECKING:
-    from shared.store import Store
+from shared.store.wire import Wire
 
 __all__ = ["RESULT_TTL_SECONDS", "RUNNING_TTL_MS", "CallResults", "Claim"]
 
@@ -41,8 +39,8 @@ class Claim:
 class CallResults:
     """Domain operations on call results; reached as ``store.calls``."""
 
-    def __init__(self, store: Store) -> None:
-        self._wire = store.wire
+    def __init__(self, *, wire: Wire) -> None:
+        self._wire = wire
 
     async def claim(self, caller: str, api: str, key: str, method: str) -> Claim:
         """Claim ``key`` for a call of ``method``, or say what holds it."""

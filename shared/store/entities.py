@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio.client import Redis
 from redis.exceptions import WatchError
 
 from shared import keys
@@ -27,9 +28,10 @@ from shared.models import (
     UserRecord,
 )
 from shared.store.cache import ABSENT, RecordCache
+from shared.store.outbox import Outbox
+from shared.store.wire import Wire
 
 if TYPE_CHECKING:
-    from shared.store import Store
     from shared.store.wakeups import Wakeups
 
 __all__ = ["Entities"]
@@ -102,10 +104,10 @@ def _pair(a: int, b: int) -> int:
 class Entities:
     """Persistence of the messenger's objects; reached as ``store.entities``."""
 
-    def __init__(self, store: Store) -> None:
-        self._redis = store.redis
-        self._outbox = store.outbox
-        self._wire = store.wire
+    def __init__(self, *, redis: Redis, wire: Wire, outbox: Outbox) -> None:
+        self._redis = redis
+        self._wire = wire
+        self._outbox = outbox
         self.cache: RecordCache | None = None
 
     def enable_cache(self, wakeups: Wakeups) -> RecordCache:

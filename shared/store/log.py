@@ -15,17 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from redis.asyncio.client import Redis
 from redis.exceptions import NoScriptError
 
 from shared import keys
 from shared.codecs import pack
 from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
-from shared.store.wire import Command
-
-if TYPE_CHECKING:
-    from shared.store import Store
+from shared.settings import Settings
+from shared.store.scripts import Script
+from shared.store.wire import Command, Wire
 
 __all__ = [
     "Gap",
@@ -154,10 +154,13 @@ def _commit_keys(bot_id: int) -> list[str]:
 class UpdateLog:
     """Domain operations on the update logs; reached as ``store.log``."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._redis = store.redis
-        self._wire = store.wire
+    def __init__(
+        self, *, redis: Redis, wire: Wire, scripts: dict[str, Script], settings: Settings
+    ) -> None:
+        self._redis = redis
+        self._wire = wire
+        self._scripts = scripts  # looked up at each call: the registry is the store's
+        self._settings = settings
 
     async def append(
         self,
@@ -169,9 +172,9 @@ class UpdateLog:
         idempotency_key: str | None = None,
     ) -> AppendResult:
         """Append one update; ``body`` is the update without ``update_id``."""
-        settings = self._store.settings
+        settings = self._settings
         has_key = idempotency_key is not None
-        reply = await self._store.scripts["append_update"](
+        reply = await self._scripts["append_update"](
             keys=append_keys(bot_id, idempotency_key),
             args=[
                 new_epoch(),
@@ -312,7 +315,7 @@ class UpdateLog:
     ) -> None:
         """A live reader goes: commit its last cursor and clear its mark if still its,
         in one script call."""
-        await self._store.scripts["commit_cursor"](
+        await self._scripts["commit_cursor"](
             keys=[*_commit_keys(bot_id), keys.bot_reader(bot_id, consumer)],
             args=[
                 consumer,
@@ -324,7 +327,7 @@ class UpdateLog:
 
     async def commit_cursor(self, bot_id: int, consumer: str, cursor: Cursor) -> int:
         """Move the committed cursor forward: 1 moved, 0 not newer, -1 other epoch."""
-        reply = await self._store.scripts["commit_cursor"](
+        reply = await self._scripts["commit_cursor"](
             keys=_commit_keys(bot_id), args=[consumer, cursor.epoch, cursor.update_id]
         )
         return int(reply)
@@ -333,7 +336,7 @@ class UpdateLog:
         """Pipelined :meth:`commit_cursor` for several (bot id, consumer, cursor)."""
         if not commits:
             return
-        script = self._store.scripts["commit_cursor"]
+        script = self._scripts["commit_cursor"]
         commands = [
             script.command(
                 keys=_commit_keys(bot_id), args=[consumer, cursor.epoch, cursor.update_id]

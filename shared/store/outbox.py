@@ -31,18 +31,17 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
 from shared import keys
 from shared.codecs import pack, unpack
 from shared.ids import new_epoch
+from shared.settings import Settings
 from shared.store.log import append_keys
-from shared.store.wire import Command
-
-if TYPE_CHECKING:
-    from shared.store import Store
+from shared.store.scripts import Script
+from shared.store.wire import Command, Wire
 
 __all__ = ["MESSAGE_ID_PLACEHOLDER", "OUTBOX_BUCKETS", "Outbox", "Pending", "Written"]
 
@@ -97,12 +96,12 @@ def _with_id(payload: bytes, message_id: int) -> bytes:
 class Outbox:
     """Atomic message writes and the drain of their updates; ``store.outbox``."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._wire = store.wire
-        self._write = store.scripts["chat_write"]
-        self._append = store.scripts["append_update"]
-        self._forget = store.scripts["outbox_forget"]
+    def __init__(self, *, wire: Wire, scripts: dict[str, Script], settings: Settings) -> None:
+        self._wire = wire
+        self._settings = settings
+        self._write = scripts["chat_write"]
+        self._append = scripts["append_update"]
+        self._forget = scripts["outbox_forget"]
         self._indexed: dict[int, float] = {}
 
     # -- writing ----------------------------------------------------------------
@@ -127,7 +126,7 @@ class Outbox:
         ``send_rate`` (tokens per second, capacity), the write first takes a token
         of the chat's users' send bucket; when there is none it writes nothing and
         ``Written.wait_ms`` says how long to wait."""
-        settings = self._store.settings
+        settings = self._settings
         command = self._write.command(
             keys=[
                 keys.chat_sequence(chat_id),
@@ -204,7 +203,7 @@ class Outbox:
     ) -> None:
         if not entries:
             return
-        settings = self._store.settings
+        settings = self._settings
         commands: list[Command] = []
         for seq, message_id, pending in entries:
             for item in pending:

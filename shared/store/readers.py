@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from redis.asyncio.client import Redis
 
 from shared import keys
 from shared.ids import new_epoch, stream_id_from_update_id
-from shared.store.log import StoredUpdate, raw_entries
-
-if TYPE_CHECKING:
-    from shared.store import Store
+from shared.store.log import StoredUpdate, UpdateLog, raw_entries
+from shared.store.scripts import Script
 
 __all__ = [
     "WEBHOOK_CONSUMER",
@@ -130,10 +130,10 @@ class WebhookConfig:
 class ReaderStore:
     """Poll generations, webhook configuration and state, dispatcher leases."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._redis = store.redis
-        self._scripts = store.scripts
+    def __init__(self, *, redis: Redis, scripts: dict[str, Script], log: UpdateLog) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._log = log
 
     # -- getUpdates ----------------------------------------------------------------
 
@@ -290,8 +290,8 @@ class ReaderStore:
         self, bot_id: int, consumer: str = WEBHOOK_CONSUMER, *, limit: int = 1_000_000
     ) -> int:
         """Updates in the log after the consumer's committed cursor (at most ``limit``)."""
-        cursor = await self._store.log.get_cursor(bot_id, consumer)
-        epoch = await self._store.log.epoch(bot_id)
+        cursor = await self._log.get_cursor(bot_id, consumer)
+        epoch = await self._log.epoch(bot_id)
         start = "-"
         if cursor is not None and cursor.epoch == epoch and cursor.update_id > 0:
             start = "(" + stream_id_from_update_id(cursor.update_id)
