@@ -1,4 +1,4 @@
-"""The two wire dialects of ids (DESIGN section 3).
+"""The two wire dialects of ids (docs/design.md, Identifiers).
 
 Objects are built with integer ids. The native dialect writes every id as a decimal
 string (clients treat ids as opaque); the Telegram dialect keeps JSON numbers. An id

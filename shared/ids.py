@@ -1,4 +1,4 @@
-"""Identifiers (DESIGN section 3): random ids, update ids, tokens and scoped user ids.
+"""Random ids, update ids, tokens and scoped user ids (docs/design.md, Identifiers).
 
 An update id is derived from the bot's stream entry id ``<ms>-<seq>`` (``seq < 1024``)
 as ``ms * 1024 + seq``: strictly increasing per bot, time-ordered, never reused.

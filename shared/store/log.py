@@ -1,4 +1,5 @@
-"""The per-bot update log: append, read after a cursor, committed cursors.
+"""The per-bot update log: append, read after a cursor, committed cursors
+(docs/design.md, The update log).
 
 One Redis stream per bot. Entry fields: ``d`` payload (msgpack, ids as integers,
 the update as that bot sees it, without ``update_id``), ``t`` update type, ``c``

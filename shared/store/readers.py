@@ -1,9 +1,10 @@
 """Coordination of the HTTP readers of a bot's log: getUpdates and webhooks.
 
 Reached as ``store.readers``. Three readers share a consumer's committed cursor
-(DESIGN section 6): a live WebSocket marks its consumer (``store.log.set_reader``),
-an active webhook reads consumer ``default``, and every ``getUpdates`` call takes
-a new *poll generation* of its consumer so that a newer poll ends an older one.
+(docs/design.md, Readers and cursors): a live WebSocket marks its consumer
+(``store.log.set_reader``), an active webhook reads consumer ``default``, and
+every ``getUpdates`` call takes a new *poll generation* of its consumer so that a
+newer poll ends an older one.
 
 This module keeps
 

@@ -1,4 +1,4 @@
--- Append one update to a bot's log (DESIGN section 4).
+-- Append one update to a bot's log (docs/design.md, The update log).
 -- KEYS[1] log stream      KEYS[2] epoch          KEYS[3] last stream id
 -- KEYS[4] updates appended in the epoch (each entry's ordinal 'n' is the count after it)
 -- KEYS[5] idempotency key (only read/written when ARGV[8] == '1')

@@ -1,7 +1,7 @@
--- Start one getUpdates call (DESIGN section 6) in a single round trip: refuse when
--- another kind of reader holds the consumer, confirm the offset, remember
--- allowed_updates, take a poll generation (a newer poll ends older ones) and apply
--- the tight-loop guard.
+-- Start one getUpdates call (docs/design.md, Readers and cursors) in a single round
+-- trip: refuse when another kind of reader holds the consumer, confirm the offset,
+-- remember allowed_updates, take a poll generation (a newer poll ends older ones)
+-- and apply the tight-loop guard.
 -- KEYS[1] poll state hash of the consumer  KEYS[2] cursors hash  KEYS[3] epoch
 -- KEYS[4] last stream id                   KEYS[5] live WebSocket reader of the consumer
 -- KEYS[6] webhook hash
