@@ -92,6 +92,12 @@ class FrameQueue:
     An empty deque takes 760 bytes, an empty list 56, and an idle connection's
     queue is empty. Popped slots are dropped in bulk, so a burst of frames costs
     amortized O(1) per frame as with a deque.
+
+    A ``recv()`` cancelled halfway through a fragmented message puts the frames
+    it took back: with ``extend`` into the emptied queue (``SimpleQueue.reset``,
+    websockets 14.1 to 17.0), with ``extendleft`` at its front
+    (``SimpleQueue.put_back``, later 17.x). The pinned range of websockets in
+    pyproject.toml is the one these methods are checked against.
     """
 
     __slots__ = ("_head", "_items")
@@ -105,6 +111,10 @@ class FrameQueue:
 
     def append(self, item: Any) -> None:
         self._items.append(item)
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Like ``deque.extend``: the items go to the back, in order."""
+        self._items.extend(items)
 
     def popleft(self) -> Any:
         items = self._items
