@@ -28,6 +28,7 @@ from shared.models import (
     UserRecord,
 )
 from shared.store.cache import ABSENT, RecordCache
+from shared.store.fields import Fields, as_bytes, as_text, text_fields
 from shared.store.outbox import Outbox
 from shared.store.wire import Wire
 
@@ -38,22 +39,6 @@ __all__ = ["Entities"]
 
 
 POLL_CLOSED_FIELD = "~closed"
-
-
-# redis-py's hash mappings are invariant in their key type: build them as this
-Fields = dict[Any, Any]
-
-
-def _b(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _hash(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
 
 
 def _bot(h: dict[str, str]) -> BotRecord:
@@ -162,7 +147,7 @@ class Entities:
         await self._redis.set(keys.server_secret(), secrets.token_hex(32), nx=True)
         value = await self._redis.get(keys.server_secret())
         assert value is not None
-        return _b(value)
+        return as_bytes(value)
 
     # -- usernames ------------------------------------------------------------
 
@@ -172,7 +157,7 @@ class Entities:
 
     async def resolve_username(self, username: str) -> str | None:
         value = await self._redis.hget(keys.usernames(), username)
-        return None if value is None else _s(value)
+        return None if value is None else as_text(value)
 
     # -- users ----------------------------------------------------------------
 
@@ -209,7 +194,7 @@ class Entities:
         replies = await self._hgetall_many([keys.user_info(user_id) for user_id in missing])
         for user_id, raw in zip(missing, replies, strict=True):
             if raw:
-                found[user_id] = record = _user(_hash(raw))
+                found[user_id] = record = _user(text_fields(raw))
                 self._keep("u", user_id, record, generation)
         return found
 
@@ -269,7 +254,7 @@ class Entities:
         replies = await self._hgetall_many([keys.bot_info(bot_id) for bot_id in missing])
         for bot_id, raw in zip(missing, replies, strict=True):
             if raw:
-                found[bot_id] = record = _bot(_hash(raw))
+                found[bot_id] = record = _bot(text_fields(raw))
                 self._keep("b", bot_id, record, generation)
         return found
 
@@ -277,7 +262,7 @@ class Entities:
         """Every bot ever created (from the username index), in id order."""
         ids = []
         async for _username, owner in self._redis.hscan_iter(keys.usernames(), count=1000):
-            text = _s(owner)
+            text = as_text(owner)
             if text.startswith("b"):
                 ids.append(int(text[1:]))
         return sorted(ids)
@@ -319,7 +304,7 @@ class Entities:
         if hit is not None:
             return None if hit is ABSENT else hit
         raw = await self._hgetall(keys.chat_info(chat_id))
-        chat = _chat(_hash(raw)) if raw else None
+        chat = _chat(text_fields(raw)) if raw else None
         self._keep("c", chat_id, ABSENT if chat is None else chat, generation)
         return chat
 
@@ -400,7 +385,7 @@ class Entities:
         hit, generation = self._cached("m", chat_id)
         if hit is None:
             raw = await self._hgetall(keys.chat_members(chat_id))
-            hit = {_s(k): json_loads(v) for k, v in raw.items()}
+            hit = {as_text(k): json_loads(v) for k, v in raw.items()}
             self._keep("m", chat_id, hit, generation)
         return {member: dict(info) for member, info in hit.items()}
 
@@ -461,13 +446,13 @@ class Entities:
 
     async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
         raw = await self._hget(keys.chat_messages(chat_id), message_id)
-        return None if raw is None else MessageRecord.from_storage(unpack(_b(raw)))
+        return None if raw is None else MessageRecord.from_storage(unpack(as_bytes(raw)))
 
     async def get_messages(self, chat_id: int, message_ids: list[int]) -> list[MessageRecord]:
         if not message_ids:
             return []
         raws = await self._redis.hmget(keys.chat_messages(chat_id), message_ids)
-        return [MessageRecord.from_storage(unpack(_b(r))) for r in raws if r is not None]
+        return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
 
     async def delete_message(self, chat_id: int, message_id: int) -> bool:
         return bool(await self._redis.hdel(keys.chat_messages(chat_id), message_id))
@@ -478,7 +463,7 @@ class Entities:
             return []
         ids = list(range(first, last + 1))
         raws = await self._redis.hmget(keys.chat_messages(chat_id), ids)
-        return [MessageRecord.from_storage(unpack(_b(r))) for r in raws if r is not None]
+        return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
 
     # -- reactions ------------------------------------------------------------
 
@@ -508,7 +493,7 @@ class Entities:
         votes: dict[str, list[int]] = {}
         closed = False
         for k, v in raw.items():
-            name = _s(k)
+            name = as_text(k)
             if name == POLL_CLOSED_FIELD:
                 closed = True
             else:
@@ -575,7 +560,7 @@ class Entities:
         raw = await self._redis.hgetall(keys.files(file_id))
         if not raw:
             return None
-        h = _hash(raw)
+        h = text_fields(raw)
         return FileRecord(
             file_id=h["file_id"],
             file_unique_id=h["file_unique_id"],
@@ -621,9 +606,9 @@ class Entities:
         )
         found = []
         for carrier in carriers:
-            chat_id, _, message_id = _s(carrier).partition(":")
+            chat_id, _, message_id = as_text(carrier).partition(":")
             found.append((int(chat_id), int(message_id)))
-        return (None if uploader is None else _s(uploader)), sorted(found)
+        return (None if uploader is None else as_text(uploader)), sorted(found)
 
     # -- callback queries -----------------------------------------------------
 
@@ -648,7 +633,7 @@ class Entities:
         raw = await self._redis.hgetall(keys.callback_answers(query_id))
         if not raw or b"bot_id" not in raw:
             return None
-        h = _hash(raw)
+        h = text_fields(raw)
         return CallbackRecord(
             id=query_id,
             bot_id=int(h["bot_id"]),
@@ -692,6 +677,8 @@ class Entities:
             retry=True,
         )
         return [
-            None if token_hash is None else (_s(token_hash), active is None or _s(active) == "1")
+            None
+            if token_hash is None
+            else (as_text(token_hash), active is None or as_text(active) == "1")
             for token_hash, active in replies
         ]
