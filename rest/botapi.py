@@ -25,7 +25,7 @@ from rest.callbacks import CALLBACK_BOT_METHODS
 from rest.history import HISTORY_BOT_METHODS
 from rest.media import MEDIA_BOT_METHODS
 from rest.messenger import Messenger
-from rest.objects import MAX_REACTIONS, ref
+from rest.object_schemas import ref
 from rest.polls import POLL_BOT_METHODS, copy_poll
 from rest.ratelimit import take_send_token
 from rest.schema import (
@@ -46,6 +46,7 @@ from rest.schema import (
 from rest.services import BotCall
 from rest.text import formatted
 from rest.updates import GET_UPDATES
+from rest.view import MAX_REACTIONS
 from rest.webhookapi import WEBHOOK_METHODS
 from shared.errors import ApiError
 from shared.models import BotRecord, ChatRecord, MessageRecord, member_key

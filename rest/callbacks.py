@@ -19,7 +19,7 @@ import secrets
 from typing import Any
 
 from rest.messenger import Outgoing, now
-from rest.objects import ref
+from rest.object_schemas import ref
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param
 from rest.services import BotCall, UserCall
 from shared.errors import ApiError

@@ -29,11 +29,12 @@ from rest.callbacks import CALLBACK_CLIENT_METHODS
 from rest.history import HISTORY_CLIENT_METHODS
 from rest.media import MEDIA_CLIENT_METHODS
 from rest.messenger import Outgoing, now
-from rest.objects import MAX_REACTIONS, ref
+from rest.object_schemas import ref
 from rest.polls import POLL_CLIENT_METHODS
 from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, check_reaction
 from rest.services import UserCall
+from rest.view import MAX_REACTIONS
 from shared.models import member_key
 
 __all__ = ["CLIENT_METHODS"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from rest import visibility
 from rest.messenger import Messenger
-from rest.objects import ref
+from rest.object_schemas import ref
 from rest.schema import CHAT_ID, Method, Param
 from rest.services import BotCall, UserCall
 from shared.models import BotRecord, ChatRecord, MessageRecord, member_key

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest.objects import ref
+from rest.object_schemas import ref
 from rest.schema import Method, Param
 from rest.services import UserCall
 from shared.errors import ApiError

@@ -39,7 +39,7 @@ from starlette.responses import Response, StreamingResponse
 
 from rest import visibility
 from rest.dispatch import auth_token
-from rest.objects import ref
+from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
     CAPTION,

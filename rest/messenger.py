@@ -3,7 +3,7 @@
 This is the domain layer under every REST surface. It speaks internal ids: a chat
 is known by its internal id; a bot sees a private chat under the scoped id of the
 user (DESIGN section 3), and a group under the group's id. Updates are rendered as
-the receiving bot sees them (:class:`rest.objects.View`) and appended to that bot's log.
+the receiving bot sees them (:class:`rest.view.View`) and appended to that bot's log.
 
 Chat rules kept here:
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rest import visibility
-from rest.objects import View
 from rest.ratelimit import chat_send_rate, refuse_chat_send
 from rest.text import parse_entities
+from rest.view import View
 from shared.codecs import pack, pack_open_map
 from shared.control import CredentialsChanged
 from shared.control import encode as encode_control

@@ -3,8 +3,8 @@
 Every method becomes ``POST /<api>/<method>`` (JSON; methods with uploads also
 multipart) and, for getters, ``GET`` with query parameters. Request schemas come
 from the :class:`~rest.schema.Param` lists, result schemas from ``Method.result``
-and the objects in :mod:`rest.objects`; the service routes (health, metrics, file
-downloads) are described in :data:`SERVICE_PATHS`.
+and the objects in :mod:`rest.object_schemas`; the service routes (health,
+metrics, file downloads) are described in :data:`SERVICE_PATHS`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rest.objects import SCHEMAS
+from rest.object_schemas import SCHEMAS
 from rest.schema import Method
 
 __all__ = ["SERVICE_PATHS", "openapi_document"]

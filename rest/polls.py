@@ -14,7 +14,7 @@ from typing import Any
 
 from rest import visibility
 from rest.messenger import Messenger, Outgoing
-from rest.objects import ref
+from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
     CHAT_ID,
