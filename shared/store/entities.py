@@ -1,9 +1,8 @@
-"""Users, bots, chats, members, messages, files, callbacks and polls as stored in Redis.
+"""Users, bots, chats and members as stored in Redis, and the bot token check.
 
 Records are hashes of strings (bots, users, chats) so that two concurrent edits of
-different fields never overwrite each other; messages are msgpack blobs in one hash
-per chat, keyed by the per-chat message id. Reactions and poll votes live in their
-own hashes (one field per voter) so concurrent voters never overwrite each other.
+different fields never overwrite each other. ``store.entities`` also keeps the
+messages and what hangs off them (:mod:`shared.store.messages`, its base class).
 """
 
 from __future__ import annotations
@@ -14,21 +13,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import Redis
-from redis.exceptions import WatchError
 
 from shared import keys
-from shared.codecs import json_dumps, json_loads, pack, pack_open_map, unpack
+from shared.codecs import json_dumps, json_loads
 from shared.ids import parse_bot_token, tokens_equal
-from shared.models import (
-    BotRecord,
-    CallbackRecord,
-    ChatRecord,
-    FileRecord,
-    MessageRecord,
-    UserRecord,
-)
+from shared.models import BotRecord, ChatRecord, UserRecord
 from shared.store.cache import ABSENT, RecordCache
 from shared.store.fields import Fields, as_bytes, as_text, text_fields
+from shared.store.messages import Messages
 from shared.store.outbox import Outbox
 from shared.store.wire import Wire
 
@@ -36,9 +28,6 @@ if TYPE_CHECKING:
     from shared.store.wakeups import Wakeups
 
 __all__ = ["Entities"]
-
-
-POLL_CLOSED_FIELD = "~closed"
 
 
 def _bot(h: dict[str, str]) -> BotRecord:
@@ -86,13 +75,11 @@ def _pair(a: int, b: int) -> int:
     return (a << 64) | (b & ((1 << 64) - 1))
 
 
-class Entities:
+class Entities(Messages):
     """Persistence of the messenger's objects; reached as ``store.entities``."""
 
     def __init__(self, *, redis: Redis, wire: Wire, outbox: Outbox) -> None:
-        self._redis = redis
-        self._wire = wire
-        self._outbox = outbox
+        super().__init__(redis=redis, wire=wire, outbox=outbox)
         self.cache: RecordCache | None = None
 
     def enable_cache(self, wakeups: Wakeups) -> RecordCache:
@@ -123,9 +110,6 @@ class Entities:
 
     async def _hgetall(self, key: str) -> dict[Any, Any]:
         return (await self._hgetall_many([key]))[0]
-
-    async def _hget(self, key: str, field: str | int) -> Any:
-        return await self._wire.call("HGET", key, field, retry=True)
 
     def _cached(self, kind: str, ident: int) -> tuple[Any, int]:
         """(cached value or None, generation to keep a fresh read under)."""
@@ -394,261 +378,6 @@ class Entities:
             return (await self.members(chat_id)).get(member)
         raw = await self._redis.hget(keys.chat_members(chat_id), member)
         return None if raw is None else dict(json_loads(raw))
-
-    # -- messages -------------------------------------------------------------
-
-    async def next_message_id(self, chat_id: int) -> int:
-        return int(await self._redis.incr(keys.chat_sequence(chat_id)))
-
-    async def last_message_id(self, chat_id: int) -> int:
-        return int(await self._redis.get(keys.chat_sequence(chat_id)) or 0)
-
-    async def history_bounds(self, chat_id: int) -> tuple[int, int]:
-        """(lowest, highest) message id the chat's history may hold, in one round
-        trip; (1, 0) when it holds none (never written, or expired)."""
-        floor, last, held = await self._wire.calls(
-            [
-                ("HGET", keys.chat_history(chat_id), "floor"),
-                ("GET", keys.chat_sequence(chat_id)),
-                ("EXISTS", keys.chat_messages(chat_id)),
-            ],
-            retry=True,
-        )
-        if not int(held):
-            return 1, 0
-        return int(floor or 1), int(last or 0)
-
-    async def add_message(
-        self, message: MessageRecord, *, idempotency_key: str | None = None
-    ) -> MessageRecord:
-        """Store a new message under the chat's next id (set on ``message``) at once.
-        With ``idempotency_key`` (unique per sender), a message stored under that key
-        before is returned instead, and nothing is written."""
-        fields = message.to_storage()
-        del fields["i"]
-        written = await self._outbox.write(
-            message.chat_id,
-            mode="new",
-            message=pack_open_map(fields, "i"),
-            idempotency_key=idempotency_key,
-        )
-        if written.replayed:
-            stored = await self.get_message(message.chat_id, written.message_id)
-            if stored is not None:
-                return stored
-        message.id = written.message_id
-        return message
-
-    async def save_message(self, message: MessageRecord) -> None:
-        await self._redis.hset(
-            keys.chat_messages(message.chat_id), message.id, pack(message.to_storage())
-        )
-
-    async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
-        raw = await self._hget(keys.chat_messages(chat_id), message_id)
-        return None if raw is None else MessageRecord.from_storage(unpack(as_bytes(raw)))
-
-    async def get_messages(self, chat_id: int, message_ids: list[int]) -> list[MessageRecord]:
-        if not message_ids:
-            return []
-        raws = await self._redis.hmget(keys.chat_messages(chat_id), message_ids)
-        return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
-
-    async def delete_message(self, chat_id: int, message_id: int) -> bool:
-        return bool(await self._redis.hdel(keys.chat_messages(chat_id), message_id))
-
-    async def get_message_range(self, chat_id: int, first: int, last: int) -> list[MessageRecord]:
-        """The messages with ids ``first`` to ``last`` (inclusive) that exist, in id order."""
-        if last < first:
-            return []
-        ids = list(range(first, last + 1))
-        raws = await self._redis.hmget(keys.chat_messages(chat_id), ids)
-        return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
-
-    # -- reactions ------------------------------------------------------------
-
-    async def set_reaction(
-        self, chat_id: int, message_id: int, member: str, reaction: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Replace ``member``'s reaction on a message; returns the previous one."""
-        key, field_name = keys.chat_reactions(chat_id), f"{message_id}:{member}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(key, field_name)
-            if reaction:
-                pipe.hset(key, field_name, json_dumps(reaction))
-            else:
-                pipe.hdel(key, field_name)
-            old, _ = await pipe.execute()
-        return list(json_loads(old)) if old else []
-
-    async def reaction(self, chat_id: int, message_id: int, member: str) -> list[dict[str, Any]]:
-        raw = await self._redis.hget(keys.chat_reactions(chat_id), f"{message_id}:{member}")
-        return list(json_loads(raw)) if raw else []
-
-    # -- polls ----------------------------------------------------------------
-
-    async def poll_votes(self, chat_id: int, message_id: int) -> tuple[dict[str, list[int]], bool]:
-        """(member -> chosen option ids, closed) of the poll in a message."""
-        raw = await self._redis.hgetall(keys.poll_votes(chat_id, message_id))
-        votes: dict[str, list[int]] = {}
-        closed = False
-        for k, v in raw.items():
-            name = as_text(k)
-            if name == POLL_CLOSED_FIELD:
-                closed = True
-            else:
-                votes[name] = list(json_loads(v))
-        return votes, closed
-
-    async def cast_vote(
-        self, chat_id: int, message_id: int, member: str, option_ids: list[int]
-    ) -> tuple[bool, list[int]]:
-        """Record a vote unless the poll is closed: (accepted, previous option ids)."""
-        key = keys.poll_votes(chat_id, message_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    closed, old = await pipe.hmget(key, [POLL_CLOSED_FIELD, member])
-                    if closed is not None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return False, []
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    if option_ids:
-                        pipe.hset(key, member, json_dumps(option_ids))
-                    else:
-                        pipe.hdel(key, member)
-                    await pipe.execute()
-                    return True, list(json_loads(old)) if old else []
-                except WatchError:
-                    continue  # a concurrent vote or close: look again
-
-    async def close_poll(self, chat_id: int, message_id: int) -> bool:
-        """Close a poll; False if it was closed already."""
-        return bool(
-            await self._redis.hsetnx(keys.poll_votes(chat_id, message_id), POLL_CLOSED_FIELD, "1")
-        )
-
-    # -- files ----------------------------------------------------------------
-
-    async def save_file(self, record: FileRecord) -> None:
-        await self._redis.hset(
-            keys.files(record.file_id),
-            mapping={
-                "file_id": record.file_id,
-                "file_unique_id": record.file_unique_id,
-                "sha256": record.sha256,
-                "size": record.size,
-                "kind": record.kind,
-                "mime_type": record.mime_type,
-                "file_name": record.file_name,
-                "extension": record.extension,
-                "width": record.width,
-                "height": record.height,
-                "created": record.created or int(time.time()),
-            },
-        )
-
-    async def note_file_chat(self, file_id: str, chat_id: int) -> None:
-        """Remember that a file was sent to a chat (so its members may download it)."""
-        await self._redis.sadd(keys.file_chats(file_id), chat_id)
-
-    async def file_chats(self, file_id: str) -> list[int]:
-        return sorted(int(m) for m in await self._redis.smembers(keys.file_chats(file_id)))
-
-    async def get_file(self, file_id: str) -> FileRecord | None:
-        raw = await self._redis.hgetall(keys.files(file_id))
-        if not raw:
-            return None
-        h = text_fields(raw)
-        return FileRecord(
-            file_id=h["file_id"],
-            file_unique_id=h["file_unique_id"],
-            sha256=h["sha256"],
-            size=int(h["size"]),
-            kind=h["kind"],
-            mime_type=h.get("mime_type", ""),
-            file_name=h.get("file_name", ""),
-            extension=h.get("extension", ""),
-            width=int(h.get("width", "0")),
-            height=int(h.get("height", "0")),
-            created=int(h.get("created", "0")),
-        )
-
-    # -- file carriers --------------------------------------------------------
-
-    async def note_file_carriers(
-        self,
-        file_ids: Iterable[str],
-        chat_id: int,
-        message_id: int,
-        *,
-        uploader: str | None = None,
-    ) -> None:
-        """Note that message ``message_id`` of ``chat_id`` carries these files and,
-        with ``uploader`` (``b<id>``), who uploaded them (the first uploader stays).
-        One round trip; both writes are idempotent."""
-        carrier = f"{chat_id}:{message_id}"
-        commands: list[tuple[str, ...]] = []
-        for file_id in dict.fromkeys(file_ids):
-            commands.append(("SADD", keys.file_carriers(file_id), carrier))
-            if uploader is not None:
-                commands.append(("SET", keys.file_uploader(file_id), uploader, "NX"))
-        if commands:
-            await self._wire.calls(commands, retry=True)
-
-    async def file_access(self, file_id: str) -> tuple[str | None, list[tuple[int, int]]]:
-        """(uploader ``b<id>`` or None, the (chat id, message id) of every message
-        noted as carrying the file, in order) in one round trip."""
-        uploader, carriers = await self._wire.calls(
-            [("GET", keys.file_uploader(file_id)), ("SMEMBERS", keys.file_carriers(file_id))],
-            retry=True,
-        )
-        found = []
-        for carrier in carriers:
-            chat_id, _, message_id = as_text(carrier).partition(":")
-            found.append((int(chat_id), int(message_id)))
-        return (None if uploader is None else as_text(uploader)), sorted(found)
-
-    # -- callback queries -----------------------------------------------------
-
-    async def create_callback(self, record: CallbackRecord, ttl: int) -> None:
-        key = keys.callback_answers(record.id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "bot_id": record.bot_id,
-                    "user_id": record.user_id,
-                    "chat_id": record.chat_id,
-                    "message_id": record.message_id,
-                    "data": record.data,
-                    "created": record.created,
-                },
-            )
-            pipe.expire(key, ttl)
-            await pipe.execute()
-
-    async def get_callback(self, query_id: str) -> CallbackRecord | None:
-        raw = await self._redis.hgetall(keys.callback_answers(query_id))
-        if not raw or b"bot_id" not in raw:
-            return None
-        h = text_fields(raw)
-        return CallbackRecord(
-            id=query_id,
-            bot_id=int(h["bot_id"]),
-            user_id=int(h["user_id"]),
-            chat_id=int(h["chat_id"]),
-            message_id=int(h["message_id"]),
-            data=h.get("data", ""),
-            created=int(h.get("created", "0")),
-            answer=json_loads(h["answer"]) if h.get("answer") else None,
-        )
-
-    async def answer_callback(self, query_id: str, answer: dict[str, Any]) -> bool:
-        """Store the one answer of a callback query; False if it was answered already."""
-        key = keys.callback_answers(query_id)
-        return bool(await self._redis.hsetnx(key, "answer", json_dumps(answer)))
 
     # -- credentials ----------------------------------------------------------
 
