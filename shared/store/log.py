@@ -25,6 +25,7 @@ from shared import keys
 from shared.codecs import pack
 from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
 from shared.settings import Settings
+from shared.store.fields import as_text
 from shared.store.scripts import Script
 from shared.store.wire import Command, Wire
 
@@ -104,16 +105,12 @@ class LogInfo:
     length: int
 
 
-def _decode(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _entry(entry_id: Any, fields: dict[Any, Any]) -> StoredUpdate:
     get = fields.get
     return StoredUpdate(
-        update_id=update_id_from_stream_id(_decode(entry_id)),
-        prev_id=update_id_from_stream_id(_decode(get(b"p", b"0-0"))),
-        kind=_decode(get(b"t", b"")),
+        update_id=update_id_from_stream_id(as_text(entry_id)),
+        prev_id=update_id_from_stream_id(as_text(get(b"p", b"0-0"))),
+        kind=as_text(get(b"t", b"")),
         chat_id=int(get(b"c", b"0") or 0),
         payload=bytes(get(b"d", b"")),
         ordinal=int(ordinal) if (ordinal := get(b"n")) is not None else None,
@@ -190,15 +187,15 @@ class UpdateLog:
             ],
         )
         return AppendResult(
-            update_id=update_id_from_stream_id(_decode(reply[0])),
-            epoch=_decode(reply[1]),
-            prev_id=update_id_from_stream_id(_decode(reply[2])),
+            update_id=update_id_from_stream_id(as_text(reply[0])),
+            epoch=as_text(reply[1]),
+            prev_id=update_id_from_stream_id(as_text(reply[2])),
             replayed=bool(int(reply[3])),
         )
 
     async def epoch(self, bot_id: int) -> str | None:
         value = await self._redis.get(keys.bot_epoch(bot_id))
-        return None if value is None else _decode(value)
+        return None if value is None else as_text(value)
 
     async def ensure_epoch(self, bot_id: int) -> str:
         """The log's epoch, created now if the bot never had an update."""
@@ -206,7 +203,7 @@ class UpdateLog:
         await self._redis.set(key, new_epoch(), nx=True)
         value = await self._redis.get(key)
         assert value is not None
-        return _decode(value)
+        return as_text(value)
 
     async def info(self, bot_id: int) -> LogInfo:
         log = keys.bot_log(bot_id)
@@ -220,9 +217,9 @@ class UpdateLog:
             retry=True,
         )
         return LogInfo(
-            epoch=None if epoch is None else _decode(epoch),
-            oldest=update_id_from_stream_id(_decode(first[0][0])) if first else None,
-            newest=update_id_from_stream_id(_decode(last[0][0])) if last else None,
+            epoch=None if epoch is None else as_text(epoch),
+            oldest=update_id_from_stream_id(as_text(first[0][0])) if first else None,
+            newest=update_id_from_stream_id(as_text(last[0][0])) if last else None,
             length=int(length),
         )
 
@@ -251,7 +248,7 @@ class UpdateLog:
             retry=True,
         )
         return [
-            update_id_from_stream_id(_decode(reply[0][0])) if reply else None for reply in replies
+            update_id_from_stream_id(as_text(reply[0][0])) if reply else None for reply in replies
         ]
 
     async def cursor_ordinal(self, bot_id: int, consumer: str, cursor: Cursor) -> int | None:
@@ -264,7 +261,7 @@ class UpdateLog:
         )
         if stored is None or ordinal is None:
             return None
-        if _decode(stored) != f"{cursor.epoch}:{cursor.update_id}":
+        if as_text(stored) != f"{cursor.epoch}:{cursor.update_id}":
             return None
         return int(ordinal)
 
@@ -272,7 +269,7 @@ class UpdateLog:
         value = await self._redis.hget(keys.bot_cursors(bot_id), consumer)
         if value is None:
             return None
-        epoch, _, update_id = _decode(value).partition(":")
+        epoch, _, update_id = as_text(value).partition(":")
         return Cursor(epoch=epoch, update_id=int(update_id))
 
     async def open_reader(
@@ -295,10 +292,10 @@ class UpdateLog:
         _, epoch, committed, generation = replies[:4]
         cursor = None
         if committed is not None:
-            cursor_epoch, _, update_id = _decode(committed).partition(":")
+            cursor_epoch, _, update_id = as_text(committed).partition(":")
             cursor = Cursor(epoch=cursor_epoch, update_id=int(update_id))
         entries = raw_entries(replies[4]) if read_after is not None else None
-        return _decode(epoch), cursor, int(generation), entries
+        return as_text(epoch), cursor, int(generation), entries
 
     async def claim_reader(
         self, bot_id: int, consumer: str, reader: str, ttl: float, announcement: str
@@ -368,12 +365,12 @@ class UpdateLog:
     async def clear_reader(self, bot_id: int, consumer: str, reader: str) -> None:
         key = keys.bot_reader(bot_id, consumer)
         value = await self._redis.get(key)
-        if value is not None and _decode(value) == reader:
+        if value is not None and as_text(value) == reader:
             await self._redis.delete(key)
 
     async def reader(self, bot_id: int, consumer: str) -> str | None:
         value = await self._redis.get(keys.bot_reader(bot_id, consumer))
-        return None if value is None else _decode(value)
+        return None if value is None else as_text(value)
 
     async def announce(self, bot_id: int, message: str) -> None:
         """A control message on the bot's wake-up channel (e.g. a takeover)."""

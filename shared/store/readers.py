@@ -25,6 +25,7 @@ from redis.asyncio.client import Redis
 
 from shared import keys
 from shared.ids import new_epoch, stream_id_from_update_id
+from shared.store.fields import as_text
 from shared.store.log import StoredUpdate, UpdateLog, raw_entries
 from shared.store.scripts import Script
 
@@ -61,10 +62,6 @@ def webhook_lease_key(bot_id: int) -> str:
 
 def webhook_index_key() -> str:
     return keys.webhook_index()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +105,7 @@ class WebhookConfig:
 
     @classmethod
     def from_hash(cls, raw: dict[Any, Any]) -> WebhookConfig | None:
-        data = {_text(k): _text(v) for k, v in raw.items()}
+        data = {as_text(k): as_text(v) for k, v in raw.items()}
         if not data.get("url"):
             return None
         allowed = data.get("allowed")
@@ -184,23 +181,23 @@ class ReaderStore:
                 read_filtered,
             ],
         )
-        status = _text(reply[0])
+        status = as_text(reply[0])
         if status == "webhook":
             return PollStart(status="webhook")
         if status == "reader":
-            return PollStart(status="reader", reader=_text(reply[1]))
-        allowed_text = _text(reply[4])
+            return PollStart(status="reader", reader=as_text(reply[1]))
+        allowed_text = as_text(reply[4])
         return PollStart(
             status="ok",
             generation=int(reply[1]),
-            epoch=_text(reply[2]),
-            after=int(_text(reply[3])),
+            epoch=as_text(reply[2]),
+            after=int(as_text(reply[3])),
             allowed=frozenset(allowed_text.split(",")) if allowed_text else None,
             timeout_s=int(reply[5]) / 1000,
             pace_s=int(reply[6]) / 1000,
             repeated=bool(int(reply[7])),
             entries=raw_entries(reply[8]) if read else None,
-            after_ordinal=int(_text(reply[9])) if _text(reply[9]) else None,
+            after_ordinal=int(as_text(reply[9])) if as_text(reply[9]) else None,
         )
 
     async def poll_current(self, bot_id: int, consumer: str, generation: int) -> str:
@@ -214,7 +211,7 @@ class ReaderStore:
             ],
             args=[generation, "1" if consumer == WEBHOOK_CONSUMER else "0"],
         )
-        return _text(reply)
+        return as_text(reply)
 
     # -- webhook configuration -------------------------------------------------------
 
@@ -331,7 +328,7 @@ class ReaderStore:
         members = await self._redis.smembers(webhook_index_key())
         out = []
         for member in members:
-            text = _text(member)
+            text = as_text(member)
             if text.isdigit():
                 out.append(int(text))
         return sorted(out)
@@ -370,4 +367,4 @@ class ReaderStore:
 
     async def lease_holder(self, bot_id: int) -> str | None:
         value = await self._redis.get(webhook_lease_key(bot_id))
-        return None if value is None else _text(value)
+        return None if value is None else as_text(value)

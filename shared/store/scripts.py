@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio.client import Redis
 from redis.exceptions import NoScriptError
 
+from shared.store.fields import as_text
 from shared.store.wire import Wire
 
 __all__ = ["SCRIPT_NAMES", "Script", "lua_source", "register_scripts"]
@@ -74,8 +75,7 @@ class Script:
     async def load(self) -> str:
         """Load the script into Redis (after a NOSCRIPT reply to :meth:`command`);
         returns the sha Redis computed."""
-        sha = await self._wire.call("SCRIPT", "LOAD", self._source)
-        return sha.decode() if isinstance(sha, bytes) else str(sha)
+        return as_text(await self._wire.call("SCRIPT", "LOAD", self._source))
 
     async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
         """Queue a call on a pipeline (the script is loaded on execute if needed)."""
