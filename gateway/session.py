@@ -441,6 +441,13 @@ class Session:
             while True:
                 frame = await self.ws.recv()
                 self.core.receive_frame(frame, self.loop.time())
+                if self.core.internal_error is not None:
+                    # the core closed 4000 over a defect of its own: the only trace of it
+                    log.error(
+                        "connection %s: internal error in the protocol core",
+                        self.connection_id,
+                        exc_info=self.core.internal_error,
+                    )
                 await self.flush()
                 if self._closing:
                     break

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
+import websockets
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
 
 from gateway.client import GapError, GatewayClient
+from gateway.protocol import ServerConnection
+from gateway.server import Worker
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
@@ -404,3 +411,49 @@ async def test_a_vanished_peer_is_dropped_by_the_heartbeat_deadline(
         await live.close()
     finally:
         worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def worker_in_this_process(settings: Settings) -> AsyncIterator[str]:
+    """A gateway worker served from the test's own event loop (its log records reach
+    caplog); yields its URL. Its background loops are not started: enough for a
+    connection that never identifies."""
+    store = Store.connect(settings)
+    worker = Worker(settings, store)
+    try:
+        async with ws_serve(
+            worker.handler,
+            "127.0.0.1",
+            0,
+            process_request=worker.process_request,
+            create_connection=worker.connection_class(),
+            ping_interval=None,
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            yield f"ws://127.0.0.1:{port}/bot/ws"
+    finally:
+        await store.close()
+
+
+async def test_an_internal_error_of_the_core_closes_4000_and_is_logged_with_its_traceback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def defect(self: ServerConnection, frame: dict[str, Any]) -> None:
+        raise RuntimeError("a defect in the core")
+
+    monkeypatch.setattr(ServerConnection, "_on_heartbeat", defect)
+    caplog.set_level(logging.ERROR, logger="botgw.gateway")
+    async with worker_in_this_process(settings) as url, websockets.connect(url) as ws:
+        hello = await recv_frame(ws)
+        await ws.send(json.dumps({"op": "heartbeat"}))
+        closing = await recv_frame(ws)
+        assert closing["op"] == "close" and closing["code"] == 4000 and closing["resumable"]
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), wait_s(10))
+        assert ws.close_code == 4000
+    [record] = [r for r in caplog.records if r.name.startswith("botgw.gateway")]
+    assert record.levelno == logging.ERROR
+    assert hello["connection_id"] in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+    assert "a defect in the core" in caplog.text  # the traceback is in the log
