@@ -146,6 +146,7 @@ def bot_generation(bot_id: int, consumer: str) -> str:
 
 
 def poll_state(bot_id: int, consumer: str) -> str:
+    """Hash: gen, offset, start, until (ms), allowed (csv) of a consumer's polls."""
     return f"{_bot(bot_id)}:poller:{consumer}"
 
 

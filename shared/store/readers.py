@@ -34,8 +34,6 @@ __all__ = [
     "PollStart",
     "ReaderStore",
     "WebhookConfig",
-    "webhook_index_key",
-    "webhook_lease_key",
 ]
 
 WEBHOOK_CONSUMER = "default"  # the consumer whose committed cursor a webhook moves
@@ -47,21 +45,6 @@ REPEAT_WINDOW_MS = 3000
 REPEAT_TIMEOUT_MS = 3000
 REPEAT_PACE_MS = 1000
 POLL_STATE_TTL_S = 7 * 86_400
-
-# -- key names (all under the bot's hash tag but the index) -------------------------
-
-
-def poll_state_key(bot_id: int, consumer: str) -> str:
-    """Hash: gen, offset, start, until (ms), allowed (csv) of a consumer's polls."""
-    return keys.poll_state(bot_id, consumer)
-
-
-def webhook_lease_key(bot_id: int) -> str:
-    return keys.bot_webhook_lease(bot_id)
-
-
-def webhook_index_key() -> str:
-    return keys.webhook_index()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +139,7 @@ class ReaderStore:
         """
         reply = await self._scripts["begin_poll"](
             keys=[
-                poll_state_key(bot_id, consumer),
+                keys.poll_state(bot_id, consumer),
                 keys.bot_cursors(bot_id),
                 keys.bot_epoch(bot_id),
                 keys.bot_last_id(bot_id),
@@ -205,7 +188,7 @@ class ReaderStore:
         it: ``poll`` (a newer poll), ``reader`` (a WebSocket) or ``webhook``."""
         reply = await self._scripts["poll_current"](
             keys=[
-                poll_state_key(bot_id, consumer),
+                keys.poll_state(bot_id, consumer),
                 keys.bot_reader(bot_id, consumer),
                 keys.bot_webhook(bot_id),
             ],
@@ -242,7 +225,7 @@ class ReaderStore:
         if allowed_updates:
             fields += ["allowed", ",".join(sorted(set(allowed_updates)))]
         version = await self._config_script("set", bot_id, drop_pending, fields)
-        await self._redis.sadd(webhook_index_key(), str(bot_id))
+        await self._redis.sadd(keys.webhook_index(), str(bot_id))
         return int(version)
 
     async def delete_webhook(self, bot_id: int, *, drop_pending: bool) -> bool:
@@ -255,9 +238,9 @@ class ReaderStore:
         """Take a bot off the dispatchers' list, unless a webhook was set meanwhile:
         the list and the configuration live in different slots, so a concurrent
         setWebhook may have listed it between our script and the removal."""
-        await self._redis.srem(webhook_index_key(), str(bot_id))
+        await self._redis.srem(keys.webhook_index(), str(bot_id))
         if await self._redis.hget(keys.bot_webhook(bot_id), "active") == b"1":
-            await self._redis.sadd(webhook_index_key(), str(bot_id))
+            await self._redis.sadd(keys.webhook_index(), str(bot_id))
 
     async def _config_script(
         self, mode: str, bot_id: int, drop_pending: bool, fields: list[str]
@@ -325,7 +308,7 @@ class ReaderStore:
 
     async def active_bots(self) -> list[int]:
         """Ids of the bots with an active webhook."""
-        members = await self._redis.smembers(webhook_index_key())
+        members = await self._redis.smembers(keys.webhook_index())
         out = []
         for member in members:
             text = as_text(member)
@@ -339,7 +322,7 @@ class ReaderStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for bot_id in bot_ids:
-                pipe.set(webhook_lease_key(bot_id), holder, nx=True, px=int(ttl_s * 1000))
+                pipe.set(keys.bot_webhook_lease(bot_id), holder, nx=True, px=int(ttl_s * 1000))
             replies = await pipe.execute()
         return [bot_id for bot_id, ok in zip(bot_ids, replies, strict=True) if ok]
 
@@ -352,7 +335,7 @@ class ReaderStore:
             for bot_id in bot_ids:
                 await script.queue(
                     pipe,
-                    keys=[webhook_lease_key(bot_id)],
+                    keys=[keys.bot_webhook_lease(bot_id)],
                     args=["renew", holder, int(ttl_s * 1000)],
                 )
             replies = await pipe.execute()
@@ -361,10 +344,10 @@ class ReaderStore:
     async def release_lease(self, bot_id: int, holder: str) -> bool:
         """Give a lease back (so another dispatcher can take the bot at once)."""
         reply = await self._scripts["lease"](
-            keys=[webhook_lease_key(bot_id)], args=["release", holder, 0]
+            keys=[keys.bot_webhook_lease(bot_id)], args=["release", holder, 0]
         )
         return bool(int(reply))
 
     async def lease_holder(self, bot_id: int) -> str | None:
-        value = await self._redis.get(webhook_lease_key(bot_id))
+        value = await self._redis.get(keys.bot_webhook_lease(bot_id))
         return None if value is None else as_text(value)

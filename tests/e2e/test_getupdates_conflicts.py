@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shared import keys
 from shared.settings import Settings
 from shared.store import Store
-from shared.store.readers import poll_state_key
 from tests.conftest import Stack, wait_s
 from tests.e2e.test_getupdates_offsets import Scene, ids, scene, texts
 from tests.e2e.test_walking_skeleton import connect
@@ -28,7 +28,7 @@ async def http(stack: Stack) -> Any:
 async def started(store: Store, bot_id: int, consumer: str, generation: int) -> None:
     """Wait until the poll of ``generation`` has begun (its state is in Redis)."""
     for _ in range(int(wait_s(500))):
-        value = await store.redis.hget(poll_state_key(bot_id, consumer), "gen")
+        value = await store.redis.hget(keys.poll_state(bot_id, consumer), "gen")
         if value is not None and int(value) >= generation:
             return
         await asyncio.sleep(0.01)

@@ -10,7 +10,6 @@ from shared import keys
 from shared.control import Control, PollStarted, WebhookChanged
 from shared.ids import Cursor, random_id
 from shared.store import Store, Wakeup
-from shared.store.readers import webhook_index_key
 from tests.conftest import wait_s
 
 pytestmark = pytest.mark.asyncio
@@ -249,7 +248,7 @@ async def test_unlisting_keeps_a_webhook_set_concurrently(store: Store) -> None:
         id_format="string",
         drop_pending=False,
     )
-    await store.redis.srem(webhook_index_key(), str(bot))
+    await store.redis.srem(keys.webhook_index(), str(bot))
     assert not await hooks.deactivate(bot, version, 1, "stale")
     await hooks._unlist(bot)
     assert bot in await hooks.active_bots()
