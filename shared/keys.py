@@ -47,6 +47,7 @@ __all__ = [
     "file_chats",
     "file_uploader",
     "files",
+    "idle_channel",
     "outbox_index",
     "poll_state",
     "poll_votes",
@@ -101,6 +102,12 @@ def bot_cursors(bot_id: int) -> str:
 
 def bot_wakeup_channel(bot_id: int) -> str:
     return f"{_bot(bot_id)}:wake"
+
+
+def idle_channel() -> str:
+    """Pub/sub channel nobody publishes on: a wake-up connection subscribes to it so
+    that it stays in subscribed mode while it listens to no bot."""
+    return f"{PREFIX}{{idx}}:wake"
 
 
 def entities_channel() -> str:

@@ -40,7 +40,6 @@ log = logging.getLogger("botgw.wakeups")
 
 LINGER_S = 60.0  # how long a channel without listeners stays subscribed
 SWEEP_S = 5.0  # how often lingering channels are looked at
-PLACEHOLDER = keys.PREFIX + "{idx}:wake"
 SUBSCRIBE_CHUNK = 1000  # channels per SUBSCRIBE command
 
 
@@ -196,7 +195,7 @@ class Wakeups:
                     )
                     await connection.login(self._endpoint.login(select=False))
                 # A placeholder channel keeps the connection in subscribed mode.
-                connection.command("SUBSCRIBE", PLACEHOLDER)
+                connection.command("SUBSCRIBE", keys.idle_channel())
                 self._changed.clear()
                 self._sync(connection)
                 self.connected.set()
