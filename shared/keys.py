@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = [
     "bot_appended",
-    "bot_callbacks",
     "bot_chats",
     "bot_cursors",
     "bot_epoch",
@@ -133,10 +132,6 @@ def bot_chats(bot_id: int) -> str:
 
 def bot_webhook(bot_id: int) -> str:
     return f"{_bot(bot_id)}:webhook"
-
-
-def bot_callbacks(bot_id: int) -> str:
-    return f"{_bot(bot_id)}:callbacks"
 
 
 def bot_rate(bot_id: int, scope: str) -> str:

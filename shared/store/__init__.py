@@ -17,9 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from shared.settings import Settings
@@ -37,7 +35,6 @@ __all__ = [
     "LogInfo",
     "Store",
     "StoreError",
-    "StoreUnavailable",
     "StoredUpdate",
     "UpdateLog",
     "Wakeup",
@@ -47,14 +44,6 @@ __all__ = [
 # Any failure of the store (the base class of the Redis client's errors): callers
 # outside shared/ catch this instead of importing redis.
 StoreError = RedisError
-
-# Errors callers may treat as "the backend is unreachable right now".
-StoreUnavailable: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    OSError,
-)
 
 
 class Store:
