@@ -312,12 +312,12 @@ class Run:
         from shared.ids import random_id
 
         async with messenger_session(self.settings()) as messenger:
-            owner, _ = await messenger.create_user(f"bench{random_id() % 10**12}")
+            owner, _ = await messenger.accounts.create_user(f"bench{random_id() % 10**12}")
             out: list[Bot] = []
             for start in range(0, count, 100):
                 batch = await asyncio.gather(
                     *(
-                        messenger.create_bot(
+                        messenger.accounts.create_bot(
                             owner,
                             username=f"b{random_id() % 10**14}_bot",
                             name="Bench bot",

@@ -44,7 +44,7 @@ async def make_chats(run: Run, n_bots: int, n_users: int) -> Chats:
             bot = bots[i % len(bots)]
             record = records[bot.id]
             assert record is not None
-            user, token = await messenger.create_user(f"u{random_id() % 10**12}")
+            user, token = await messenger.accounts.create_user(f"u{random_id() % 10**12}")
             chat = await messenger.start_bot(user, record.username)
             text = "hello @someone, see https://example.org"
             client_items.append(

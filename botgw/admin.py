@@ -36,18 +36,18 @@ async def revoke_bot(messenger: Messenger, bot: BotRecord) -> None:
     """Irreversible: the token stops working and later calls get 412 BOT_INACTIVE."""
     if not bot.active:
         raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked already")
-    await messenger.revoke_bot(bot)
+    await messenger.accounts.revoke_bot(bot)
 
 
 async def _owner(messenger: Messenger, username: str) -> UserRecord:
-    user = await messenger.user_by_username(username)
+    user = await messenger.accounts.user_by_username(username)
     if user is None:
         raise SystemExit(f"botgw: there is no user called {username!r}")
     return user
 
 
 async def _bot(messenger: Messenger, username: str) -> BotRecord:
-    bot = await messenger.bot_by_username(username)
+    bot = await messenger.accounts.bot_by_username(username)
     if bot is None:
         raise SystemExit(f"botgw: there is no bot called {username!r}")
     return bot
@@ -65,13 +65,13 @@ async def run_admin(settings: Settings, action: str, args: argparse.Namespace) -
     async with messenger_session(settings) as messenger:
         try:
             if action == "users.create":
-                user, token = await messenger.create_user(args.name)
+                user, token = await messenger.accounts.create_user(args.name)
                 print(f"user {user.username}  id={user.id}")
                 print(f"token: {token}")
             elif action == "bots.create":
                 owner = await _owner(messenger, args.owner)
                 name = args.name or args.username.removesuffix("_bot").replace("_", " ").title()
-                bot, token = await messenger.create_bot(
+                bot, token = await messenger.accounts.create_bot(
                     owner, username=args.username, name=name, description=args.description
                 )
                 _print_bot(bot)
@@ -91,7 +91,7 @@ async def run_admin(settings: Settings, action: str, args: argparse.Namespace) -
                 print(f"revoked {bot.username}")
             elif action == "bots.rotate":
                 bot = await _bot(messenger, args.username)
-                token = await messenger.rotate_token(bot)
+                token = await messenger.accounts.rotate_token(bot)
                 print(f"new token for {bot.username}: {token}")
             else:
                 raise AssertionError(action)

@@ -42,8 +42,8 @@ DEMO_BOT = "demo_bot"
 
 async def _demo_valid(messenger: Messenger, demo: dict[str, Any]) -> bool:
     try:
-        user = await messenger.authenticate_user(demo.get("user_token"))
-        await messenger.authenticate_bot(demo.get("bot_token"))
+        user = await messenger.accounts.authenticate_user(demo.get("user_token"))
+        await messenger.accounts.authenticate_bot(demo.get("bot_token"))
         await messenger.chat_for_user(user, int(demo.get("chat_id", 0)))
     except (ApiError, ValueError, TypeError):
         return False
@@ -67,19 +67,19 @@ async def ensure_demo(settings: Settings, demo_file: Path) -> dict[str, Any]:
                 demo.update(rest_url=rest_url, gateway_url=gateway_url)
                 demo_file.write_text(json.dumps(demo, indent=2) + "\n")
                 return dict(demo)
-        user = await messenger.user_by_username(DEMO_USER)
+        user = await messenger.accounts.user_by_username(DEMO_USER)
         if user is None:
-            user, user_token = await messenger.create_user(DEMO_USER, "Demo User")
+            user, user_token = await messenger.accounts.create_user(DEMO_USER, "Demo User")
         else:  # tokens are stored hashed only: issue a new one
             user_token = f"usr_{user.id}:{new_secret()}"
             await messenger.db.set_user_token(user.id, hash_secret(user_token))
-        bot = await messenger.bot_by_username(DEMO_BOT)
+        bot = await messenger.accounts.bot_by_username(DEMO_BOT)
         if bot is None:
-            bot, bot_token = await messenger.create_bot(
+            bot, bot_token = await messenger.accounts.create_bot(
                 user, username=DEMO_BOT, name="Demo Bot", description="The dev stack's demo bot"
             )
         else:
-            bot_token = await messenger.rotate_token(bot)
+            bot_token = await messenger.accounts.rotate_token(bot)
         chat_id = await messenger.db.private_chat_of(bot.id, messenger.scoped(bot.id, user.id))
         if chat_id is None:
             chat_id = (await messenger.start_bot(user, DEMO_BOT)).id

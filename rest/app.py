@@ -59,7 +59,7 @@ def _services(request: Request) -> Services:
 async def bot_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
-    bot = await services.messenger.authenticate_bot(auth_token(request, _BOT_SCHEMES))
+    bot = await services.accounts.authenticate_bot(auth_token(request, _BOT_SCHEMES))
     call = BotCall(services, bot, idempotency_key=idempotency_key(request))
     return await call_method(request, BOT_METHODS, name, call)
 
@@ -67,7 +67,7 @@ async def bot_api(request: Request) -> Response:
 async def client_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
-    user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
+    user = await services.accounts.authenticate_user(auth_token(request, _USER_SCHEMES))
     call = UserCall(services, user, idempotency_key=idempotency_key(request))
     return await call_method(request, CLIENT_METHODS, name, call, api="client")
 
@@ -75,7 +75,7 @@ async def client_api(request: Request) -> Response:
 async def manage_api(request: Request) -> Response:
     services = _services(request)
     name = request.path_params["method"]
-    user = await services.messenger.authenticate_user(auth_token(request, _USER_SCHEMES))
+    user = await services.accounts.authenticate_user(auth_token(request, _USER_SCHEMES))
     call = UserCall(services, user, idempotency_key=idempotency_key(request))
     return await call_method(request, MANAGE_METHODS, name, call, api="manage")
 

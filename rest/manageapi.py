@@ -45,7 +45,7 @@ async def owned_bot(call: UserCall, bot_id: int) -> BotRecord:
 
 
 async def create_bot(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
-    bot, token = await call.services.messenger.create_bot(
+    bot, token = await call.services.accounts.create_bot(
         call.user, username=p["username"], name=p["name"], description=p["description"]
     )
     return bot_view(bot, token)
@@ -64,13 +64,12 @@ async def get_bot(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
 async def edit_bot(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     bot = await owned_bot(call, p["bot_id"])
     fields = {k: p[k] for k in ("name", "description", "privacy_mode") if p[k] is not None}
-    return bot_view(await call.services.messenger.edit_bot(bot, fields))
+    return bot_view(await call.services.accounts.edit_bot(bot, fields))
 
 
 async def rotate_token(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
-    messenger = call.services.messenger
     bot = await owned_bot(call, p["bot_id"])
-    token = await messenger.rotate_token(bot)
+    token = await call.services.accounts.rotate_token(bot)
     return bot_view(bot, token)
 
 
@@ -78,7 +77,7 @@ async def revoke_bot(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     bot = await owned_bot(call, p["bot_id"])
     if not bot.active:
         raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked already")
-    return bot_view(await call.services.messenger.revoke_bot(bot))
+    return bot_view(await call.services.accounts.revoke_bot(bot))
 
 
 _NAME = Param("name", "str", min_length=3, max_length=32, doc="display name, 3-32 characters")

@@ -443,14 +443,14 @@ async def bot_file_response(services: Services, bot: BotRecord, file_path: str) 
 async def download_route(request: Request) -> Response:
     """``GET /bot/file/{file_path}`` with the bot token in ``Authorization``."""
     services: Services = request.app.state.services
-    bot = await services.messenger.authenticate_bot(auth_token(request, ("bot", "bearer")))
+    bot = await services.accounts.authenticate_bot(auth_token(request, ("bot", "bearer")))
     return await bot_file_response(services, bot, request.path_params["file_path"])
 
 
 async def client_download_route(request: Request) -> Response:
     """``GET /client/file/{file_path}`` with a user token: files sent to the user's chats."""
     services: Services = request.app.state.services
-    user = await services.messenger.authenticate_user(auth_token(request, ("bearer",)))
+    user = await services.accounts.authenticate_user(auth_token(request, ("bearer",)))
     file_path: str = request.path_params["file_path"]
     match = _FILE_PATH_RE.match(file_path)
     if match is None or not await _user_may_read(services, user, match.group(2)):

@@ -1,9 +1,10 @@
-"""The messenger's rules: accounts, chats, members, who receives which message.
+"""The messenger's rules: chats, members, who receives which message.
 
-This is the domain layer under every REST surface. It speaks internal ids: a chat
-is known by its internal id; a bot sees a private chat under the scoped id of the
-user (DESIGN section 3), and a group under the group's id. Updates are rendered as
-the receiving bot sees them (:class:`rest.view.View`) and appended to that bot's log.
+This is the domain layer under every REST surface (users, bots and their tokens
+are :mod:`rest.accounts`). It speaks internal ids: a chat is known by its internal
+id; a bot sees a private chat under the scoped id of the user (DESIGN section 3),
+and a group under the group's id. Updates are rendered as the receiving bot sees
+them (:class:`rest.view.View`) and appended to that bot's log.
 
 Chat rules kept here:
 
@@ -22,23 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from rest import visibility
+from rest.accounts import Accounts
 from rest.ratelimit import chat_send_rate, refuse_chat_send
 from rest.text import parse_entities
 from rest.view import View
 from shared.codecs import pack, pack_open_map
-from shared.control import CredentialsChanged
-from shared.control import encode as encode_control
 from shared.errors import ApiError
-from shared.ids import (
-    BOT_USERNAME_RE,
-    USER_USERNAME_RE,
-    hash_secret,
-    new_secret,
-    parse_user_token,
-    random_id,
-    scoped_user_id,
-    tokens_equal,
-)
+from shared.ids import random_id, scoped_user_id
 from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, member_key
 from shared.settings import Settings
 from shared.store import Store, StoreError
@@ -67,12 +58,13 @@ SCOPED_IDS_KEPT = 100_000
 
 
 class Messenger:
-    """Accounts, chats and messages, and the updates they cause."""
+    """Chats and messages, and the updates they cause (users and bots: ``accounts``)."""
 
     def __init__(self, store: Store, settings: Settings, secret: bytes) -> None:
         self.store = store
         self.settings = settings
         self.db = store.entities
+        self.accounts = Accounts(store)
         self._secret = secret
         # scoped ids never change: an HMAC per (bot, user) once, not on every request
         self._scoped: dict[tuple[int, int], int] = {}
@@ -97,128 +89,11 @@ class Messenger:
         """Renders records as ``viewer_bot`` sees them (``None``: the users' view)."""
         return View(self, viewer_bot)
 
-    # -- accounts -------------------------------------------------------------
-
-    async def create_user(self, username: str, name: str | None = None) -> tuple[UserRecord, str]:
-        username = username.lower()
-        if not USER_USERNAME_RE.match(username) or username.endswith("_bot"):
-            raise ApiError(
-                400,
-                "INVALID_USERNAME",
-                "a user name is 3-32 characters: a letter, then letters, digits or "
-                "underscores, and it must not end in _bot",
-            )
-        user_id = random_id()
-        if not await self.db.claim_username(username, member_key("u", user_id)):
-            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
-        token = f"usr_{user_id}:{new_secret()}"
-        await self.db.create_user(
-            user_id=user_id, username=username, name=name or username, token_hash=hash_secret(token)
-        )
-        user = await self.db.get_user(user_id)
-        assert user is not None
-        return user, token
-
-    async def user_by_username(self, username: str) -> UserRecord | None:
-        owner = await self.db.resolve_username(username.lower().lstrip("@"))
-        if owner is None or owner[0] != "u":
-            return None
-        return await self.db.get_user(int(owner[1:]))
-
-    async def authenticate_user(self, token: str | None) -> UserRecord:
-        parsed = parse_user_token(token) if token else None
-        user = await self.db.get_user(parsed.user_id) if parsed else None
-        if parsed is None or user is None or not tokens_equal(parsed.token, user.token_hash):
-            raise ApiError(
-                401,
-                "UNAUTHORIZED",
-                "a valid user token is required: send 'Authorization: Bearer usr_<id>:<secret>'",
-            )
-        return user
-
-    async def create_bot(
-        self, owner: UserRecord, *, username: str, name: str, description: str = ""
-    ) -> tuple[BotRecord, str]:
-        username = username.lower()
-        if not (5 <= len(username) <= 32 and BOT_USERNAME_RE.match(username)):
-            raise ApiError(
-                400,
-                "INVALID_USERNAME",
-                "a bot username is 5-32 characters: a lowercase letter, then lowercase "
-                "letters, digits or underscores, ending in _bot",
-            )
-        if not 3 <= len(name) <= 32:
-            raise ApiError(400, "INVALID_PARAMETER", "a bot's name is 3-32 characters")
-        if len(description) > 256:
-            raise ApiError(400, "INVALID_PARAMETER", "a bot's description is at most 256 chars")
-        bot_id = random_id()
-        if not await self.db.claim_username(username, member_key("b", bot_id)):
-            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
-        token = f"bot_{bot_id}:{new_secret()}"
-        await self.db.create_bot(
-            bot_id=bot_id,
-            username=username,
-            name=name,
-            description=description,
-            owner_id=owner.id,
-            token_hash=hash_secret(token),
-        )
-        bot = await self.db.get_bot(bot_id)
-        assert bot is not None
-        return bot, token
-
-    async def edit_bot(self, bot: BotRecord, fields: dict[str, Any]) -> BotRecord:
-        """Change some of name, description, privacy_mode (and other record fields)."""
-        if not bot.active:
-            raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
-        if fields:
-            await self.db.update_bot(bot.id, fields)
-        fresh = await self.db.get_bot(bot.id)
-        assert fresh is not None
-        return fresh
-
-    async def rotate_token(self, bot: BotRecord) -> str:
-        """A new token; the old one stops working at once (only its hash was stored)."""
-        if not bot.active:
-            raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
-        token = f"bot_{bot.id}:{new_secret()}"
-        await self.db.update_bot(bot.id, {"token_hash": hash_secret(token)})
-        await self.store.log.announce(bot.id, encode_control(CredentialsChanged(revoked=False)))
-        return token
-
-    async def revoke_bot(self, bot: BotRecord) -> BotRecord:
-        """Irreversible: later calls with the bot's token get 412 ``BOT_INACTIVE``."""
-        await self.db.update_bot(bot.id, {"active": False})
-        await self.store.log.announce(bot.id, encode_control(CredentialsChanged(revoked=True)))
-        fresh = await self.db.get_bot(bot.id)
-        assert fresh is not None
-        return fresh
-
-    async def bot_by_username(self, username: str) -> BotRecord | None:
-        owner = await self.db.resolve_username(username.lower().lstrip("@"))
-        if owner is None or owner[0] != "b":
-            return None
-        return await self.db.get_bot(int(owner[1:]))
-
-    async def authenticate_bot(self, token: str | None) -> BotRecord:
-        """The bot behind a token (native ``bot_<id>:<secret>`` or Telegram form)."""
-        found = await self.db.bot_for_token(token)
-        if found is None:
-            raise ApiError(
-                401,
-                "UNAUTHORIZED",
-                "a valid bot token is required: send 'Authorization: Bot bot_<id>:<secret>'",
-            )
-        bot = found[0]
-        if not bot.active:
-            raise ApiError(412, "BOT_INACTIVE", "this bot was revoked by its owner")
-        return bot
-
     # -- chats ----------------------------------------------------------------
 
     async def start_bot(self, user: UserRecord, username: str) -> ChatRecord:
         """The user opens (or reopens) the private chat and sends ``/start``."""
-        bot = await self.bot_by_username(username)
+        bot = await self.accounts.bot_by_username(username)
         if bot is None:
             raise ApiError(404, "BOT_NOT_FOUND", f"no bot is called '{username}'")
         if not bot.active:

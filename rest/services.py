@@ -1,9 +1,11 @@
-"""What every handler can reach: settings, the store, the messenger, files, wake-ups."""
+"""What every handler can reach: settings, the store, the messenger and its accounts,
+files, wake-ups."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rest.accounts import Accounts
 from rest.messenger import Messenger
 from shared.files import BlobStore
 from shared.models import BotRecord, UserRecord
@@ -21,6 +23,11 @@ class Services:
     wakeups: Wakeups
     files: BlobStore
     draining: bool = False
+
+    @property
+    def accounts(self) -> Accounts:
+        """Users, bots and their tokens."""
+        return self.messenger.accounts
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,7 +209,7 @@ async def authenticate(services: Services, token: str | None) -> BotRecord:
     """The bot of a token; a revoked one is 401 Unauthorized, as on Telegram (its
     libraries stop on 401 instead of retrying forever)."""
     try:
-        return await services.messenger.authenticate_bot(token)
+        return await services.accounts.authenticate_bot(token)
     except ApiError as error:
         if error.status != 412:
             raise

@@ -55,15 +55,15 @@ class BotAccount:
 
 async def create_user(settings: Settings, username: str) -> Account:
     async with messenger_session(settings) as messenger:
-        user, token = await messenger.create_user(username)
+        user, token = await messenger.accounts.create_user(username)
     return Account(user.id, user.username, token)
 
 
 async def create_bot(settings: Settings, owner: Account, username: str) -> BotAccount:
     async with messenger_session(settings) as messenger:
-        user = await messenger.user_by_username(owner.username)
+        user = await messenger.accounts.user_by_username(owner.username)
         assert user is not None
-        bot, token = await messenger.create_bot(user, username=username, name="Test Bot")
+        bot, token = await messenger.accounts.create_bot(user, username=username, name="Test Bot")
     return BotAccount(bot.id, bot.username, token)
 
 

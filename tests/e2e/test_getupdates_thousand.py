@@ -159,10 +159,10 @@ async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded
     worker: Worker, sampler: ConnectionSampler
 ) -> None:
     async with messenger_session(worker.settings) as messenger:
-        user, user_token = await messenger.create_user(unique("many"))
+        user, user_token = await messenger.accounts.create_user(unique("many"))
         bots = []
         for _ in range(POLLS):
-            bot, token = await messenger.create_bot(
+            bot, token = await messenger.accounts.create_bot(
                 user, username=unique("k") + "_bot", name="Poll Bot"
             )
             bots.append((bot, token))

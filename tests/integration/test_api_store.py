@@ -132,8 +132,8 @@ async def test_the_one_bot_token_check(store: Store) -> None:
     from botgw.admin import messenger_session
 
     async with messenger_session(store.settings) as messenger:
-        owner, _ = await messenger.create_user(f"tok{random_id() % 10**8}")
-        bot, token = await messenger.create_bot(
+        owner, _ = await messenger.accounts.create_user(f"tok{random_id() % 10**8}")
+        bot, token = await messenger.accounts.create_bot(
             owner, username=f"tok{random_id() % 10**8}_bot", name="Token test"
         )
     db = store.entities
