@@ -574,14 +574,12 @@ class Session:
                         # only a non-empty read may stand in for the catch-up's first:
                         # an empty one would let it skip to the feed's (newer) position
                         self._prefetched = (start, after)
-        # one live reader per (bot, consumer, shard): newer takes over, everywhere
-        if self.closed:
-            return
-        self.generation = generation
         if self.closed:
             # closed while identifying (e.g. identify timed out and the client is
             # already back on a newer socket): a takeover now would end that one
             return
+        self.generation = generation
+        # one live reader per (bot, consumer, shard): newer takes over, everywhere;
         # only this consumer's sessions (of the bot's feed), not every session
         same = self.feed.of_consumer(self.consumer_key) if self.feed is not None else ()
         for other in tuple(same):

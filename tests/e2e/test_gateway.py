@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,13 +16,14 @@ import websockets
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
+from botgw.local_redis import LocalRedis
 from gateway.client import GapError, GatewayClient
 from gateway.protocol import ServerConnection
 from gateway.server import Worker
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
-from tests.conftest import Stack, wait_s
+from tests.conftest import Stack, make_settings, wait_s
 from tests.gwtools import collect, http_get, ingest, new_bot, open_raw, recv_frame, seq_of
 
 pytestmark = pytest.mark.asyncio
@@ -414,12 +416,13 @@ async def test_a_vanished_peer_is_dropped_by_the_heartbeat_deadline(
 
 
 @contextlib.asynccontextmanager
-async def worker_in_this_process(settings: Settings) -> AsyncIterator[str]:
-    """A gateway worker served from the test's own event loop (its log records reach
-    caplog); yields its URL. Its background loops are not started: enough for a
-    connection that never identifies."""
+async def worker_in_this_process(settings: Settings) -> AsyncIterator[tuple[str, Worker]]:
+    """A gateway worker served from the test's own event loop: its log records reach
+    caplog, and its store can be held up. Yields its URL and the worker."""
     store = Store.connect(settings)
     worker = Worker(settings, store)
+    thresholds = gc.get_threshold()  # the worker's collector settings are per process
+    await worker.start()
     try:
         async with ws_serve(
             worker.handler,
@@ -430,9 +433,11 @@ async def worker_in_this_process(settings: Settings) -> AsyncIterator[str]:
             ping_interval=None,
         ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            yield f"ws://127.0.0.1:{port}/bot/ws"
+            yield f"ws://127.0.0.1:{port}/bot/ws", worker
     finally:
+        await worker.stop()
         await store.close()
+        gc.set_threshold(*thresholds)
 
 
 async def test_an_internal_error_of_the_core_closes_4000_and_is_logged_with_its_traceback(
@@ -443,7 +448,7 @@ async def test_an_internal_error_of_the_core_closes_4000_and_is_logged_with_its_
 
     monkeypatch.setattr(ServerConnection, "_on_heartbeat", defect)
     caplog.set_level(logging.ERROR, logger="botgw.gateway")
-    async with worker_in_this_process(settings) as url, websockets.connect(url) as ws:
+    async with worker_in_this_process(settings) as (url, _), websockets.connect(url) as ws:
         hello = await recv_frame(ws)
         await ws.send(json.dumps({"op": "heartbeat"}))
         closing = await recv_frame(ws)
@@ -457,3 +462,57 @@ async def test_an_internal_error_of_the_core_closes_4000_and_is_logged_with_its_
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
     assert "a defect in the core" in caplog.text  # the traceback is in the log
+
+
+async def test_a_socket_closed_while_identifying_takes_nothing_over(
+    redis_server: LocalRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a second socket's identify hangs in the store (the look at the log for its
+    # gap) until the identify deadline has closed it
+    settings = make_settings(redis_server.url, identify_timeout=0.5)
+    bot = await new_bot(settings)
+    async with worker_in_this_process(settings) as (url, worker):
+        first, ready = await open_raw(url, bot.token, consumer="c")
+        assert ready["op"] == "ready"
+
+        log_ = worker.store.log
+        info = log_.info
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def hung(*args: Any, **kwargs: Any) -> Any:
+            held.set()
+            await release.wait()
+            return await info(*args, **kwargs)
+
+        monkeypatch.setattr(log_, "info", hung)
+        second = await websockets.connect(
+            url, additional_headers={"Authorization": f"Bot {bot.token}"}
+        )
+        assert (await recv_frame(second))["op"] == "hello"
+        cursor = {"epoch": "another", "update_id": "1"}
+        identify = {"op": "identify", "consumer": "c", "cursor": cursor, "on_gap": "newest"}
+        await second.send(json.dumps(identify))
+        await asyncio.wait_for(held.wait(), wait_s(10))
+        # the client reads nothing more: the server's closing handshake waits for it,
+        # so the identify outlives the close of its core
+        assert second.transport is not None
+        second.transport.pause_reading()
+        [late] = [s for s in worker.all_sessions if s not in worker.sessions]
+        deadline = asyncio.get_running_loop().time() + wait_s(10)
+        while not late.closed:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0.2)  # the identify goes on after the look at the log
+
+        # the first socket still delivers: no takeover by the closed one
+        await first.send(json.dumps({"op": "heartbeat"}))
+        assert (await recv_frame(first))["op"] == "heartbeat_ack"
+        await ingest(worker.store, bot.bot_id, 1)
+        [update] = await collect(first, 1)
+        assert seq_of(update) == 1
+        second.transport.resume_reading()
+        closing = await recv_frame(second)
+        assert closing["op"] == "close" and closing["code"] == 4006
+        await first.close()
+        await second.close()
