@@ -26,7 +26,6 @@ from typing import Any, ClassVar, cast
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
@@ -226,7 +225,6 @@ class Worker:
         self._recheck = asyncio.Event()  # set: compare the sessions' tokens now
         self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
         self.draining = False
-        self.server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
 
@@ -676,7 +674,6 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
         # backlog of 100 the kernel drops them and clients wait 1-3 s to retry
         backlog=4096,
     )
-    worker.server = server
     log.info("gateway listening on %s:%s", settings.gateway_host, settings.gateway_port)
     if ready is not None:
         ready.set()
