@@ -17,8 +17,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from rest.botapi import BOT_METHODS
-from rest.clientapi import CLIENT_METHODS
 from rest.dispatch import (
     JSONResponse,
     auth_token,
@@ -29,9 +27,9 @@ from rest.dispatch import (
     register_methods,
     request_labels,
 )
-from rest.manageapi import MANAGE_METHODS
-from rest.media import client_download_route, download_route
+from rest.downloads import client_download_route, download_route
 from rest.messenger import Messenger
+from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.serve import metrics_registry
 from rest.services import BotCall, Services, UserCall

@@ -2,7 +2,7 @@
 
 Bots written for Telegram's Bot API (python-telegram-bot, aiogram, plain HTTP)
 talk to botgw by changing only the server URL. This module is a thin encoding
-layer over the native methods in :data:`rest.botapi.BOT_METHODS` -- one
+layer over the native methods in :data:`rest.methods.BOT_METHODS` -- one
 implementation, two encodings:
 
 * the token travels in the path (``/bot<id>:<secret>/<method>``; the native
@@ -34,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rest.botapi import BOT_METHODS
 from rest.dispatch import (
     JSONResponse,
     body_limit,
@@ -43,13 +42,14 @@ from rest.dispatch import (
     idempotency_key,
     read_params,
 )
-from rest.media import bot_file_response
+from rest.downloads import bot_file_response
+from rest.methods import BOT_METHODS
 from rest.schema import Method
 from rest.services import BotCall, Services
-from rest.updates import UPDATE_TYPES
 from shared.codecs import CodecError, json_loads
 from shared.errors import ApiError
 from shared.models import BotRecord
+from shared.updates import UPDATE_TYPES
 
 __all__ = [
     "FILE_PARAMS",

@@ -23,9 +23,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from botgw.local_redis import LocalRedis, free_port
 from rest.app import create_app
-from rest.botapi import BOT_METHODS
-from rest.clientapi import CLIENT_METHODS
-from rest.manageapi import MANAGE_METHODS
+from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
 from tests.conftest import Process, process_env, unique

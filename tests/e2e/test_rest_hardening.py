@@ -26,9 +26,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from botgw.local_redis import LocalRedis, free_port
-from rest.botapi import BOT_METHODS
-from rest.clientapi import CLIENT_METHODS
-from rest.manageapi import MANAGE_METHODS
+from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import BotAccount, create_bot, create_user
 from tests.conftest import Process, process_env, unique, wait_s

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from rest.botapi import BOT_METHODS
-from rest.clientapi import CLIENT_METHODS
-from rest.manageapi import MANAGE_METHODS
-from rest.media import sniff_image
+from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
+from rest.methods.media import sniff_image
 from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.ratelimit import buckets_for
 from rest.schema import Method, Param, check_reaction, check_reply_markup, validate_params

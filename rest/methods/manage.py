@@ -16,7 +16,7 @@ from rest.services import UserCall
 from shared.errors import ApiError
 from shared.models import BotRecord
 
-__all__ = ["MANAGE_METHODS", "bot_view", "owned_bot"]
+__all__ = ["MANAGE", "bot_view", "owned_bot"]
 
 
 def bot_view(bot: BotRecord, token: str | None = None) -> dict[str, Any]:
@@ -85,63 +85,60 @@ _DESCRIPTION = Param("description", "str", max_length=256, doc="up to 256 charac
 _BOT_ID = Param("bot_id", "id", required=True)
 _BOT = ref("Bot")
 
-MANAGE_METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method(
-            "createBot",
-            create_bot,
-            summary="Create a bot; its token is returned once.",
-            params=(
-                Param(
-                    "username",
-                    "str",
-                    required=True,
-                    min_length=5,
-                    max_length=32,
-                    pattern=r"^[a-z][a-z0-9_]{0,27}_bot$",
-                    doc="globally unique, lowercase, ending in _bot",
-                ),
-                Param("name", "str", required=True, min_length=3, max_length=32),
-                Param("description", "str", default="", max_length=256),
+MANAGE: tuple[Method, ...] = (
+    Method(
+        "createBot",
+        create_bot,
+        summary="Create a bot; its token is returned once.",
+        params=(
+            Param(
+                "username",
+                "str",
+                required=True,
+                min_length=5,
+                max_length=32,
+                pattern=r"^[a-z][a-z0-9_]{0,27}_bot$",
+                doc="globally unique, lowercase, ending in _bot",
             ),
-            result=_BOT,
+            Param("name", "str", required=True, min_length=3, max_length=32),
+            Param("description", "str", default="", max_length=256),
         ),
-        Method(
-            "listBots",
-            list_bots,
-            getter=True,
-            summary="The user's bots.",
-            result={"type": "array", "items": _BOT},
-        ),
-        Method(
-            "getBot",
-            get_bot,
-            getter=True,
-            summary="One of the user's bots.",
-            params=(_BOT_ID,),
-            result=_BOT,
-        ),
-        Method(
-            "editBot",
-            edit_bot,
-            summary="Change a bot's name, description or privacy mode.",
-            params=(_BOT_ID, _NAME, _DESCRIPTION, Param("privacy_mode", "bool")),
-            result=_BOT,
-        ),
-        Method(
-            "rotateToken",
-            rotate_token,
-            summary="Issue a new token; the old one stops working at once.",
-            params=(_BOT_ID,),
-            result=_BOT,
-        ),
-        Method(
-            "revokeBot",
-            revoke_bot,
-            summary="Revoke a bot for good: its calls get 412 BOT_INACTIVE.",
-            params=(_BOT_ID,),
-            result=_BOT,
-        ),
-    )
-}
+        result=_BOT,
+    ),
+    Method(
+        "listBots",
+        list_bots,
+        getter=True,
+        summary="The user's bots.",
+        result={"type": "array", "items": _BOT},
+    ),
+    Method(
+        "getBot",
+        get_bot,
+        getter=True,
+        summary="One of the user's bots.",
+        params=(_BOT_ID,),
+        result=_BOT,
+    ),
+    Method(
+        "editBot",
+        edit_bot,
+        summary="Change a bot's name, description or privacy mode.",
+        params=(_BOT_ID, _NAME, _DESCRIPTION, Param("privacy_mode", "bool")),
+        result=_BOT,
+    ),
+    Method(
+        "rotateToken",
+        rotate_token,
+        summary="Issue a new token; the old one stops working at once.",
+        params=(_BOT_ID,),
+        result=_BOT,
+    ),
+    Method(
+        "revokeBot",
+        revoke_bot,
+        summary="Revoke a bot for good: its calls get 412 BOT_INACTIVE.",
+        params=(_BOT_ID,),
+        result=_BOT,
+    ),
+)

@@ -24,7 +24,7 @@ from rest.schema import CHAT_ID, Method, Param
 from rest.services import BotCall, UserCall
 from shared.models import BotRecord, ChatRecord, MessageRecord, member_key
 
-__all__ = ["HISTORY_BOT_METHODS", "HISTORY_CLIENT_METHODS", "read_history"]
+__all__ = ["BOT", "CLIENT", "read_history"]
 
 MAX_LIMIT = 100
 _CHUNK = 200  # message ids read per round trip
@@ -125,7 +125,7 @@ _PARAMS = (
 )
 _RESULT = {"type": "array", "items": ref("Message")}
 
-HISTORY_BOT_METHODS: tuple[Method, ...] = (
+BOT: tuple[Method, ...] = (
     Method(
         "getChatHistory",
         bot_history,
@@ -136,7 +136,7 @@ HISTORY_BOT_METHODS: tuple[Method, ...] = (
     ),
 )
 
-HISTORY_CLIENT_METHODS: tuple[Method, ...] = (
+CLIENT: tuple[Method, ...] = (
     Method(
         "getChatHistory",
         client_history,

@@ -56,7 +56,7 @@ from shared.store.readers import PollStart
 from shared.updates import CONSUMER_PATTERN, UPDATE_TYPES
 
 __all__ = [
-    "GET_UPDATES",
+    "BOT",
     "UPDATE_TYPES",
     "check_update_types",
     "conflict",
@@ -374,51 +374,53 @@ async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
     return await poll.run(offset)
 
 
-GET_UPDATES = Method(
-    name="getUpdates",
-    handler=get_updates,
-    getter=True,
-    summary="Receive updates by long polling.",
-    params=(
-        Param(
-            "offset",
-            "id",
-            doc="first update id to return; confirms every earlier one. Absent or 0: "
-            "from the committed cursor; negative: the last N unconfirmed updates",
+BOT: tuple[Method, ...] = (
+    Method(
+        name="getUpdates",
+        handler=get_updates,
+        getter=True,
+        summary="Receive updates by long polling.",
+        params=(
+            Param(
+                "offset",
+                "id",
+                doc="first update id to return; confirms every earlier one. Absent or 0: "
+                "from the committed cursor; negative: the last N unconfirmed updates",
+            ),
+            Param(
+                "limit",
+                "int",
+                default=100,
+                minimum=1,
+                maximum=100,
+                clamp=True,
+                doc="at most this many updates (1-100; out-of-range values are clamped)",
+            ),
+            Param(
+                "timeout",
+                "float",
+                default=0,
+                minimum=0,
+                maximum=60,
+                clamp=True,
+                doc="seconds to wait for an update when there is none (0-60, clamped)",
+            ),
+            Param(
+                "allowed_updates",
+                "array",
+                items="str",
+                check=check_update_types,
+                doc="update types to return (others are skipped, not lost); remembered for "
+                "the consumer until given again; [] means all types",
+            ),
+            Param(
+                "consumer",
+                "str",
+                default="default",
+                pattern=CONSUMER_PATTERN,
+                doc="whose committed cursor to read and confirm (shared with the gateway)",
+            ),
         ),
-        Param(
-            "limit",
-            "int",
-            default=100,
-            minimum=1,
-            maximum=100,
-            clamp=True,
-            doc="at most this many updates (1-100; out-of-range values are clamped)",
-        ),
-        Param(
-            "timeout",
-            "float",
-            default=0,
-            minimum=0,
-            maximum=60,
-            clamp=True,
-            doc="seconds to wait for an update when there is none (0-60, clamped)",
-        ),
-        Param(
-            "allowed_updates",
-            "array",
-            items="str",
-            check=check_update_types,
-            doc="update types to return (others are skipped, not lost); remembered for "
-            "the consumer until given again; [] means all types",
-        ),
-        Param(
-            "consumer",
-            "str",
-            default="default",
-            pattern=CONSUMER_PATTERN,
-            doc="whose committed cursor to read and confirm (shared with the gateway)",
-        ),
+        result={"type": "array", "items": {"$ref": "#/components/schemas/Update"}},
     ),
-    result={"type": "array", "items": {"$ref": "#/components/schemas/Update"}},
 )

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest.methods.updates import UPDATE_TYPES, check_update_types
 from rest.schema import Method, Param
 from rest.services import BotCall
-from rest.updates import UPDATE_TYPES, check_update_types
 from shared.errors import ApiError
 from shared.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
 from shared.store.readers import WEBHOOK_CONSUMER
 
-__all__ = ["WEBHOOK_INFO", "WEBHOOK_METHODS"]
+__all__ = ["BOT", "WEBHOOK_INFO"]
 
 SECRET_PATTERN = r"^[A-Za-z0-9_\-]{1,256}$"
 PENDING_COUNT_LIMIT = 1_000_000
@@ -135,70 +135,66 @@ DROP_PENDING = Param(
     "for other consumers)",
 )
 
-WEBHOOK_METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method(
-            name="setWebhook",
-            handler=set_webhook,
-            summary="Deliver updates to an HTTPS URL, signed; an empty url removes it.",
-            params=(
-                Param(
-                    "url",
-                    "str",
-                    required=True,
-                    max_length=MAX_URL_LENGTH,
-                    doc="https URL to POST updates to (public addresses only); '' removes "
-                    "the webhook",
-                ),
-                Param(
-                    "secret_token",
-                    "str",
-                    pattern=SECRET_PATTERN,
-                    doc="1-256 characters A-Z a-z 0-9 _ -: the HMAC-SHA256 key of the "
-                    "X-Botgw-Signature header, also sent as X-Telegram-Bot-Api-Secret-Token",
-                ),
-                Param(
-                    "max_connections",
-                    "int",
-                    default=40,
-                    minimum=1,
-                    maximum=100,
-                    doc="deliveries in flight at once (different chats; one chat's "
-                    "updates always arrive in order)",
-                ),
-                Param(
-                    "allowed_updates",
-                    "array",
-                    items="str",
-                    check=check_update_types,
-                    doc="update types to deliver (others are skipped, not removed from the log)",
-                ),
-                DROP_PENDING,
-                Param(
-                    "id_format",
-                    "str",
-                    default="string",
-                    choices=("string", "number"),
-                    doc="ids in delivered updates: decimal strings (native) or numbers "
-                    "(Telegram clients)",
-                ),
+BOT: tuple[Method, ...] = (
+    Method(
+        name="setWebhook",
+        handler=set_webhook,
+        summary="Deliver updates to an HTTPS URL, signed; an empty url removes it.",
+        params=(
+            Param(
+                "url",
+                "str",
+                required=True,
+                max_length=MAX_URL_LENGTH,
+                doc="https URL to POST updates to (public addresses only); '' removes the webhook",
             ),
-            result={"type": "boolean"},
+            Param(
+                "secret_token",
+                "str",
+                pattern=SECRET_PATTERN,
+                doc="1-256 characters A-Z a-z 0-9 _ -: the HMAC-SHA256 key of the "
+                "X-Botgw-Signature header, also sent as X-Telegram-Bot-Api-Secret-Token",
+            ),
+            Param(
+                "max_connections",
+                "int",
+                default=40,
+                minimum=1,
+                maximum=100,
+                doc="deliveries in flight at once (different chats; one chat's "
+                "updates always arrive in order)",
+            ),
+            Param(
+                "allowed_updates",
+                "array",
+                items="str",
+                check=check_update_types,
+                doc="update types to deliver (others are skipped, not removed from the log)",
+            ),
+            DROP_PENDING,
+            Param(
+                "id_format",
+                "str",
+                default="string",
+                choices=("string", "number"),
+                doc="ids in delivered updates: decimal strings (native) or numbers "
+                "(Telegram clients)",
+            ),
         ),
-        Method(
-            name="deleteWebhook",
-            handler=delete_webhook,
-            summary="Remove the webhook (updates can be read by getUpdates or the gateway).",
-            params=(DROP_PENDING,),
-            result={"type": "boolean"},
-        ),
-        Method(
-            name="getWebhookInfo",
-            handler=get_webhook_info,
-            getter=True,
-            summary="The webhook, its pending update count and its last error.",
-            result=WEBHOOK_INFO,
-        ),
-    )
-}
+        result={"type": "boolean"},
+    ),
+    Method(
+        name="deleteWebhook",
+        handler=delete_webhook,
+        summary="Remove the webhook (updates can be read by getUpdates or the gateway).",
+        params=(DROP_PENDING,),
+        result={"type": "boolean"},
+    ),
+    Method(
+        name="getWebhookInfo",
+        handler=get_webhook_info,
+        getter=True,
+        summary="The webhook, its pending update count and its last error.",
+        result=WEBHOOK_INFO,
+    ),
+)

@@ -32,7 +32,7 @@ from shared.errors import ApiError
 from shared.ids import random_id
 from shared.models import ChatRecord, MessageRecord, member_key
 
-__all__ = ["POLL_BOT_METHODS", "POLL_CLIENT_METHODS", "copy_poll"]
+__all__ = ["BOT", "CLIENT", "copy_poll"]
 
 MAX_OPTIONS = 12
 
@@ -238,7 +238,7 @@ _SEND_POLL = Method(
     result=ref("Message"),
 )
 
-POLL_BOT_METHODS: tuple[Method, ...] = (
+BOT: tuple[Method, ...] = (
     _SEND_POLL,
     Method(
         "stopPoll",
@@ -249,7 +249,7 @@ POLL_BOT_METHODS: tuple[Method, ...] = (
     ),
 )
 
-POLL_CLIENT_METHODS: tuple[Method, ...] = (
+CLIENT: tuple[Method, ...] = (
     Method(
         "answerPoll",
         answer_poll,

@@ -14,9 +14,12 @@ addChatMember          ``my_chat_member`` to an added bot
 removeChatMember       ``my_chat_member`` to a removed bot
 =====================  =================================================
 
-Every call that writes takes a token of the user's send limit first, and each
-message or edit one of its chat's (:mod:`rest.ratelimit`): 429
-``TOO_MANY_REQUESTS`` with ``retry_after`` past them.
+Every call that writes takes a token of the user's send limit first
+(:func:`user_limited`), and each message or edit one of its chat's
+(:mod:`rest.ratelimit`): 429 ``TOO_MANY_REQUESTS`` with ``retry_after`` past them.
+
+The client's methods on callback queries, polls, history and files live beside
+the bot's, in those groups' modules; :data:`rest.methods.CLIENT_METHODS` has them all.
 """
 
 from __future__ import annotations
@@ -25,19 +28,15 @@ from dataclasses import replace
 from typing import Any
 
 from rest import visibility
-from rest.callbacks import CALLBACK_CLIENT_METHODS
-from rest.history import HISTORY_CLIENT_METHODS
-from rest.media import MEDIA_CLIENT_METHODS
 from rest.messenger import Outgoing, now
 from rest.object_schemas import ref
-from rest.polls import POLL_CLIENT_METHODS
 from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, check_reaction
 from rest.services import UserCall
 from rest.view import MAX_REACTIONS
 from shared.models import member_key
 
-__all__ = ["CLIENT_METHODS"]
+__all__ = ["CLIENT", "user_limited"]
 
 MAX_TEXT = 4096
 _USERNAME = Param("username", "str", required=True, min_length=1, max_length=64)
@@ -179,101 +178,94 @@ async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, 
 _CHAT_LIST = {"type": "array", "items": ref("Chat")}
 _TRUE = {"type": "boolean"}
 
-_METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("getMe", get_me, getter=True, summary="The user's own User.", result=ref("User")),
-        Method(
-            "startBot",
-            start_bot,
-            summary="Open the private chat with a bot and send /start.",
-            params=(_USERNAME,),
-            result=ref("Chat"),
-        ),
-        Method(
-            "sendMessage",
-            send_message,
-            summary="Send a text message as the user.",
-            params=(CHAT_ID, _TEXT, Param("reply_to_message_id", "id")),
-            result=ref("Message"),
-        ),
-        Method(
-            "editMessageText",
-            edit_message_text,
-            summary="Edit one of the user's text messages.",
-            params=(CHAT_ID, MESSAGE_ID, _TEXT),
-            result=ref("Message"),
-        ),
-        Method(
-            "deleteMessage",
-            delete_message,
-            summary="Delete a message (own ones; any in a private chat or as group creator).",
-            params=(CHAT_ID, MESSAGE_ID),
-            result=_TRUE,
-        ),
-        *CALLBACK_CLIENT_METHODS,
-        Method(
-            "setMessageReaction",
-            set_message_reaction,
-            summary="Set the user's reactions to a message (an empty list removes them).",
-            params=(
-                CHAT_ID,
-                MESSAGE_ID,
-                Param(
-                    "reaction",
-                    "array",
-                    required=True,
-                    max_length=MAX_REACTIONS,
-                    check=check_reaction,
-                    schema={"type": "array", "items": ref("ReactionType")},
-                ),
+CLIENT: tuple[Method, ...] = (
+    Method("getMe", get_me, getter=True, summary="The user's own User.", result=ref("User")),
+    Method(
+        "startBot",
+        start_bot,
+        summary="Open the private chat with a bot and send /start.",
+        params=(_USERNAME,),
+        result=ref("Chat"),
+    ),
+    Method(
+        "sendMessage",
+        send_message,
+        summary="Send a text message as the user.",
+        params=(CHAT_ID, _TEXT, Param("reply_to_message_id", "id")),
+        result=ref("Message"),
+    ),
+    Method(
+        "editMessageText",
+        edit_message_text,
+        summary="Edit one of the user's text messages.",
+        params=(CHAT_ID, MESSAGE_ID, _TEXT),
+        result=ref("Message"),
+    ),
+    Method(
+        "deleteMessage",
+        delete_message,
+        summary="Delete a message (own ones; any in a private chat or as group creator).",
+        params=(CHAT_ID, MESSAGE_ID),
+        result=_TRUE,
+    ),
+    Method(
+        "setMessageReaction",
+        set_message_reaction,
+        summary="Set the user's reactions to a message (an empty list removes them).",
+        params=(
+            CHAT_ID,
+            MESSAGE_ID,
+            Param(
+                "reaction",
+                "array",
+                required=True,
+                max_length=MAX_REACTIONS,
+                check=check_reaction,
+                schema={"type": "array", "items": ref("ReactionType")},
             ),
-            result=_TRUE,
         ),
-        *POLL_CLIENT_METHODS,
-        Method(
-            "createGroup",
-            create_group,
-            summary="Create a group with the user as its creator.",
-            params=(Param("title", "str", required=True, min_length=1, max_length=128),),
-            result=ref("Chat"),
-        ),
-        Method(
-            "addChatMember",
-            add_chat_member,
-            summary="Add a user or a bot to a group (a bot gets my_chat_member).",
-            params=(CHAT_ID, _USERNAME),
-            result=_TRUE,
-        ),
-        Method(
-            "removeChatMember",
-            remove_chat_member,
-            summary="Remove a user or a bot from a group (yourself: leave it).",
-            params=(CHAT_ID, _USERNAME),
-            result=_TRUE,
-        ),
-        Method(
-            "getChats",
-            get_chats,
-            getter=True,
-            summary="The user's chats.",
-            result=_CHAT_LIST,
-        ),
-        Method(
-            "getChatMembers",
-            get_chat_members,
-            getter=True,
-            summary="The members of one of the user's chats.",
-            params=(CHAT_ID,),
-            result={"type": "array", "items": ref("ChatMember")},
-        ),
-        *HISTORY_CLIENT_METHODS,
-        *MEDIA_CLIENT_METHODS,
-    )
-}
+        result=_TRUE,
+    ),
+    Method(
+        "createGroup",
+        create_group,
+        summary="Create a group with the user as its creator.",
+        params=(Param("title", "str", required=True, min_length=1, max_length=128),),
+        result=ref("Chat"),
+    ),
+    Method(
+        "addChatMember",
+        add_chat_member,
+        summary="Add a user or a bot to a group (a bot gets my_chat_member).",
+        params=(CHAT_ID, _USERNAME),
+        result=_TRUE,
+    ),
+    Method(
+        "removeChatMember",
+        remove_chat_member,
+        summary="Remove a user or a bot from a group (yourself: leave it).",
+        params=(CHAT_ID, _USERNAME),
+        result=_TRUE,
+    ),
+    Method(
+        "getChats",
+        get_chats,
+        getter=True,
+        summary="The user's chats.",
+        result=_CHAT_LIST,
+    ),
+    Method(
+        "getChatMembers",
+        get_chat_members,
+        getter=True,
+        summary="The members of one of the user's chats.",
+        params=(CHAT_ID,),
+        result={"type": "array", "items": ref("ChatMember")},
+    ),
+)
 
 
-def _limited(method: Method) -> Method:
+def user_limited(method: Method) -> Method:
     """``method`` taking a token of the user's write bucket first (rest.ratelimit)."""
     handler = method.handler
 
@@ -282,8 +274,3 @@ def _limited(method: Method) -> Method:
         return await handler(call, p)
 
     return replace(method, handler=limited)
-
-
-CLIENT_METHODS: dict[str, Method] = {
-    name: method if method.getter else _limited(method) for name, method in _METHODS.items()
-}

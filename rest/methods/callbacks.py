@@ -25,7 +25,7 @@ from rest.services import BotCall, UserCall
 from shared.errors import ApiError
 from shared.models import CallbackRecord, member_key
 
-__all__ = ["ANSWER_WINDOW_SECONDS", "CALLBACK_BOT_METHODS", "CALLBACK_CLIENT_METHODS"]
+__all__ = ["ANSWER_WINDOW_SECONDS", "BOT", "CLIENT"]
 
 ANSWER_WINDOW_SECONDS = 900
 _QUERY_ID = Param(
@@ -130,7 +130,7 @@ async def answer_callback_query(call: BotCall, p: dict[str, Any]) -> bool:
     return True
 
 
-CALLBACK_BOT_METHODS: tuple[Method, ...] = (
+BOT: tuple[Method, ...] = (
     Method(
         "answerCallbackQuery",
         answer_callback_query,
@@ -146,7 +146,7 @@ CALLBACK_BOT_METHODS: tuple[Method, ...] = (
     ),
 )
 
-CALLBACK_CLIENT_METHODS: tuple[Method, ...] = (
+CLIENT: tuple[Method, ...] = (
     Method(
         "pressButton",
         press_button,
