@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import broadcast
 
 from gateway import metrics
-from gateway.protocol import Encoding
+from gateway.protocol import Encoding, encode_updates_frame
 from shared.codecs import json_dumps, pack, unpack
 from shared.control import Takeover
 from shared.dialect import native_ids
@@ -40,9 +39,7 @@ FRAME_MAX_BYTES = 256 * 1024
 SWEEP_SECONDS = 1.0
 SWEEP_SLICE = 256
 
-_JSON_HEAD = b'{"op":"updates","updates":['
 _NONE: set[Session] = set()  # shared empty set: never added to
-_JSON_TAIL = b"]}"
 
 
 def encode_update(entry: StoredUpdate, encoding: Encoding) -> bytes:
@@ -69,27 +66,17 @@ class EncodedBatch:
 
 def frames_for(items: list[bytes], encoding: Encoding) -> list[bytes]:
     """``updates`` frames of at most FRAME_MAX_UPDATES / FRAME_MAX_BYTES each."""
-    from gateway.protocol import encode_updates_frame
-
     frames: list[bytes] = []
     start = 0
     size = 0
     for i, item in enumerate(items):
         if i > start and (i - start >= FRAME_MAX_UPDATES or size + len(item) > FRAME_MAX_BYTES):
-            frames.append(_frame(items[start:i], encoding, encode_updates_frame))
+            frames.append(encode_updates_frame(items[start:i], encoding))
             start, size = i, 0
         size += len(item) + 1
     if start < len(items):
-        frames.append(_frame(items[start:], encoding, encode_updates_frame))
+        frames.append(encode_updates_frame(items[start:] if start else items, encoding))
     return frames
-
-
-def _frame(items: list[bytes], encoding: Encoding, build: Callable[..., str | bytes]) -> bytes:
-    if encoding == "json":
-        return _JSON_HEAD + b",".join(items) + _JSON_TAIL
-    frame = build(items, encoding)
-    assert isinstance(frame, bytes)
-    return frame
 
 
 @dataclass(eq=False)

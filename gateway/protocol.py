@@ -944,20 +944,22 @@ class ServerConnection:
 
 _JSON_UPDATES_HEAD = b'{"op":"updates","updates":['
 _JSON_UPDATES_TAIL = b"]}"
-_MSGPACK_UPDATES_HEAD = bytes(msgpack.Packer().pack_map_header(2)) + pack("op") + pack("updates")
-_MSGPACK_UPDATES_KEY = pack("updates")
+_MSGPACK_UPDATES_HEAD = b"".join(
+    [bytes(msgpack.Packer().pack_map_header(2)), pack("op"), pack("updates"), pack("updates")]
+)
+_msgpack_packer = msgpack.Packer()  # for array headers: returns them as bytes and resets
 
 
-def encode_updates_frame(encoded_updates: Sequence[bytes], encoding: Encoding) -> str | bytes:
+def encode_updates_frame(encoded_updates: Sequence[bytes], encoding: Encoding) -> bytes:
     """Build ``{"op": "updates", "updates": [...]}`` from updates encoded one by one.
 
     Each element is one update already encoded in ``encoding`` (the JSON bytes of
     an object, or the msgpack bytes of a map), so the fan-out encodes an update
-    once and splices the same bytes into the frame for every connection. Returns
-    ``str`` for JSON (send as a text message) and ``bytes`` for msgpack (send as
-    a binary message), like :meth:`ServerConnection.data_to_send`.
+    once and splices the same bytes into the frame for every connection. The
+    frame is bytes in both encodings: send a JSON frame as a text message and a
+    msgpack frame as a binary one.
     """
     if encoding == "json":
-        return (_JSON_UPDATES_HEAD + b",".join(encoded_updates) + _JSON_UPDATES_TAIL).decode()
-    array_header = bytes(msgpack.Packer().pack_array_header(len(encoded_updates)))
-    return b"".join([_MSGPACK_UPDATES_HEAD, _MSGPACK_UPDATES_KEY, array_header, *encoded_updates])
+        return b"".join((_JSON_UPDATES_HEAD, b",".join(encoded_updates), _JSON_UPDATES_TAIL))
+    array_header: bytes = _msgpack_packer.pack_array_header(len(encoded_updates))
+    return b"".join([_MSGPACK_UPDATES_HEAD, array_header, *encoded_updates])

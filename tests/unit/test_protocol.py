@@ -11,12 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.hub import FRAME_MAX_BYTES, FRAME_MAX_UPDATES, frames_for
 from gateway.protocol import (
     MAX_SHARDS,
     UPDATE_TYPES,
     AckReceived,
     CloseCode,
     CloseConnection,
+    Encoding,
     Event,
     Identify,
     Limits,
@@ -181,7 +183,7 @@ def test_happy_path() -> None:
 
     # The fan-out sends a batch (outside data_to_send) and reports the high-water mark.
     frame = encode_updates_frame([json_dumps({"update_id": str(i)}) for i in (1001, 1002)], "json")
-    assert decode(frame)["updates"] == [{"update_id": "1001"}, {"update_id": "1002"}]
+    assert json_loads(frame)["updates"] == [{"update_id": "1001"}, {"update_id": "1002"}]
     conn.updates_sent(1002)
     assert conn.delivered == 1002
 
@@ -986,8 +988,8 @@ UPDATE = {
 def test_encode_updates_frame_json(count: int) -> None:
     updates = [{**UPDATE, "update_id": str(i), "text": "h\u00e9 \u2603"} for i in range(count)]
     frame = encode_updates_frame([json_dumps(update) for update in updates], "json")
-    assert isinstance(frame, str)
-    assert json_loads(frame) == {"op": "updates", "updates": updates}
+    assert isinstance(frame, bytes)  # sent as a text message: it is UTF-8
+    assert json_loads(frame.decode()) == {"op": "updates", "updates": updates}
 
 
 @pytest.mark.parametrize("count", [0, 1, 3, 20, 70_000])
@@ -1004,6 +1006,26 @@ def test_encode_updates_frame_is_deterministic() -> None:
     first = encode_updates_frame(encoded, "msgpack")
     assert isinstance(first, bytes) and first == encode_updates_frame(encoded, "msgpack")
     assert unpack(first)["updates"] == [UPDATE]
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_a_batch_is_split_into_frames_bounded_in_count_and_size(encoding: Encoding) -> None:
+    encode = json_dumps if encoding == "json" else pack
+    decode_frame = json_loads if encoding == "json" else unpack
+    # small updates hit the count bound, large ones the size bound, a huge one goes alone
+    sizes = [10] * 250 + [20_000] * 30 + [FRAME_MAX_BYTES * 2] + [10] * 5
+    updates = [{"update_id": str(i), "text": "x" * size} for i, size in enumerate(sizes, 1)]
+    frames = frames_for([encode(update) for update in updates], encoding)
+    decoded = [decode_frame(frame) for frame in frames]
+    assert all(frame.keys() == {"op", "updates"} and frame["op"] == "updates" for frame in decoded)
+    assert [update for frame in decoded for update in frame["updates"]] == updates
+    assert all(1 <= len(frame["updates"]) <= FRAME_MAX_UPDATES for frame in decoded)
+    for frame, value in zip(frames, decoded, strict=True):
+        if len(value["updates"]) > 1:
+            assert len(frame) <= FRAME_MAX_BYTES + 64  # the items, commas and the envelope
+    assert [len(frame["updates"]) for frame in decoded][:2] == [FRAME_MAX_UPDATES] * 2
+    assert any(frame["updates"][0]["text"] == "x" * FRAME_MAX_BYTES * 2 for frame in decoded)
+    assert frames_for([], encoding) == []
 
 
 # --- property-based: the core never raises and always closes cleanly ---------------
