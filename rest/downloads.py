@@ -117,7 +117,8 @@ async def bot_file_response(services: Services, bot: BotRecord, file_path: str) 
     """:func:`file_response` for a bot: 404 ``FILE_NOT_FOUND`` also for a file it may
     not use, as for one that does not exist."""
     match = _FILE_PATH_RE.match(file_path)
-    if match is None or not await visibility.may_use_file(services.messenger, bot, match.group(2)):
+    db = services.messenger.db
+    if match is None or not await visibility.may_use_file(db, bot, match.group(2)):
         raise _no_file()
     return await file_response(services, file_path)
 

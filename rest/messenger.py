@@ -87,7 +87,7 @@ class Messenger:
 
     def view(self, viewer_bot: int | None) -> View:
         """Renders records as ``viewer_bot`` sees them (``None``: the users' view)."""
-        return View(self, viewer_bot)
+        return View(self.db, self.scoped, viewer_bot)
 
     # -- chats ----------------------------------------------------------------
 

@@ -14,17 +14,18 @@ chats. Their JSON schemas are in :mod:`rest.object_schemas`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from rest import visibility
 from rest.object_schemas import GIFT_TYPES
 from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, parse_member
+from shared.store.entities import Entities
 
-if TYPE_CHECKING:
-    from rest.messenger import Messenger
+__all__ = ["MAX_REACTIONS", "Scoping", "View"]
 
-__all__ = ["MAX_REACTIONS", "View"]
+# (bot id, user id) -> the id under which that bot sees that user
+Scoping = Callable[[int, int], int]
 
 # How many reactions one user may put on one message (a bot: one, as in Telegram).
 MAX_REACTIONS = 3
@@ -36,9 +37,9 @@ class View:
     """Renders records as ``viewer_bot`` sees them; caches the people it looked up,
     what the viewer may see of each chat, and the replied-to messages it read."""
 
-    def __init__(self, messenger: Messenger, viewer_bot: int | None) -> None:
-        self.messenger = messenger
-        self.db = messenger.db
+    def __init__(self, db: Entities, scoped: Scoping, viewer_bot: int | None) -> None:
+        self.db = db
+        self.scoped = scoped
         self.viewer = viewer_bot
         self._users: dict[int, UserRecord | None] = {}
         self._bots: dict[int, BotRecord | None] = {}
@@ -50,7 +51,7 @@ class View:
         """The id of ``u<id>``/``b<id>`` as the viewer knows it."""
         kind, member_id = parse_member(member)
         if kind == "u" and self.viewer is not None:
-            return self.messenger.scoped(self.viewer, member_id)
+            return self.scoped(self.viewer, member_id)
         return member_id
 
     async def load(self, members: Iterable[str]) -> None:
@@ -78,7 +79,7 @@ class View:
             await self.load((f"b{self.viewer}",))
             bot = self._bots.get(self.viewer)
             self._sights[chat.id] = (
-                None if bot is None else await visibility.sight(self.messenger, bot, chat)
+                None if bot is None else await visibility.sight(self.db, bot, chat)
             )
         return self._sights[chat.id]
 

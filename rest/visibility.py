@@ -26,15 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rest.text import utf16_slice
 from shared.errors import ApiError
 from shared.models import BotRecord, ChatRecord, MessageRecord, member_key
-
-if TYPE_CHECKING:
-    from rest.messenger import Messenger
-    from shared.store.entities import Entities
+from shared.store.entities import Entities
 
 __all__ = [
     "Sight",
@@ -109,9 +106,12 @@ class Sight:
         return receives(self.bot, self.chat, message, replied)
 
 
-async def sight(messenger: Messenger, bot: BotRecord, chat: ChatRecord) -> Sight:
-    """What ``bot`` may see of ``chat`` (from its membership)."""
-    info = await messenger.member_info(chat, member_key("b", bot.id))
+async def sight(db: Entities, bot: BotRecord, chat: ChatRecord) -> Sight:
+    """What ``bot`` may see of ``chat`` (from its membership: a private chat's bot
+    is a member since its start)."""
+    if chat.type == "private":
+        return Sight(bot, chat, 0 if chat.bot_id == bot.id else None)
+    info = await db.member(chat.id, member_key("b", bot.id))
     return Sight(bot, chat, None if info is None else int(info.get("since") or 0))
 
 
@@ -148,37 +148,37 @@ def _reply_not_found(message_id: int) -> ApiError:
 
 
 async def _seen_message(
-    messenger: Messenger, bot: BotRecord, chat: ChatRecord, message_id: int
+    db: Entities, bot: BotRecord, chat: ChatRecord, message_id: int
 ) -> MessageRecord | None:
-    seen = await sight(messenger, bot, chat)
+    seen = await sight(db, bot, chat)
     if not seen.may_hold(message_id):
         return None
-    message = await messenger.db.get_message(chat.id, message_id)
-    if message is None or not await visible(messenger.db, seen, [message]):
+    message = await db.get_message(chat.id, message_id)
+    if message is None or not await visible(db, seen, [message]):
         return None
     return message
 
 
 async def find_message(
-    messenger: Messenger, bot: BotRecord, chat: ChatRecord, message_id: int
+    db: Entities, bot: BotRecord, chat: ChatRecord, message_id: int
 ) -> MessageRecord:
     """The message ``message_id`` of ``chat`` if ``bot`` may see it, else 400
     ``MESSAGE_NOT_FOUND`` (the same answer whether it is hidden or does not exist)."""
-    message = await _seen_message(messenger, bot, chat, message_id)
+    message = await _seen_message(db, bot, chat, message_id)
     if message is None:
         raise message_not_found(message_id)
     return message
 
 
 async def reply_target(
-    messenger: Messenger, bot: BotRecord, chat: ChatRecord, message_id: int | None, lenient: bool
+    db: Entities, bot: BotRecord, chat: ChatRecord, message_id: int | None, lenient: bool
 ) -> MessageRecord | None:
     """The message a bot's new message replies to. One the bot may not see is one
     that does not exist: 400 ``MESSAGE_NOT_FOUND``, or with ``lenient``
     (``allow_sending_without_reply``) no reply at all. Nothing is read without one."""
     if message_id is None:
         return None
-    message = await _seen_message(messenger, bot, chat, message_id)
+    message = await _seen_message(db, bot, chat, message_id)
     if message is None and not lenient:
         raise _reply_not_found(message_id)
     return message
@@ -206,31 +206,29 @@ async def note_files(db: Entities, message: MessageRecord, *, uploaded: bool = F
     )
 
 
-async def may_use_file(messenger: Messenger, bot: BotRecord, file_id: str) -> bool:
+async def may_use_file(db: Entities, bot: BotRecord, file_id: str) -> bool:
     """Whether ``bot`` uploaded the file or may see a message carrying it."""
-    uploader, carriers = await messenger.db.file_access(file_id)
+    uploader, carriers = await db.file_access(file_id)
     if uploader == member_key("b", bot.id):
         return True
     by_chat: dict[int, list[int]] = {}
     for chat_id, message_id in carriers:
         by_chat.setdefault(chat_id, []).append(message_id)
     for carrier_chat, message_ids in sorted(by_chat.items()):
-        if await _sees_carrier(messenger, bot, carrier_chat, message_ids, file_id):
+        if await _sees_carrier(db, bot, carrier_chat, message_ids, file_id):
             return True
     return False
 
 
 async def _sees_carrier(
-    messenger: Messenger, bot: BotRecord, chat_id: int, message_ids: list[int], file_id: str
+    db: Entities, bot: BotRecord, chat_id: int, message_ids: list[int], file_id: str
 ) -> bool:
-    chat = await messenger.db.get_chat(chat_id)
+    chat = await db.get_chat(chat_id)
     if chat is None:
         return False
-    seen = await sight(messenger, bot, chat)
+    seen = await sight(db, bot, chat)
     candidates = [i for i in message_ids if seen.may_hold(i)]
     if not candidates:
         return False
-    messages = await messenger.db.get_messages(chat.id, candidates)
-    return any(
-        file_id in carried_files(m.extra) for m in await visible(messenger.db, seen, messages)
-    )
+    messages = await db.get_messages(chat.id, candidates)
+    return any(file_id in carried_files(m.extra) for m in await visible(db, seen, messages))

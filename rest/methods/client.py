@@ -105,7 +105,7 @@ async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
         if not bot.active or (chat.type == "group" and bot.privacy_mode and not own):
             continue  # in privacy mode a bot hears about reactions to its own messages only
         if chat.type == "group" and not own:
-            seen = await visibility.sight(messenger, bot, chat)
+            seen = await visibility.sight(messenger.db, bot, chat)
             if not await visibility.visible(messenger.db, seen, [message]):
                 continue  # nor about messages it may not see (another bot's, older ones)
         view = messenger.view(bot.id)

@@ -45,7 +45,7 @@ async def read_history(
     low = 1 if since is None else max(1, since + 1)
     seen = None
     if bot is not None:
-        seen = await visibility.sight(messenger, bot, chat)
+        seen = await visibility.sight(messenger.db, bot, chat)
         if seen.since is None:
             return []  # not a member (any more): it sees nothing there
         low = max(low, seen.since + 1)  # nothing from before it joined

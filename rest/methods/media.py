@@ -218,7 +218,7 @@ async def _usable_file(call: BotCall, file_id: str) -> FileRecord | None:
     """The file behind ``file_id`` if the bot may use it (else as if there were none)."""
     messenger = call.services.messenger
     record = await messenger.db.get_file(file_id)
-    if record is None or not await visibility.may_use_file(messenger, call.bot, file_id):
+    if record is None or not await visibility.may_use_file(messenger.db, call.bot, file_id):
         return None
     return record
 
@@ -264,7 +264,7 @@ async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, A
     caption, caption_entities = formatted(
         p, "caption", "caption_entities", limit=MAX_CAPTION, required=False
     )
-    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     source = p[kind]
     checked: _Upload | None = None
     record: FileRecord | None = None

@@ -68,7 +68,7 @@ def _me(call: BotCall) -> str:
 
 async def _message(call: BotCall, chat: ChatRecord, message_id: int) -> MessageRecord:
     """A message the bot may see, else 400 ``MESSAGE_NOT_FOUND``."""
-    return await visibility.find_message(call.services.messenger, call.bot, chat, message_id)
+    return await visibility.find_message(call.services.messenger.db, call.bot, chat, message_id)
 
 
 async def _own_message(call: BotCall, chat: ChatRecord, message_id: int) -> MessageRecord:
@@ -83,7 +83,7 @@ async def send_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
     text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
-    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
@@ -220,7 +220,7 @@ async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
             extra["caption"] = caption
             if caption_entities:
                 extra["caption_entities"] = caption_entities
-    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     markup = p["reply_markup"] if p["reply_markup"] is not None else source.reply_markup
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(

@@ -101,7 +101,7 @@ async def send_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
         if p["close_date"] <= time.time():
             raise ApiError(400, "INVALID_PARAMETER", "parameter 'close_date' is in the past")
         spec["close_date"] = p["close_date"]
-    replied = await visibility.reply_target(messenger, call.bot, chat, *reply_target(p))
+    replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
@@ -134,7 +134,7 @@ async def _poll_message(messenger: Messenger, chat: ChatRecord, message_id: int)
 async def stop_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = _poll_of(await visibility.find_message(messenger, call.bot, chat, p["message_id"]))
+    message = _poll_of(await visibility.find_message(messenger.db, call.bot, chat, p["message_id"]))
     if message.sender != member_key("b", call.bot.id):
         raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "a bot can only stop its own polls")
     if _closed_now(message.extra["poll"]) or not await messenger.db.close_poll(chat.id, message.id):
