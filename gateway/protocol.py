@@ -556,16 +556,15 @@ class ServerConnection:
         self._epoch = epoch
         self._acked = self._delivered = self._committed = cursor.update_id
         self._send(
-            {
-                "op": "ready",
-                "bot": {"id": str(bot_id), "username": bot_username},
-                "consumer": self._consumer,
-                "shard": list(self._shard),
-                "epoch": epoch,
-                "cursor": {"epoch": cursor.epoch, "update_id": str(cursor.update_id)},
-                "head": str(head),
-                "resumed": resumed,
-            }
+            ready_frame(
+                bot_id=bot_id,
+                bot_username=bot_username,
+                consumer=self._consumer,
+                shard=self._shard,
+                cursor=cursor,
+                head=head,
+                resumed=resumed,
+            )
         )
 
     def reject(self, code: CloseCode, reason: str, *, retry_after_ms: int | None = None) -> None:
@@ -603,14 +602,7 @@ class ServerConnection:
             return policy
         assert self._state in (State.IDENTIFYING, State.ACTIVE, State.DRAINING)
         self._send(
-            {
-                "op": "gap",
-                "reason": reason,
-                "oldest": _id_str(oldest),
-                "newest": _id_str(newest),
-                "epoch": epoch,
-                "action": policy,
-            }
+            gap_frame(reason=reason, oldest=oldest, newest=newest, epoch=epoch, action=policy)
         )
         if policy == "fail":
             self._close(CloseCode.CURSOR_GAP, f"cursor is not in the retained log ({reason})")
@@ -666,11 +658,8 @@ class ServerConnection:
             return
         assert request_id in self._pending, f"no pending request {request_id!r}"
         self._pending.remove(request_id)
-        if ok:
-            self._send({"op": "result", "id": request_id, "ok": True, "result": result})
-        else:
-            assert error is not None, "send_result(ok=False) needs an error"
-            self._send({"op": "result", "id": request_id, "ok": False, "error": error})
+        assert ok or error is not None, "send_result(ok=False) needs an error"
+        self._send(result_frame(request_id, ok=ok, result=result, error=error))
 
     def take_commit(self) -> int | None:
         """The highest ack not yet handed out for committing, or None if nothing is new.
@@ -714,15 +703,7 @@ class ServerConnection:
             return
         assert retry_after_ms is None or retry_after_ms >= 0
         reason = _truncate_reason(reason)
-        self._send(
-            {
-                "op": "close",
-                "code": int(code),
-                "reason": reason,
-                "resumable": is_resumable(code),
-                "retry_after_ms": retry_after_ms,
-            }
-        )
+        self._send(close_frame(code, reason, retry_after_ms))
         self._state = State.CLOSED
         self._close_code = int(code)
         self._pending.clear()
@@ -781,7 +762,6 @@ class ServerConnection:
         return True
 
     def _receive(self, data: str | bytes, now: float) -> None:
-        text = isinstance(data, str)
         size = _utf8_len(data) if isinstance(data, str) else len(data)
         if size > self._limits.max_frame_bytes:
             raise _Violation(
@@ -796,12 +776,7 @@ class ServerConnection:
             )
         self._last_activity = max(self._last_activity, now)
 
-        try:
-            frame = json_loads(data) if isinstance(data, str) else unpack(data)
-        except CodecError as exc:
-            raise _bad(f"invalid {'JSON' if text else 'msgpack'}: {exc}") from None
-        if not isinstance(frame, dict):
-            raise _bad(f"frame must be an object, got {type(frame).__name__}")
+        frame = decode_frame(data)
         op = frame.get("op")
         if op == "heartbeat":
             self._on_heartbeat(frame)
@@ -849,95 +824,171 @@ class ServerConnection:
     def _on_identify(self, frame: dict[Any, Any], now: float) -> None:
         if self._state is not State.AWAIT_IDENTIFY:
             raise _bad("identify was already received on this connection")
-        token: str | None = None
-        if not self._authenticated:
-            raw_token = frame.get("token")
-            if raw_token is None:
-                raise _Violation(
-                    CloseCode.AUTH_FAILED, "identify.token is required (no token on the upgrade)"
-                )
-            if not isinstance(raw_token, str):
-                raise _bad("identify.token must be a string")
-            if not 1 <= len(raw_token) <= _MAX_TOKEN_CHARS:
-                raise _Violation(CloseCode.AUTH_FAILED, "identify.token is malformed")
-            token = raw_token
-        cursor = _parse_cursor(frame.get("cursor"))
-        consumer = frame.get("consumer", "default")
-        if not is_consumer_name(consumer):
-            raise _bad("identify.consumer must be 1-64 characters of [A-Za-z0-9_.-]")
-        shard = _parse_shard(frame.get("shard"))
-        raw_encoding = frame.get("encoding", "json")
-        encoding = _ENCODINGS.get(raw_encoding) if isinstance(raw_encoding, str) else None
-        if encoding is None:
-            raise _bad('identify.encoding must be "json" or "msgpack"')
-        allowed_updates = _parse_allowed_updates(frame.get("allowed_updates"))
-        raw_on_gap = frame.get("on_gap", "fail")
-        on_gap = _GAP_POLICIES.get(raw_on_gap) if isinstance(raw_on_gap, str) else None
-        if on_gap is None:
-            raise _bad('identify.on_gap must be "fail", "oldest" or "newest"')
-
+        identify = parse_identify(frame, authenticated=self._authenticated)
         self._state = State.IDENTIFYING
         self._identified_at = now
-        self._encoding = encoding
-        self._on_gap = on_gap
-        self._consumer = consumer
-        self._shard = shard
-        self._events.append(
-            Identify(
-                token=token,
-                cursor=cursor,
-                consumer=consumer,
-                shard=shard,
-                encoding=encoding,
-                allowed_updates=allowed_updates,
-                on_gap=on_gap,
-            )
-        )
+        self._encoding = identify.encoding
+        self._on_gap = identify.on_gap
+        self._consumer = identify.consumer
+        self._shard = identify.shard
+        self._events.append(identify)
 
     def _on_request(self, frame: dict[Any, Any]) -> None:
-        request_id = frame.get("id")
-        if not isinstance(request_id, str) or not 1 <= len(request_id) <= _MAX_REQUEST_ID_CHARS:
-            raise _bad(f"request.id must be a string of 1-{_MAX_REQUEST_ID_CHARS} characters")
-        method = frame.get("method")
-        if not isinstance(method, str) or not 1 <= len(method) <= _MAX_METHOD_CHARS:
-            raise _bad(f"request.method must be a string of 1-{_MAX_METHOD_CHARS} characters")
-        params = frame.get("params")
-        if params is None:
-            params = {}
-        elif not isinstance(params, dict) or not _is_json_value(params):
-            raise _bad("request.params must be a JSON object")
-        key = frame.get("idempotency_key")
-        if key is not None and not (
-            isinstance(key, str)
-            and 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY_CHARS
-            and all("!" <= ch <= "~" for ch in key)
-        ):
-            raise _bad(
-                f"request.idempotency_key must be 1-{_MAX_IDEMPOTENCY_KEY_CHARS} visible "
-                "ASCII characters"
-            )
+        request = parse_request(frame)
+        request_id = request.request_id
         if request_id in self._pending:
             # Two answers with one id would be ambiguous for the client.
             raise _bad(f"request.id {_show(request_id)} is already pending")
         if len(self._pending) >= self._limits.max_pending_requests:
-            self._send(
-                {
-                    "op": "result",
-                    "id": request_id,
-                    "ok": False,
-                    "error": {
-                        "error_code": 429,
-                        "code": "TOO_MANY_REQUESTS",
-                        "description": (
-                            f"more than {self._limits.max_pending_requests} requests pending "
-                            "on this connection"
-                        ),
-                    },
-                }
-            )
+            error = {
+                "error_code": 429,
+                "code": "TOO_MANY_REQUESTS",
+                "description": (
+                    f"more than {self._limits.max_pending_requests} requests pending "
+                    "on this connection"
+                ),
+            }
+            self._send(result_frame(request_id, ok=False, error=error))
             return
         self._pending.add(request_id)
-        self._events.append(RequestReceived(request_id, method, params, key))
+        self._events.append(request)
+
+
+def parse_identify(frame: dict[Any, Any], *, authenticated: bool) -> Identify:
+    """The fields of an ``identify`` (or ``resume``) frame, checked.
+
+    ``authenticated``: the upgrade request carried a valid token, so the frame
+    needs none.
+    """
+    token: str | None = None
+    if not authenticated:
+        raw_token = frame.get("token")
+        if raw_token is None:
+            raise _Violation(
+                CloseCode.AUTH_FAILED, "identify.token is required (no token on the upgrade)"
+            )
+        if not isinstance(raw_token, str):
+            raise _bad("identify.token must be a string")
+        if not 1 <= len(raw_token) <= _MAX_TOKEN_CHARS:
+            raise _Violation(CloseCode.AUTH_FAILED, "identify.token is malformed")
+        token = raw_token
+    cursor = _parse_cursor(frame.get("cursor"))
+    consumer = frame.get("consumer", "default")
+    if not is_consumer_name(consumer):
+        raise _bad("identify.consumer must be 1-64 characters of [A-Za-z0-9_.-]")
+    shard = _parse_shard(frame.get("shard"))
+    raw_encoding = frame.get("encoding", "json")
+    encoding = _ENCODINGS.get(raw_encoding) if isinstance(raw_encoding, str) else None
+    if encoding is None:
+        raise _bad('identify.encoding must be "json" or "msgpack"')
+    allowed_updates = _parse_allowed_updates(frame.get("allowed_updates"))
+    raw_on_gap = frame.get("on_gap", "fail")
+    on_gap = _GAP_POLICIES.get(raw_on_gap) if isinstance(raw_on_gap, str) else None
+    if on_gap is None:
+        raise _bad('identify.on_gap must be "fail", "oldest" or "newest"')
+    return Identify(
+        token=token,
+        cursor=cursor,
+        consumer=consumer,
+        shard=shard,
+        encoding=encoding,
+        allowed_updates=allowed_updates,
+        on_gap=on_gap,
+    )
+
+
+def parse_request(frame: dict[Any, Any]) -> RequestReceived:
+    """The fields of a ``request`` frame, checked (not yet against the pending ones)."""
+    request_id = frame.get("id")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= _MAX_REQUEST_ID_CHARS:
+        raise _bad(f"request.id must be a string of 1-{_MAX_REQUEST_ID_CHARS} characters")
+    method = frame.get("method")
+    if not isinstance(method, str) or not 1 <= len(method) <= _MAX_METHOD_CHARS:
+        raise _bad(f"request.method must be a string of 1-{_MAX_METHOD_CHARS} characters")
+    params = frame.get("params")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict) or not _is_json_value(params):
+        raise _bad("request.params must be a JSON object")
+    key = frame.get("idempotency_key")
+    if key is not None and not (
+        isinstance(key, str)
+        and 1 <= len(key) <= _MAX_IDEMPOTENCY_KEY_CHARS
+        and all("!" <= ch <= "~" for ch in key)
+    ):
+        raise _bad(
+            f"request.idempotency_key must be 1-{_MAX_IDEMPOTENCY_KEY_CHARS} visible "
+            "ASCII characters"
+        )
+    return RequestReceived(request_id, method, params, key)
+
+
+def decode_frame(data: str | bytes) -> dict[Any, Any]:
+    """A client message as an object: a text message is JSON, a binary one msgpack."""
+    try:
+        frame = json_loads(data) if isinstance(data, str) else unpack(data)
+    except CodecError as exc:
+        raise _bad(f"invalid {'JSON' if isinstance(data, str) else 'msgpack'}: {exc}") from None
+    if not isinstance(frame, dict):
+        raise _bad(f"frame must be an object, got {type(frame).__name__}")
+    return frame
+
+
+def ready_frame(
+    *,
+    bot_id: int,
+    bot_username: str,
+    consumer: str,
+    shard: tuple[int, int],
+    cursor: Cursor,
+    head: int,
+    resumed: bool,
+) -> dict[str, Any]:
+    """``ready``: delivery starts after ``cursor``, in the log's epoch (the cursor's)."""
+    return {
+        "op": "ready",
+        "bot": {"id": str(bot_id), "username": bot_username},
+        "consumer": consumer,
+        "shard": list(shard),
+        "epoch": cursor.epoch,
+        "cursor": {"epoch": cursor.epoch, "update_id": str(cursor.update_id)},
+        "head": str(head),
+        "resumed": resumed,
+    }
+
+
+def result_frame(
+    request_id: str, *, ok: bool, result: Any = None, error: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``result``: the answer to a ``request``, its result or the REST error envelope."""
+    if ok:
+        return {"op": "result", "id": request_id, "ok": True, "result": result}
+    return {"op": "result", "id": request_id, "ok": False, "error": error}
+
+
+def gap_frame(
+    *, reason: GapReason, oldest: int | None, newest: int | None, epoch: str, action: GapPolicy
+) -> dict[str, Any]:
+    """``gap``: the position is not in the log; what is, and what happens next."""
+    return {
+        "op": "gap",
+        "reason": reason,
+        "oldest": _id_str(oldest),
+        "newest": _id_str(newest),
+        "epoch": epoch,
+        "action": action,
+    }
+
+
+def close_frame(code: CloseCode, reason: str, retry_after_ms: int | None) -> dict[str, Any]:
+    """``close``: the code, whether to resume, and when (``reason`` fits a close frame)."""
+    return {
+        "op": "close",
+        "code": int(code),
+        "reason": reason,
+        "resumable": is_resumable(code),
+        "retry_after_ms": retry_after_ms,
+    }
 
 
 # --- update batches -----------------------------------------------------------------
