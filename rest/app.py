@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -31,6 +31,7 @@ from rest.downloads import client_download_route, download_route
 from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.openapi import SERVICE_PATHS, openapi_document
+from rest.schema import Method
 from rest.serve import metrics_registry
 from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
@@ -45,6 +46,9 @@ __all__ = ["app_from_env", "create_app"]
 log = logging.getLogger("botgw.rest")
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
 _BOT_SCHEMES = ("bot", "bearer")
 _USER_SCHEMES = ("bearer",)
 
@@ -54,28 +58,42 @@ def _services(request: Request) -> Services:
     return services
 
 
-async def bot_api(request: Request) -> Response:
-    services = _services(request)
-    name = request.path_params["method"]
+async def _bot_call(services: Services, request: Request) -> BotCall:
     bot = await services.accounts.authenticate_bot(auth_token(request, _BOT_SCHEMES))
-    call = BotCall(services, bot, idempotency_key=idempotency_key(request))
-    return await call_method(request, BOT_METHODS, name, call)
+    return BotCall(services, bot, idempotency_key=idempotency_key(request))
 
 
-async def client_api(request: Request) -> Response:
-    services = _services(request)
-    name = request.path_params["method"]
+async def _user_call(services: Services, request: Request) -> UserCall:
     user = await services.accounts.authenticate_user(auth_token(request, _USER_SCHEMES))
-    call = UserCall(services, user, idempotency_key=idempotency_key(request))
-    return await call_method(request, CLIENT_METHODS, name, call, api="client")
+    return UserCall(services, user, idempotency_key=idempotency_key(request))
 
 
-async def manage_api(request: Request) -> Response:
-    services = _services(request)
-    name = request.path_params["method"]
-    user = await services.accounts.authenticate_user(auth_token(request, _USER_SCHEMES))
-    call = UserCall(services, user, idempotency_key=idempotency_key(request))
-    return await call_method(request, MANAGE_METHODS, name, call, api="manage")
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One API under ``/<name>/<method>``: its methods, the call an authenticated
+    request makes, and the OpenAPI security scheme of its token."""
+
+    methods: Mapping[str, Method]
+    call: Callable[[Services, Request], Awaitable[BotCall | UserCall]]
+    security: str
+
+
+_APIS: dict[str, Api] = {
+    "bot": Api(BOT_METHODS, _bot_call, "botToken"),
+    "client": Api(CLIENT_METHODS, _user_call, "userToken"),
+    "manage": Api(MANAGE_METHODS, _user_call, "userToken"),
+}
+
+
+def _api_endpoint(name: str, api: Api) -> Endpoint:
+    """The endpoint of ``/<name>/<method>``."""
+
+    async def endpoint(request: Request) -> Response:
+        method = request.path_params["method"]
+        call = await api.call(_services(request), request)
+        return await call_method(request, api.methods, method, call, api=name)
+
+    return endpoint
 
 
 async def healthz(request: Request) -> Response:
@@ -152,10 +170,26 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return _count_handled(request, error_response(error))
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+# Starlette's table, and the fast path's: a handler is looked up by the MRO
+_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    ApiError: on_api_error,
+    HTTPException: on_http_error,
+    StoreError: on_redis_error,
+    Exception: on_unexpected,
+}
+
+
+def _handler(exc: Exception) -> ExceptionHandler:
+    """The handler of ``exc``, found as Starlette finds it (its class's MRO)."""
+    for cls in type(exc).__mro__:
+        handler = _HANDLERS.get(cls)
+        if handler is not None:
+            return handler
+    return on_unexpected
+
 
 # the API routes of every call: "/<api>/<method>", matched without the router
-_API_ENDPOINTS: dict[str, Endpoint] = {"bot": bot_api, "client": client_api, "manage": manage_api}
+_API_ENDPOINTS: dict[str, Endpoint] = {name: _api_endpoint(name, a) for name, a in _APIS.items()}
 
 
 class RestApp(Starlette):
@@ -190,12 +224,8 @@ class RestApp(Starlette):
                 request = Request(scope, receive, send)
                 try:
                     response = await endpoint(request)
-                except ApiError as exc:
-                    response = error_response(exc)
-                except StoreError as exc:
-                    response = await on_redis_error(request, exc)
                 except Exception as exc:
-                    response = await on_unexpected(request, exc)
+                    response = await _handler(exc)(request, exc)
                 count_request(api, method, response.status_code)
                 await response(scope, receive, send)
                 return
@@ -263,25 +293,15 @@ def create_app(settings: Settings) -> Starlette:
         *(metrics_routes if settings.rest_metrics_on_api_port else []),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/bot/file/{file_path:path}", download_route, methods=["GET"]),
-        Route("/bot/{method}", bot_api, methods=["GET", "POST"]),
+        Route("/bot/{method}", _API_ENDPOINTS["bot"], methods=["GET", "POST"]),
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
-        Route("/client/{method}", client_api, methods=["GET", "POST"]),
-        Route("/manage/{method}", manage_api, methods=["GET", "POST"]),
+        Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
+        Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,
     ]
-    handlers: dict[Any, Any] = {
-        ApiError: on_api_error,
-        HTTPException: on_http_error,
-        StoreError: on_redis_error,
-        Exception: on_unexpected,
-    }
-    app = RestApp(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = RestApp(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
     app.state.openapi = openapi_document(
-        {
-            "bot": (BOT_METHODS, "botToken"),
-            "client": (CLIENT_METHODS, "userToken"),
-            "manage": (MANAGE_METHODS, "userToken"),
-        },
+        {name: (api.methods, api.security) for name, api in _APIS.items()},
         extra_paths={**SERVICE_PATHS, **TELEGRAM_PATHS},
     )
     return app
