@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -124,38 +126,54 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
     assert ok.status == "ok" and ok.after == ids[2] - 1
 
 
-async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: Store) -> None:
-    bot = random_id()
-    controls: list[Control] = []
-    got = asyncio.Event()
+class _Controls:
+    """The control messages a bot's channel carries, as one process hears them."""
 
-    def listener(wakeup: Wakeup) -> None:
+    def __init__(self) -> None:
+        self.seen: list[Control] = []
+        self.got = asyncio.Event()
+
+    def listener(self, wakeup: Wakeup) -> None:
         if wakeup.control is not None:
-            controls.append(wakeup.control)
-            got.set()
+            self.seen.append(wakeup.control)
+            self.got.set()
 
+    async def next(self) -> None:
+        await asyncio.wait_for(self.got.wait(), wait_s(10))
+        self.got.clear()
+
+
+@contextlib.asynccontextmanager
+async def _listening(store: Store, bot: int) -> AsyncIterator[_Controls]:
+    controls = _Controls()
     wakeups = store.wakeups()
     wakeups.start()
-    wakeups.add(bot, listener)
+    wakeups.add(bot, controls.listener)
     try:
         await wakeups.subscribed(bot)
+        yield controls
+    finally:
+        wakeups.remove(bot, controls.listener)
+        await wakeups.stop()
+
+
+async def test_a_newer_poll_announces_itself_while_an_older_one_may_wait(store: Store) -> None:
+    bot = random_id()
+    async with _listening(store, bot) as controls:
         polls = store.readers
         first = await polls.begin_poll(bot, "default", offset=None, timeout_s=0, allowed=None)
         # the first poll had no timeout: nobody waits, nothing is announced
         waiting = await polls.begin_poll(bot, "default", offset=5, timeout_s=30, allowed=None)
-        assert waiting.generation == first.generation + 1 and not controls
+        assert waiting.generation == first.generation + 1 and not controls.seen
         assert await polls.poll_current(bot, "default", waiting.generation) == "ok"
         newer = await polls.begin_poll(bot, "default", offset=6, timeout_s=30, allowed=None)
-        await asyncio.wait_for(got.wait(), wait_s(10))
+        await controls.next()
         # begin_poll.lua's spelling is the codec's
-        assert controls == [PollStarted("default", newer.generation)]
+        assert controls.seen == [PollStarted("default", newer.generation)]
         assert await polls.poll_current(bot, "default", waiting.generation) == "poll"
         assert await polls.poll_current(bot, "default", newer.generation) == "ok"
         await store.log.set_reader(bot, "default", "conn-2", 30)
         assert await polls.poll_current(bot, "default", newer.generation) == "reader"
-    finally:
-        wakeups.remove(bot, listener)
-        await wakeups.stop()
 
 
 async def test_a_repeated_identical_poll_is_slowed(store: Store) -> None:
@@ -336,19 +354,7 @@ async def test_closing_a_reader_commits_forward_and_clears_only_its_own_mark(
 
 async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store: Store) -> None:
     bot = random_id()
-    controls: list[Control] = []
-    got = asyncio.Event()
-
-    def listener(wakeup: Wakeup) -> None:
-        if wakeup.control is not None:
-            controls.append(wakeup.control)
-            got.set()
-
-    wakeups = store.wakeups()
-    wakeups.start()
-    wakeups.add(bot, listener)
-    try:
-        await wakeups.subscribed(bot)
+    async with _listening(store, bot) as controls:
         version = await store.readers.set_webhook(
             bot,
             url="https://example.com/hook",
@@ -358,11 +364,8 @@ async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store:
             id_format="string",
             drop_pending=False,
         )
-        await asyncio.wait_for(got.wait(), wait_s(10))
-        got.clear()
+        await controls.next()
         assert await store.readers.delete_webhook(bot, drop_pending=False)
-        await asyncio.wait_for(got.wait(), wait_s(10))
-        assert controls == [WebhookChanged(version), WebhookChanged(None)]  # webhook_config.lua
-    finally:
-        wakeups.remove(bot, listener)
-        await wakeups.stop()
+        await controls.next()
+        # webhook_config.lua's spelling is the codec's
+        assert controls.seen == [WebhookChanged(version), WebhookChanged(None)]
