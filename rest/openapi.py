@@ -15,7 +15,7 @@ from typing import Any
 from rest.object_schemas import SCHEMAS
 from rest.schema import Method
 
-__all__ = ["SERVICE_PATHS", "openapi_document"]
+__all__ = ["SERVICE_PATHS", "openapi_document", "success_response"]
 
 ERROR: dict[str, Any] = {
     "type": "object",
@@ -54,35 +54,33 @@ def _request_schema(method: Method) -> dict[str, Any]:
     return schema
 
 
-def _operation(prefix: str, method: Method, security: str, verb: str) -> dict[str, Any]:
-    errors = {
-        status: {
-            "description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for status, text in ERROR_STATUSES.items()
+def success_response(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The 200 response of a call: ``{ok: true, result}``, ``result`` as described."""
+    return {
+        "description": "Success.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["ok", "result"],
+                    "properties": {
+                        "ok": {"type": "boolean", "enum": [True]},
+                        "result": dict(result),
+                    },
+                }
+            }
+        },
     }
+
+
+def _operation(prefix: str, method: Method, security: str, verb: str) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": f"{prefix}.{method.name}.{verb}",
         "summary": method.summary or method.name,
         "security": [{security: []}],
         "responses": {
-            "200": {
-                "description": "Success.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["ok", "result"],
-                            "properties": {
-                                "ok": {"type": "boolean", "enum": [True]},
-                                "result": dict(method.result) or {},
-                            },
-                        }
-                    }
-                },
-            },
-            **errors,
+            "200": success_response(method.result),
+            **_error_responses(*ERROR_STATUSES),
         },
     }
     if verb == "get":
@@ -140,24 +138,7 @@ def _service(summary: str, ok: dict[str, Any], *errors: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "responses": {"200": ok, **_error_responses(*errors)}}}
 
 
-_STATUS_OK = {
-    "description": "Success.",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["ok", "result"],
-                "properties": {
-                    "ok": {"type": "boolean", "enum": [True]},
-                    "result": {
-                        "type": "object",
-                        "properties": {"status": {"type": "string"}},
-                    },
-                },
-            }
-        }
-    },
-}
+_STATUS_OK = success_response({"type": "object", "properties": {"status": {"type": "string"}}})
 
 
 def _download(api: str, security: str, *errors: str) -> dict[str, Any]:

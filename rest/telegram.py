@@ -44,6 +44,7 @@ from rest.dispatch import (
 )
 from rest.downloads import bot_file_response
 from rest.methods import BOT_METHODS
+from rest.openapi import success_response
 from rest.schema import Method
 from rest.services import BotCall, Services
 from shared.codecs import CodecError, json_loads
@@ -395,21 +396,7 @@ def _method_operation(verb: str) -> dict[str, Any]:
             _path_param("token", "the bot token without its 'bot_' prefix: <id>:<secret>"),
             _path_param("method", "a Bot API method name, e.g. getMe (case-insensitive)"),
         ],
-        "responses": {
-            "200": {
-                "description": "Success.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["ok", "result"],
-                            "properties": {"ok": {"type": "boolean"}, "result": {}},
-                        }
-                    }
-                },
-            },
-            **_errors(),
-        },
+        "responses": {"200": success_response({}), **_errors()},
     }
     if verb == "post":
         op["requestBody"] = {
