@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import broadcast
 
 from gateway import metrics
-from gateway.protocol import Encoding, encode_updates_frame
+from gateway.frames import Encoding, frames_for
 from shared.codecs import json_dumps, pack, unpack
 from shared.control import Takeover
 from shared.dialect import native_ids
@@ -28,14 +28,12 @@ from shared.store import Store, StoredUpdate, Wakeup, Wakeups
 if TYPE_CHECKING:
     from gateway.session import Session
 
-__all__ = ["Feed", "Hub", "encode_update", "frames_for"]
+__all__ = ["Feed", "Hub", "encode_update"]
 
 log = logging.getLogger("botgw.gateway.hub")
 
 READ_BATCH = 500
 READ_PIPELINE = 256  # feeds read in one pipelined round trip
-FRAME_MAX_UPDATES = 100
-FRAME_MAX_BYTES = 256 * 1024
 SWEEP_SECONDS = 1.0
 SWEEP_SLICE = 256
 
@@ -62,21 +60,6 @@ class EncodedBatch:
         if data is None:
             data = self._encoded[key] = encode_update(self.entries[index], encoding)
         return data
-
-
-def frames_for(items: list[bytes], encoding: Encoding) -> list[bytes]:
-    """``updates`` frames of at most FRAME_MAX_UPDATES / FRAME_MAX_BYTES each."""
-    frames: list[bytes] = []
-    start = 0
-    size = 0
-    for i, item in enumerate(items):
-        if i > start and (i - start >= FRAME_MAX_UPDATES or size + len(item) > FRAME_MAX_BYTES):
-            frames.append(encode_updates_frame(items[start:i], encoding))
-            start, size = i, 0
-        size += len(item) + 1
-    if start < len(items):
-        frames.append(encode_updates_frame(items[start:] if start else items, encoding))
-    return frames
 
 
 @dataclass(eq=False)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
-import math
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +18,11 @@ from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics
-from gateway.hub import Feed, encode_update, frames_for
+from gateway.frames import CloseCode, Encoding, frames_for
+from gateway.hub import Feed, encode_update
 from gateway.protocol import (
     AckReceived,
-    CloseCode,
     CloseConnection,
-    Encoding,
     Identify,
     RequestReceived,
     ServerConnection,
@@ -38,9 +35,9 @@ from shared.models import BotRecord
 from shared.store import StoredUpdate
 
 if TYPE_CHECKING:
-    from gateway.server import Worker
+    from gateway.worker import Worker
 
-__all__ = ["Deadlines", "Session", "consumer_key"]
+__all__ = ["Session", "consumer_key"]
 
 log = logging.getLogger("botgw.gateway.session")
 
@@ -53,74 +50,11 @@ def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
     return consumer if count == 1 else f"{consumer}#{index}/{count}"
 
 
-class Deadlines:
-    """Every session's next deadline in one heap, served by one event-loop timer.
-
-    A session arms its core's next deadline after each change; the timer wakes it
-    when the deadline passes, and the session ticks its core and arms the next one.
-    A deadline that moves later (a heartbeat came) keeps its entry: it fires early,
-    finds nothing due and re-arms. One small entry per session instead of a timer
-    handle and a waiting coroutine per connection.
-    """
-
-    # a timer may fire up to the clock's resolution early: treat those as due
-    SLACK = 0.001
-
-    def __init__(self) -> None:
-        # [when, sequence, session]: the session slot is cleared on disarm, so a
-        # stale entry does not keep a closed connection alive until it pops
-        self._heap: list[list[Any]] = []
-        self._sequence = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
-
-    def arm(self, session: Session, when: float) -> None:
-        """Wake ``session`` at ``when`` at the latest."""
-        entry = session._deadline
-        if entry is not None:
-            if entry[0] <= when:
-                return  # the earlier entry fires first; the tick re-arms
-            entry[2] = None
-        self._sequence += 1
-        entry = [when, self._sequence, session]
-        session._deadline = entry
-        heapq.heappush(self._heap, entry)
-        if when < self._timer_at:
-            self._schedule(when)
-
-    def disarm(self, session: Session) -> None:
-        entry = session._deadline
-        if entry is not None:
-            entry[2] = None
-            session._deadline = None
-
-    def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
-        self._timer_at = when
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
-        heap = self._heap
-        now = asyncio.get_running_loop().time() + self.SLACK
-        while heap and heap[0][0] <= now:
-            session = heapq.heappop(heap)[2]
-            if session is not None:
-                session._deadline = None
-                session.deadline_reached()
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)  # disarmed: no timer for them
-        if heap:
-            self._schedule(heap[0][0])
-
-
 class Session:
     """A connection of one bot: its core, its position in the log, its delivery mode.
 
     An idle session owns no task of its own: frames are read in the connection's
-    handler task (:meth:`run`), deadlines live in the worker's :class:`Deadlines`
+    handler task (:meth:`run`), deadlines live in the worker's ``Deadlines``
     and anything else that changes the core ticks it in a short-lived task.
     """
 

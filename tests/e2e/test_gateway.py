@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -19,7 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from botgw.local_redis import LocalRedis
 from gateway.client import GapError, GatewayClient
 from gateway.protocol import ServerConnection
-from gateway.server import Worker
+from gateway.server import process_request
+from gateway.worker import Worker
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
@@ -428,7 +430,7 @@ async def worker_in_this_process(settings: Settings) -> AsyncIterator[tuple[str,
             worker.handler,
             "127.0.0.1",
             0,
-            process_request=worker.process_request,
+            process_request=functools.partial(process_request, worker),
             create_connection=worker.connection_class(),
             ping_interval=None,
         ) as server:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.messages import Assembler
 from websockets.frames import Frame, Opcode
 
-from gateway.server import FrameQueue
+from gateway.wsconn import FrameQueue
 
 
 def assembler() -> Assembler:
