@@ -20,7 +20,6 @@ the key of another method is 400 ``IDEMPOTENCY_KEY_REUSED``
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,7 +33,7 @@ from starlette.types import Message, Receive, Scope
 from rest.schema import Method, validate_params
 from shared.codecs import CodecError, json_dumps, json_loads
 from shared.dialect import native_ids
-from shared.errors import ApiError, error_envelope, ok_envelope
+from shared.errors import ApiError, ok_envelope
 
 __all__ = [
     "MAX_JSON_BODY",
@@ -50,8 +49,6 @@ __all__ = [
     "register_methods",
     "request_labels",
 ]
-
-log = logging.getLogger("botgw.rest")
 
 REQUESTS = Counter(
     "botgw_rest_requests_total", "REST calls, errors included", ["api", "method", "status"]
@@ -321,15 +318,3 @@ async def _once(
         raise
     await calls.finish(caller, api, key, method.name, result)
     return result, False
-
-
-def uploaded(value: Any) -> UploadFile | None:
-    return value if isinstance(value, UploadFile) else None
-
-
-def unexpected_error(exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", exc_info=exc)
-    return JSONResponse(
-        error_envelope(500, "INTERNAL_ERROR", "the server failed to handle this request"),
-        status_code=500,
-    )
