@@ -30,7 +30,9 @@ from typing import Any, Literal
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import CloseCode as WebSocketCloseCode
 
+from gateway.frames import CloseCode, is_terminal
 from shared.codecs import json_dumps, json_loads, pack, unpack
 
 __all__ = ["GapError", "GatewayClient", "GatewayError"]
@@ -44,8 +46,8 @@ class GatewayError(Exception):
     """The server closed the connection for good (a terminal close code)."""
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"gateway closed the connection: {code} {reason}")
-        self.code = code
+        super().__init__(f"gateway closed the connection: {int(code)} {reason}")
+        self.code = int(code)  # a plain int, also when given a CloseCode
         self.reason = reason
 
 
@@ -154,7 +156,7 @@ class GatewayClient:
         """Call a Bot API method over the socket; raises GatewayError on an error result."""
         link = self._current
         if link is None:
-            raise GatewayError(4000, "not connected")
+            raise GatewayError(CloseCode.INTERNAL_ERROR, "not connected")
         request_id = secrets.token_hex(6)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
@@ -203,7 +205,8 @@ class GatewayClient:
                     link = await self._open()
                 except (OSError, InvalidStatus, ConnectionClosed, TimeoutError) as exc:
                     if isinstance(exc, InvalidStatus) and exc.response.status_code == 401:
-                        await self._queue.put(GatewayError(4501, "invalid bot token"))
+                        error = GatewayError(CloseCode.AUTH_FAILED, "invalid bot token")
+                        await self._queue.put(error)
                         return
                     delay = random.uniform(0, backoff)
                     log.info("connect failed (%s); retrying in %.2f s", exc, delay)
@@ -293,7 +296,8 @@ class GatewayClient:
                 elif op == "gap":
                     log.warning("gap in the update log: %s", frame)
                     if frame.get("action") == "fail":
-                        return GapError(4504, f"cursor not in the log ({frame.get('reason')})")
+                        reason = f"cursor not in the log ({frame.get('reason')})"
+                        return GapError(CloseCode.CURSOR_GAP, reason)
                 elif op == "reconnect":
                     # the worker is going away: connect anew now, keep reading this one
                     link.draining = True
@@ -312,9 +316,9 @@ class GatewayClient:
                                 )
                             )
                 elif op == "close":
-                    code = int(frame.get("code", 4000))
+                    code = int(frame.get("code", CloseCode.INTERNAL_ERROR))
                     if not frame.get("resumable", False) and not (
-                        code == 4502 and link is not self._current
+                        code == CloseCode.TAKEN_OVER and link is not self._current
                     ):
                         return GatewayError(code, str(frame.get("reason", "")))
         finally:
@@ -330,12 +334,14 @@ class GatewayClient:
 
     def _after_close(self, link: _Link, closed: ConnectionClosed) -> GatewayError | None:
         received = closed.rcvd
-        code = received.code if received is not None else 1006
+        code = received.code if received is not None else WebSocketCloseCode.ABNORMAL_CLOSURE
         reason = received.reason if received is not None else ""
-        if 4500 <= code <= 4999:
-            if code == 4502 and link is not self._current:
+        if is_terminal(code):
+            if code == CloseCode.TAKEN_OVER and link is not self._current:
                 return None  # our own newer socket took over
-            return GapError(code, reason) if code == 4504 else GatewayError(code, reason)
+            if code == CloseCode.CURSOR_GAP:
+                return GapError(code, reason)
+            return GatewayError(code, reason)
         return None
 
     async def _drain_old(self, link: _Link) -> None:

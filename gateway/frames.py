@@ -42,6 +42,7 @@ __all__ = [
     "encode_updates_frame",
     "frames_for",
     "is_resumable",
+    "is_terminal",
 ]
 
 #: Update types a client may name in ``identify.allowed_updates``.
@@ -128,9 +129,15 @@ def is_resumable(code: int) -> bool:
     """Whether a client should reconnect and resume after a close with ``code``."""
     if 4000 <= code < 4500:
         return True
-    if 4500 <= code < 5000:
+    if is_terminal(code):
         return False
     return code in _RESUMABLE_STANDARD_CODES
+
+
+def is_terminal(code: int) -> bool:
+    """Whether ``code`` is in the terminal range 4500-4999: reconnecting with the same
+    parameters would fail again (a standard code such as 1000 may be worth a new try)."""
+    return 4500 <= code < 5000
 
 
 # --- client frames ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from gateway.frames import (
     encode_updates_frame,
     frames_for,
     is_resumable,
+    is_terminal,
 )
 from shared.codecs import json_dumps, json_loads, pack, unpack
 
@@ -26,6 +27,12 @@ def test_close_code_ranges() -> None:
             assert not is_resumable(code), code
     assert is_resumable(1006) and is_resumable(4499) and not is_resumable(4999)
     assert not is_resumable(1002) and not is_resumable(3000)
+    # terminal: the range 4500-4999 only, which the client never reconnects after
+    assert [code for code in CloseCode if is_terminal(code)] == [
+        code for code in CloseCode if code >= 4500
+    ]
+    assert is_terminal(4999) and not is_terminal(5000) and not is_terminal(4499)
+    assert not is_terminal(CloseCode.NORMAL) and not is_resumable(CloseCode.NORMAL)
 
 
 UPDATE = {
