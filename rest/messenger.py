@@ -2,9 +2,9 @@
 
 This is the domain layer under every REST surface (users, bots and their tokens
 are :mod:`rest.accounts`). It speaks internal ids: a chat is known by its internal
-id; a bot sees a private chat under the scoped id of the user (DESIGN section 3),
-and a group under the group's id. Updates are rendered as the receiving bot sees
-them (:class:`rest.view.View`) and appended to that bot's log.
+id; a bot sees a private chat under the scoped id of the user (docs/design.md,
+Identifiers), and a group under the group's id. Updates are rendered as the
+receiving bot sees them (:class:`rest.view.View`) and appended to that bot's log.
 
 Chat rules kept here:
 
@@ -406,7 +406,8 @@ class Messenger:
         await self.db.delete_message(chat.id, message_id)
 
     async def recipients(self, chat: ChatRecord, message: MessageRecord) -> list[BotRecord]:
-        """The bots that receive a user's message (DESIGN section 7, chat rules)."""
+        """The bots that receive a user's message (the chat rules of this module;
+        docs/design.md, REST surfaces)."""
         if message.sent_by_bot:
             return []  # bots never receive their own or other bots' messages
         if chat.type == "private":

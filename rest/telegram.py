@@ -6,7 +6,7 @@ layer over the native methods in :data:`rest.methods.BOT_METHODS` -- one
 implementation, two encodings:
 
 * the token travels in the path (``/bot<id>:<secret>/<method>``; the native
-  ``bot_`` prefix may be left off, DESIGN section 3);
+  ``bot_`` prefix may be left off; docs/design.md, Identifiers);
 * parameters come from the query string, an urlencoded or multipart form (nested
   objects as JSON strings, files referenced as ``attach://<field>``) or a JSON
   body, on GET or POST alike, and method names are case-insensitive;

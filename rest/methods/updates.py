@@ -1,4 +1,5 @@
-"""``getUpdates``: the long-poll reader of a bot's update log (DESIGN section 6).
+"""``getUpdates``: the long-poll reader of a bot's update log (docs/design.md,
+Readers and cursors).
 
 Telegram's semantics on the shared log and committed cursors:
 
