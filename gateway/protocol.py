@@ -54,6 +54,7 @@ from gateway.frames import (
     truncate_reason,
     utf8_len,
 )
+from gateway.resume import after_gap
 from shared.ids import Cursor
 
 # Identify and RequestReceived are events too: the client frames, checked.
@@ -396,10 +397,8 @@ class ServerConnection:
         if self._state is State.IDENTIFYING:
             return policy
         assert self._delivered is not None
-        if policy == "oldest":
-            position = max(oldest - 1, 0) if oldest is not None else (newest or 0)
-        else:
-            position = newest if newest is not None else 0
+        position = after_gap(policy, oldest=oldest, newest=newest)
+        assert position is not None  # the policy is not "fail"
         if epoch != self._epoch:
             # Ids of the old epoch mean nothing in the new log: restart the marks
             # there. Nothing is committed until the client acks in the new epoch.

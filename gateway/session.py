@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics
-from gateway.frames import CloseCode, Encoding, frames_for
+from gateway.frames import CloseCode, Encoding, GapReason, frames_for
 from gateway.hub import Feed, encode_update
 from gateway.protocol import (
     AckReceived,
@@ -28,6 +28,7 @@ from gateway.protocol import (
     ServerConnection,
     State,
 )
+from gateway.resume import Gap, after_gap, lost, resume_point
 from shared.control import Control, CredentialsChanged, Takeover
 from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
@@ -174,7 +175,7 @@ class Session:
             else:
                 entries = await log_.read_after(self.bot_id, self.position, CATCH_UP_BATCH)
             prefetched = None
-            if entries and self.position > 0 and entries[0].prev_id > self.position:
+            if entries and lost(self.position, entries[0].prev_id):
                 # entries between our position and the oldest retained one are gone
                 if not await self._gap("retention"):
                     return
@@ -200,22 +201,17 @@ class Session:
                 self.live = True  # no await since the check: the feed cannot slip past
                 return
 
-    async def _gap(self, reason: str) -> bool:
+    async def _gap(self, reason: GapReason) -> bool:
         """Signal a gap while delivering; False when the connection is closing."""
         info = await self.worker.store.log.info(self.bot_id)
         policy = self.core.signal_gap(
-            reason="retention" if reason == "retention" else "epoch",
-            oldest=info.oldest,
-            newest=info.newest,
-            epoch=info.epoch or self.epoch,
+            reason=reason, oldest=info.oldest, newest=info.newest, epoch=info.epoch or self.epoch
         )
         await self.flush()
-        if policy == "fail":
+        position = after_gap(policy, oldest=info.oldest, newest=info.newest, position=self.position)
+        if position is None:
             return False
-        if policy == "oldest":
-            self.position = max((info.oldest or 1) - 1, 0)
-        else:
-            self.position = info.newest or self.position
+        self.position = position
         return True
 
     def log_replaced(self) -> None:
@@ -486,28 +482,26 @@ class Session:
             # must not repeat for a client that reconnects here at once
             cursor = worker.newest_ack(self.bot_id, self.consumer_key, cursor)
         resumed = cursor is not None
-        start = 0
-        if cursor is not None:
-            if cursor.epoch != epoch:
-                start_or_none = await self._initial_gap("epoch", epoch)
-                if start_or_none is None:
-                    return
-                start = start_or_none
-            else:
-                start = cursor.update_id
-                if start > 0:
-                    if start != resume_at or after is None:
-                        after = await store.log.read_after(self.bot_id, start, CATCH_UP_BATCH)
-                    if after and after[0].prev_id > start:
-                        start_or_none = await self._initial_gap("retention", epoch)
-                        if start_or_none is None:
-                            return
-                        start = start_or_none
-                        after = None
-                    elif after:
-                        # only a non-empty read may stand in for the catch-up's first:
-                        # an empty one would let it skip to the feed's (newer) position
-                        self._prefetched = (start, after)
+        if (
+            cursor is not None
+            and cursor.epoch == epoch
+            and cursor.update_id > 0
+            and (cursor.update_id != resume_at or after is None)
+        ):
+            # not the cursor read with the reader's opening: read after this one
+            after = await store.log.read_after(self.bot_id, cursor.update_id, CATCH_UP_BATCH)
+        found = resume_point(cursor, epoch=epoch, next_prev_id=after[0].prev_id if after else None)
+        if isinstance(found, Gap):
+            start_or_none = await self._initial_gap(found.reason, epoch)
+            if start_or_none is None:
+                return
+            start = start_or_none
+        else:
+            start = found.update_id
+            if start > 0 and after:
+                # only a non-empty read may stand in for the catch-up's first: an
+                # empty one would let it skip to the feed's (newer) position
+                self._prefetched = (start, after)
         if self.closed:
             # closed while identifying (e.g. identify timed out and the client is
             # already back on a newer socket): a takeover now would end that one
@@ -547,20 +541,14 @@ class Session:
         worker.sessions.add(self)
         self._start_catch_up()
 
-    async def _initial_gap(self, reason: str, epoch: str) -> int | None:
+    async def _initial_gap(self, reason: GapReason, epoch: str) -> int | None:
+        """Signal a gap while identifying; where delivery starts, None when closing."""
         info = await self.worker.store.log.info(self.bot_id)
         policy = self.core.signal_gap(
-            reason="retention" if reason == "retention" else "epoch",
-            oldest=info.oldest,
-            newest=info.newest,
-            epoch=epoch,
+            reason=reason, oldest=info.oldest, newest=info.newest, epoch=epoch
         )
         await self.flush()
-        if policy == "fail":
-            return None
-        if policy == "oldest":
-            return max((info.oldest or 1) - 1, 0)
-        return info.newest or 0
+        return after_gap(policy, oldest=info.oldest, newest=info.newest)
 
     # -- requests over the socket -----------------------------------------------
 
