@@ -352,6 +352,16 @@ def parse_request(frame: dict[Any, Any]) -> RequestReceived:
     return RequestReceived(request_id, method, params, key)
 
 
+def check_size(data: str | bytes, max_frame_bytes: int) -> None:
+    """A client message must not exceed ``max_frame_bytes`` (text counts its UTF-8)."""
+    size = utf8_len(data) if isinstance(data, str) else len(data)
+    if size > max_frame_bytes:
+        raise Violation(
+            CloseCode.FRAME_TOO_LARGE,
+            f"frame of {size} bytes exceeds max_frame_bytes {max_frame_bytes}",
+        )
+
+
 def decode_frame(data: str | bytes) -> dict[Any, Any]:
     """A client message as an object: a text message is JSON, a binary one msgpack."""
     try:
@@ -395,6 +405,16 @@ def result_frame(
     if ok:
         return {"op": "result", "id": request_id, "ok": True, "result": result}
     return {"op": "result", "id": request_id, "ok": False, "error": error}
+
+
+def too_many_requests(request_id: str, max_pending_requests: int) -> dict[str, Any]:
+    """The ``result`` of a request over the limit of pending ones: an error, not a close."""
+    description = f"more than {max_pending_requests} requests pending on this connection"
+    return result_frame(
+        request_id,
+        ok=False,
+        error={"error_code": 429, "code": "TOO_MANY_REQUESTS", "description": description},
+    )
 
 
 def gap_frame(

@@ -8,10 +8,9 @@ out of :meth:`~ServerConnection.data_to_send`. Time is passed in by the caller
 (``now``, seconds on any monotonic clock); nothing here reads a clock, touches a
 socket or talks to Redis, so every behaviour is testable by feeding frames.
 
-Update batches are the exception to ``data_to_send``: the fan-out encodes them
-itself (:func:`gateway.frames.encode_updates_frame`) and reports the high-water
-mark with :meth:`~ServerConnection.updates_sent`. The frames' fields are checked
-and built in :mod:`gateway.frames`.
+The frames' fields are checked and built in :mod:`gateway.frames`. Update batches
+bypass ``data_to_send``: the fan-out encodes them once for every connection and
+reports their high-water mark with :meth:`~ServerConnection.updates_sent`.
 
 Bad client input never raises out of this module: it becomes a last ``close``
 frame followed by a :class:`CloseConnection` event. Misuse of the API by the
@@ -31,6 +30,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from gateway import frames
 from gateway.frames import (
     CloseCode,
     Encoding,
@@ -39,20 +39,6 @@ from gateway.frames import (
     Identify,
     RequestReceived,
     Violation,
-    bad_frame,
-    close_frame,
-    decode_frame,
-    encode_frame,
-    gap_frame,
-    id_str,
-    parse_id,
-    parse_identify,
-    parse_request,
-    ready_frame,
-    result_frame,
-    show_value,
-    truncate_reason,
-    utf8_len,
 )
 from gateway.resume import after_gap
 from shared.ids import Cursor
@@ -76,6 +62,21 @@ PROTOCOL_VERSION = 1
 # with a full bucket (the identify rate limit stops a reconnect loop).
 _RATE_LIMITED_RETRY_MS = 1000
 _BACKEND_RETRY_MS = 1000
+
+# How a connection closes when each of its deadlines passes: code, reason, retry_after_ms.
+_Expiry: TypeAlias = tuple[CloseCode, str, int | None]
+_SILENT: _Expiry = (
+    CloseCode.HEARTBEAT_TIMEOUT,
+    "no frame from the client for two heartbeat intervals",
+    None,
+)
+_NO_IDENTIFY: _Expiry = (CloseCode.IDENTIFY_TIMEOUT, "no identify in time", None)
+_IDENTIFY_STALLED: _Expiry = (
+    CloseCode.BACKEND_UNAVAILABLE,
+    "identify could not be completed in time",
+    _BACKEND_RETRY_MS,
+)
+_DRAINED: _Expiry = (CloseCode.SERVICE_RESTART, "service restart", None)
 
 
 class State(enum.Enum):
@@ -291,11 +292,8 @@ class ServerConnection:
         if self._state is State.CLOSED:
             return
         if not self._take_token(now):
-            self._close(
-                CloseCode.RATE_LIMITED,
-                f"more than {self._limits.max_frames_per_s:g} frames/s",
-                _RATE_LIMITED_RETRY_MS,
-            )
+            flood = self._flood()
+            self._close(flood.code, flood.reason, flood.retry_after_ms)
 
     def events_received(self) -> list[Event]:
         """Events since the last call, oldest first."""
@@ -304,14 +302,14 @@ class ServerConnection:
 
     def data_to_send(self) -> list[str | bytes]:
         """Control frames to send, in order: ``str`` as text, ``bytes`` as binary messages."""
-        frames, self._frames = self._frames, []
-        return frames
+        queued, self._frames = self._frames, []
+        return queued
 
     def tick(self, now: float) -> None:
         """Apply the identify timeout, zombie detection and the drain deadline."""
         due = [deadline for deadline in self._deadlines() if now >= deadline[0]]
         if due:
-            _, code, reason, retry_after_ms = min(due, key=lambda deadline: deadline[0])
+            _, (code, reason, retry_after_ms) = min(due, key=lambda deadline: deadline[0])
             self._close(code, reason, retry_after_ms)
 
     def next_deadline(self) -> float | None:
@@ -343,7 +341,7 @@ class ServerConnection:
         self._epoch = epoch
         self._acked = self._delivered = self._committed = cursor.update_id
         self._send(
-            ready_frame(
+            frames.ready_frame(
                 bot_id=bot_id,
                 bot_username=bot_username,
                 consumer=self._consumer,
@@ -378,18 +376,19 @@ class ServerConnection:
         """Tell the client its position is not in the log; return its ``on_gap`` policy.
 
         ``oldest``/``newest`` are the retained range of the log in ``epoch`` (None
-        if it is empty). With ``"fail"`` the connection closes 4504. With
-        ``"oldest"`` the I/O layer continues from ``oldest``; with ``"newest"`` it
-        continues after ``newest``. Called before accept() (the resolved start goes
-        into accept's cursor) or while delivering (the slow reader fell out of
-        retention, or the log was replaced).
+        if it is empty). With ``"fail"`` the connection closes 4504; otherwise
+        delivery goes on where :func:`gateway.resume.after_gap` says. Called before
+        accept() (the resolved start goes into accept's cursor) or while delivering
+        (the slow reader fell out of retention, or the log was replaced).
         """
         policy = self._on_gap
         if self._state is State.CLOSED:
             return policy
         assert self._state in (State.IDENTIFYING, State.ACTIVE, State.DRAINING)
         self._send(
-            gap_frame(reason=reason, oldest=oldest, newest=newest, epoch=epoch, action=policy)
+            frames.gap_frame(
+                reason=reason, oldest=oldest, newest=newest, epoch=epoch, action=policy
+            )
         )
         if policy == "fail":
             self._close(CloseCode.CURSOR_GAP, f"cursor is not in the retained log ({reason})")
@@ -431,12 +430,7 @@ class ServerConnection:
         self._drain_deadline = now + deadline_ms / 1000
 
     def send_result(
-        self,
-        request_id: str,
-        *,
-        ok: bool,
-        result: Any = None,
-        error: dict[str, Any] | None = None,
+        self, request_id: str, *, ok: bool, result: Any = None, error: dict[str, Any] | None = None
     ) -> None:
         """Answer a :class:`RequestReceived` (``error`` is the REST error envelope)."""
         if self._state is State.CLOSED:
@@ -444,7 +438,7 @@ class ServerConnection:
         assert request_id in self._pending, f"no pending request {request_id!r}"
         self._pending.remove(request_id)
         assert ok or error is not None, "send_result(ok=False) needs an error"
-        self._send(result_frame(request_id, ok=ok, result=result, error=error))
+        self._send(frames.result_frame(request_id, ok=ok, result=result, error=error))
 
     def take_commit(self) -> int | None:
         """The highest ack not yet handed out for committing, or None if nothing is new.
@@ -481,56 +475,33 @@ class ServerConnection:
 
     def _send(self, frame: dict[str, Any]) -> None:
         assert self._state is not State.CLOSED, "frame queued after close"
-        self._frames.append(encode_frame(frame, self._encoding))
+        self._frames.append(frames.encode_frame(frame, self._encoding))
 
     def _close(self, code: CloseCode, reason: str, retry_after_ms: int | None = None) -> None:
         if self._state is State.CLOSED:
             return
         assert retry_after_ms is None or retry_after_ms >= 0
-        reason = truncate_reason(reason)
-        self._send(close_frame(code, reason, retry_after_ms))
+        reason = frames.truncate_reason(reason)
+        self._send(frames.close_frame(code, reason, retry_after_ms))
         self._state = State.CLOSED
         self._close_code = int(code)
         self._pending.clear()
         self._events.append(CloseConnection(int(code), reason))
 
-    def _deadlines(self) -> list[tuple[float, CloseCode, str, int | None]]:
+    def _deadlines(self) -> list[tuple[float, _Expiry]]:
         state = self._state
         if state is State.CLOSED:
             return []
         limits = self._limits
-        deadlines: list[tuple[float, CloseCode, str, int | None]] = [
-            (
-                self._last_activity + 2 * limits.heartbeat_interval_s,
-                CloseCode.HEARTBEAT_TIMEOUT,
-                "no frame from the client for two heartbeat intervals",
-                None,
-            )
-        ]
+        deadlines = [(self._last_activity + 2 * limits.heartbeat_interval_s, _SILENT)]
         if state is State.AWAIT_IDENTIFY:
-            deadlines.append(
-                (
-                    self._opened_at + limits.identify_timeout_s,
-                    CloseCode.IDENTIFY_TIMEOUT,
-                    "no identify in time",
-                    None,
-                )
-            )
+            deadlines.append((self._opened_at + limits.identify_timeout_s, _NO_IDENTIFY))
         elif state is State.IDENTIFYING:
             # The I/O layer is looking up the token and the log; if that hangs the
             # client must not wait forever on a silent connection.
-            deadlines.append(
-                (
-                    self._identified_at + limits.identify_timeout_s,
-                    CloseCode.BACKEND_UNAVAILABLE,
-                    "identify could not be completed in time",
-                    _BACKEND_RETRY_MS,
-                )
-            )
+            deadlines.append((self._identified_at + limits.identify_timeout_s, _IDENTIFY_STALLED))
         elif state is State.DRAINING:
-            deadlines.append(
-                (self._drain_deadline, CloseCode.SERVICE_RESTART, "service restart", None)
-            )
+            deadlines.append((self._drain_deadline, _DRAINED))
         return deadlines
 
     def _take_token(self, now: float) -> bool:
@@ -546,51 +517,46 @@ class ServerConnection:
         self._tokens -= 1
         return True
 
+    def _flood(self) -> Violation:
+        reason = f"more than {self._limits.max_frames_per_s:g} frames/s"
+        return Violation(CloseCode.RATE_LIMITED, reason, _RATE_LIMITED_RETRY_MS)
+
     def _receive(self, data: str | bytes, now: float) -> None:
-        size = utf8_len(data) if isinstance(data, str) else len(data)
-        if size > self._limits.max_frame_bytes:
-            raise Violation(
-                CloseCode.FRAME_TOO_LARGE,
-                f"frame of {size} bytes exceeds max_frame_bytes {self._limits.max_frame_bytes}",
-            )
+        frames.check_size(data, self._limits.max_frame_bytes)
         if not self._take_token(now):
-            raise Violation(
-                CloseCode.RATE_LIMITED,
-                f"more than {self._limits.max_frames_per_s:g} frames/s",
-                _RATE_LIMITED_RETRY_MS,
-            )
+            raise self._flood()
         self._last_activity = max(self._last_activity, now)
 
-        frame = decode_frame(data)
+        frame = frames.decode_frame(data)
         op = frame.get("op")
         if op == "heartbeat":
             self._on_heartbeat(frame)
         elif op == "ack":
             self._require_ready("ack")
-            self._on_ack(parse_id(frame.get("update_id"), "ack.update_id"))
+            self._on_ack(frames.parse_id(frame.get("update_id"), "ack.update_id"))
         elif op in ("identify", "resume"):
             self._on_identify(frame, now)
         elif op == "request":
             self._require_ready("request")
             self._on_request(frame)
         elif isinstance(op, str):
-            raise bad_frame(f"unknown op {show_value(op)}")
+            raise frames.bad_frame(f"unknown op {frames.show_value(op)}")
         else:
-            raise bad_frame("frame has no string field 'op'")
+            raise frames.bad_frame("frame has no string field 'op'")
 
     def _require_ready(self, op: str) -> None:
         if self._state not in (State.ACTIVE, State.DRAINING):
-            raise bad_frame(f"{op} before ready")
+            raise frames.bad_frame(f"{op} before ready")
 
     def _on_heartbeat(self, frame: dict[Any, Any]) -> None:
         ack = frame.get("ack")
         if ack is not None:
-            update_id = parse_id(ack, "heartbeat.ack")
+            update_id = frames.parse_id(ack, "heartbeat.ack")
             # Before ready there is nothing to ack; a client repeating its last ack
             # on an early heartbeat is harmless.
             if self._state in (State.ACTIVE, State.DRAINING):
                 self._on_ack(update_id)
-        self._send({"op": "heartbeat_ack", "acked": id_str(self._acked)})
+        self._send({"op": "heartbeat_ack", "acked": frames.id_str(self._acked)})
 
     def _on_ack(self, update_id: int) -> None:
         assert self._acked is not None and self._delivered is not None
@@ -608,8 +574,8 @@ class ServerConnection:
 
     def _on_identify(self, frame: dict[Any, Any], now: float) -> None:
         if self._state is not State.AWAIT_IDENTIFY:
-            raise bad_frame("identify was already received on this connection")
-        identify = parse_identify(frame, authenticated=self._authenticated)
+            raise frames.bad_frame("identify was already received on this connection")
+        identify = frames.parse_identify(frame, authenticated=self._authenticated)
         self._state = State.IDENTIFYING
         self._identified_at = now
         self._encoding = identify.encoding
@@ -619,21 +585,13 @@ class ServerConnection:
         self._events.append(identify)
 
     def _on_request(self, frame: dict[Any, Any]) -> None:
-        request = parse_request(frame)
+        request = frames.parse_request(frame)
         request_id = request.request_id
         if request_id in self._pending:
             # Two answers with one id would be ambiguous for the client.
-            raise bad_frame(f"request.id {show_value(request_id)} is already pending")
+            raise frames.bad_frame(f"request.id {frames.show_value(request_id)} is already pending")
         if len(self._pending) >= self._limits.max_pending_requests:
-            error = {
-                "error_code": 429,
-                "code": "TOO_MANY_REQUESTS",
-                "description": (
-                    f"more than {self._limits.max_pending_requests} requests pending "
-                    "on this connection"
-                ),
-            }
-            self._send(result_frame(request_id, ok=False, error=error))
+            self._send(frames.too_many_requests(request_id, self._limits.max_pending_requests))
             return
         self._pending.add(request_id)
         self._events.append(request)
