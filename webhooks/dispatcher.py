@@ -21,7 +21,7 @@ were not acknowledged (at least once: receivers de-duplicate by
 Never silent: when updates the webhook had not delivered were trimmed from the
 log (its cap or retention), a webhook set in the native dialect first receives a
 gap marker in their place (the same object as in native ``getUpdates``, see
-:mod:`rest.updates`), delivered and retried like an update; one set through the
+:mod:`rest.methods.updates`), delivered and retried like an update; one set through the
 Telegram dialect stays silent, as Telegram is.
 
 Order: one chat's updates are delivered one after another in log order; with
