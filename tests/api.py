@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -96,3 +99,86 @@ class Inbox:
         if found:
             self.after = int(found[-1]["update_id"])
         return list(found)
+
+
+@dataclass
+class Scene:
+    """Users, a bot of the first user's, their callers and the bot's updates; optionally
+    the first user's private chat with the bot (started) and a group of them all."""
+
+    http: httpx.AsyncClient
+    users: list[Account]
+    bot: BotAccount
+    as_users: list[Caller]
+    as_bot: Caller
+    private: str = ""  # the private chat as the first user knows it
+    bot_chat: str = ""  # the same chat as the bot knows it
+    group: str = ""
+
+    inboxes: dict[str, Inbox] = field(default_factory=dict)
+
+    @property
+    def user(self) -> Account:
+        return self.users[0]
+
+    @property
+    def other(self) -> Account:
+        return self.users[1]
+
+    @property
+    def as_user(self) -> Caller:
+        return self.as_users[0]
+
+    @property
+    def as_other(self) -> Caller:
+        return self.as_users[1]
+
+    async def updates(self, bot: Caller | None = None) -> list[dict[str, Any]]:
+        """Every pending update of ``bot`` (the scene's bot by default), confirmed."""
+        caller = bot or self.as_bot
+        return await self.inboxes.setdefault(caller.auth, Inbox(caller)).take()
+
+
+async def build_scene(
+    http: httpx.AsyncClient,
+    settings: Settings,
+    prefix: str,
+    *,
+    users: int = 1,
+    private: bool = False,
+    group: str | None = None,
+) -> Scene:
+    """A Scene; with a chat (``private``, a ``group`` title) the updates those
+    brought are taken, the private chat's first giving ``bot_chat``."""
+    accounts = [
+        await create_user(settings, f"{prefix}{n}{secrets.token_hex(4)}") for n in range(users)
+    ]
+    bot = await create_bot(settings, accounts[0], f"{prefix}{secrets.token_hex(4)}_bot")
+    callers = [client_api(http, account) for account in accounts]
+    scene = Scene(http, accounts, bot, callers, bot_api(http, bot))
+    if private:
+        scene.private = (await callers[0]("startBot", username=bot.username))["id"]
+    if group is not None:
+        scene.group = (await callers[0]("createGroup", title=group))["id"]
+        for name in [*(account.username for account in accounts[1:]), bot.username]:
+            await callers[0]("addChatMember", chat_id=scene.group, username=name)
+    if private or group is not None:
+        taken = await scene.updates()
+        if private:
+            scene.bot_chat = taken[0]["message"]["chat"]["id"]
+    return scene
+
+
+@asynccontextmanager
+async def scene_at(
+    base_url: str,
+    settings: Settings,
+    prefix: str,
+    *,
+    users: int = 1,
+    private: bool = False,
+    group: str | None = None,
+) -> AsyncIterator[Scene]:
+    """``build_scene`` on a client of its own for the REST at ``base_url``."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        yield await build_scene(http, settings, prefix, users=users, private=private, group=group)

@@ -3,64 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiogram import types as tg
 
 from shared.ids import scoped_user_id
 from shared.settings import Settings
-from tests.api import (
-    Account,
-    BotAccount,
-    Caller,
-    Inbox,
-    bot_api,
-    client_api,
-    create_bot,
-    create_user,
-)
-from tests.conftest import TEST_SECRET, Stack, unique
+from tests.api import Caller, Scene, scene_at
+from tests.conftest import TEST_SECRET, Stack
 
 pytestmark = pytest.mark.asyncio
 
 
-@dataclass
-class Chats:
-    http: httpx.AsyncClient
-    owner: Account
-    member: Account
-    bot: BotAccount
-    as_owner: Caller
-    as_member: Caller
-    as_bot: Caller
-
-    inbox: Inbox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inbox = Inbox(self.as_bot)
-
-    async def updates(self) -> list[dict[str, Any]]:
-        return await self.inbox.take()
-
-
 @pytest.fixture
-async def chats(stack: Stack, settings: Settings) -> AsyncIterator[Chats]:
-    owner = await create_user(settings, unique("co"))
-    member = await create_user(settings, unique("cm"))
-    bot = await create_bot(settings, owner, unique("c") + "_bot")
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
-        yield Chats(
-            http,
-            owner,
-            member,
-            bot,
-            client_api(http, owner),
-            client_api(http, member),
-            bot_api(http, bot),
-        )
+async def chats(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
+    async with scene_at(stack.rest_url, settings, "c", users=2) as scene:
+        yield scene
 
 
 async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
@@ -70,26 +29,24 @@ async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
     return response.status_code, body["code"]
 
 
-async def test_my_chat_member_when_added_removed_and_leaving(chats: Chats) -> None:
-    group = await chats.as_owner("createGroup", title="Club")
+async def test_my_chat_member_when_added_removed_and_leaving(chats: Scene) -> None:
+    group = await chats.as_user("createGroup", title="Club")
     assert group["type"] == "group" and group["title"] == "Club"
-    assert await chats.as_owner("addChatMember", chat_id=group["id"], username=chats.bot.username)
+    assert await chats.as_user("addChatMember", chat_id=group["id"], username=chats.bot.username)
     # adding again changes nothing and sends nothing
-    assert await chats.as_owner("addChatMember", chat_id=group["id"], username=chats.bot.username)
+    assert await chats.as_user("addChatMember", chat_id=group["id"], username=chats.bot.username)
     (added,) = await chats.updates()
     update = tg.Update.model_validate(added)
     assert update.my_chat_member is not None
     event = added["my_chat_member"]
     assert event["chat"] == {"id": group["id"], "type": "group", "title": "Club"}
-    assert event["from"]["username"] == chats.owner.username and event["from"]["is_bot"] is False
+    assert event["from"]["username"] == chats.user.username and event["from"]["is_bot"] is False
     assert event["old_chat_member"]["status"] == "left"
     assert event["new_chat_member"]["status"] == "member"
     assert event["new_chat_member"]["user"]["id"] == str(chats.bot.bot_id)
 
     assert await chats.as_bot("sendMessage", chat_id=group["id"], text="hi all")
-    assert await chats.as_owner(
-        "removeChatMember", chat_id=group["id"], username=chats.bot.username
-    )
+    assert await chats.as_user("removeChatMember", chat_id=group["id"], username=chats.bot.username)
     (removed,) = await chats.updates()
     assert removed["my_chat_member"]["new_chat_member"]["status"] == "left"
     assert removed["my_chat_member"]["old_chat_member"]["status"] == "member"
@@ -99,26 +56,26 @@ async def test_my_chat_member_when_added_removed_and_leaving(chats: Chats) -> No
     )
     assert await error(chats.as_bot, "getChat", chat_id=group["id"]) == (403, "CHAT_FORBIDDEN")
 
-    await chats.as_owner("addChatMember", chat_id=group["id"], username=chats.bot.username)
+    await chats.as_user("addChatMember", chat_id=group["id"], username=chats.bot.username)
     assert (await chats.updates())[0]["my_chat_member"]["new_chat_member"]["status"] == "member"
     assert await chats.as_bot("leaveChat", chat_id=group["id"]) is True
     (left,) = await chats.updates()
     assert left["my_chat_member"]["from"]["id"] == str(chats.bot.bot_id)
     assert left["my_chat_member"]["new_chat_member"]["status"] == "left"
     assert await error(chats.as_bot, "leaveChat", chat_id=group["id"]) == (403, "CHAT_FORBIDDEN")
-    members = await chats.as_owner("getChatMembers", chat_id=group["id"])
-    assert [m["user"]["username"] for m in members] == [chats.owner.username]
+    members = await chats.as_user("getChatMembers", chat_id=group["id"])
+    assert [m["user"]["username"] for m in members] == [chats.user.username]
 
 
-async def test_get_chat_members_and_count(chats: Chats) -> None:
-    group = await chats.as_owner("createGroup", title="Room")
-    for name in (chats.member.username, chats.bot.username):
-        await chats.as_owner("addChatMember", chat_id=group["id"], username=name)
-    await chats.as_member("sendMessage", chat_id=group["id"], text=f"hello @{chats.bot.username}")
+async def test_get_chat_members_and_count(chats: Scene) -> None:
+    group = await chats.as_user("createGroup", title="Room")
+    for name in (chats.other.username, chats.bot.username):
+        await chats.as_user("addChatMember", chat_id=group["id"], username=name)
+    await chats.as_other("sendMessage", chat_id=group["id"], text=f"hello @{chats.bot.username}")
     updates = await chats.updates()
     mention = updates[-1]["message"]
     member_id = mention["from"]["id"]
-    assert member_id != str(chats.member.user_id)  # scoped to the bot
+    assert member_id != str(chats.other.user_id)  # scoped to the bot
 
     full = await chats.as_bot("getChat", chat_id=group["id"])
     info = tg.ChatFullInfo.model_validate(full)
@@ -130,7 +87,7 @@ async def test_get_chat_members_and_count(chats: Chats) -> None:
     me = await chats.as_bot("getChatMember", chat_id=group["id"], user_id=chats.bot.bot_id)
     assert me["status"] == "member" and me["user"]["is_bot"] is True
     # the creator never wrote, yet the bot can look them up by the id it would see
-    owner_id = scoped_user_id(TEST_SECRET.encode(), chats.bot.bot_id, chats.owner.user_id)
+    owner_id = scoped_user_id(TEST_SECRET.encode(), chats.bot.bot_id, chats.user.user_id)
     creator = await chats.as_bot("getChatMember", chat_id=group["id"], user_id=owner_id)
     tg.ChatMemberOwner.model_validate(creator)
     assert creator["status"] == "creator" and creator["user"]["id"] == str(owner_id)
@@ -138,48 +95,48 @@ async def test_get_chat_members_and_count(chats: Chats) -> None:
         400,
         "USER_NOT_FOUND",
     )
-    await chats.as_owner("removeChatMember", chat_id=group["id"], username=chats.member.username)
+    await chats.as_user("removeChatMember", chat_id=group["id"], username=chats.other.username)
     gone = await chats.as_bot("getChatMember", chat_id=group["id"], user_id=member_id)
     assert gone["status"] == "left"
     assert await chats.as_bot("getChatMemberCount", chat_id=group["id"]) == 2
     # members may not remove others they did not add; the creator may
-    await chats.as_owner("addChatMember", chat_id=group["id"], username=chats.member.username)
+    await chats.as_user("addChatMember", chat_id=group["id"], username=chats.other.username)
     assert await error(
-        chats.as_member, "removeChatMember", chat_id=group["id"], username=chats.owner.username
+        chats.as_other, "removeChatMember", chat_id=group["id"], username=chats.user.username
     ) == (403, "NOT_ENOUGH_RIGHTS")
     assert await error(
-        chats.as_owner, "removeChatMember", chat_id=group["id"], username="nobody_here"
+        chats.as_user, "removeChatMember", chat_id=group["id"], username="nobody_here"
     ) == (404, "USER_NOT_FOUND")
-    assert await chats.as_member(
-        "removeChatMember", chat_id=group["id"], username=chats.member.username
+    assert await chats.as_other(
+        "removeChatMember", chat_id=group["id"], username=chats.other.username
     )
-    assert await error(chats.as_member, "sendMessage", chat_id=group["id"], text="x") == (
+    assert await error(chats.as_other, "sendMessage", chat_id=group["id"], text="x") == (
         404,
         "CHAT_NOT_FOUND",
     )
 
 
-async def test_private_chat_info_and_client_chat_list(chats: Chats) -> None:
-    private = await chats.as_owner("startBot", username=chats.bot.username)
+async def test_private_chat_info_and_client_chat_list(chats: Scene) -> None:
+    private = await chats.as_user("startBot", username=chats.bot.username)
     assert private["type"] == "private" and private["username"] == chats.bot.username
     (start,) = await chats.updates()
     bot_chat = start["message"]["chat"]["id"]
     full = await chats.as_bot("getChat", chat_id=bot_chat)
     tg.ChatFullInfo.model_validate(full)
-    assert full["id"] == bot_chat and full["username"] == chats.owner.username
+    assert full["id"] == bot_chat and full["username"] == chats.user.username
     assert await chats.as_bot("getChatMemberCount", chat_id=bot_chat) == 2
     user = await chats.as_bot("getChatMember", chat_id=bot_chat, user_id=bot_chat)
     assert user["status"] == "member" and user["user"]["id"] == bot_chat
     assert await error(chats.as_bot, "leaveChat", chat_id=bot_chat) == (400, "NOT_A_GROUP")
-    group = await chats.as_owner("createGroup", title="G")
-    listed = await chats.as_owner("getChats")
+    group = await chats.as_user("createGroup", title="G")
+    listed = await chats.as_user("getChats")
     assert {c["id"] for c in listed} == {private["id"], group["id"]}
-    assert await error(chats.as_owner, "startBot", username="no_such_bot") == (404, "BOT_NOT_FOUND")
-    me = await chats.as_owner("getMe")
-    assert me["id"] == str(chats.owner.user_id) and me["username"] == chats.owner.username
+    assert await error(chats.as_user, "startBot", username="no_such_bot") == (404, "BOT_NOT_FOUND")
+    me = await chats.as_user("getMe")
+    assert me["id"] == str(chats.user.user_id) and me["username"] == chats.user.username
 
 
-async def test_commands_by_scope_and_language(chats: Chats) -> None:
+async def test_commands_by_scope_and_language(chats: Scene) -> None:
     commands = [
         {"command": "start", "description": "Begin"},
         {"command": "help", "description": "Show help"},
@@ -224,7 +181,7 @@ async def test_commands_by_scope_and_language(chats: Chats) -> None:
     assert await chats.as_bot("getMyCommands") == []
 
 
-async def test_name_and_description(chats: Chats) -> None:
+async def test_name_and_description(chats: Scene) -> None:
     assert await chats.as_bot("setMyName", name="Weather Helper") is True
     assert (await chats.as_bot("getMe"))["first_name"] == "Weather Helper"
     assert await chats.as_bot("getMyName") == {"name": "Weather Helper"}

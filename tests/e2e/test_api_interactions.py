@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiogram import types as tg
 
 from shared.settings import Settings
-from tests.api import (
-    Account,
-    BotAccount,
-    Caller,
-    Inbox,
-    bot_api,
-    client_api,
-    create_bot,
-    create_user,
-)
+from tests.api import Caller, Scene, bot_api, client_api, create_bot, create_user, scene_at
 from tests.conftest import Stack, unique
 
 pytestmark = pytest.mark.asyncio
@@ -33,34 +22,10 @@ KEYBOARD = {
 }
 
 
-@dataclass
-class Pair:
-    http: httpx.AsyncClient
-    user: Account
-    bot: BotAccount
-    as_user: Caller
-    as_bot: Caller
-    private: str
-    bot_chat: str
-
-    inboxes: dict[str, Inbox] = field(default_factory=dict)
-
-    async def updates(self, bot: Caller | None = None) -> list[dict[str, Any]]:
-        caller = bot or self.as_bot
-        inbox = self.inboxes.setdefault(caller.auth, Inbox(caller))
-        return await inbox.take()
-
-
 @pytest.fixture
-async def pair(stack: Stack, settings: Settings) -> AsyncIterator[Pair]:
-    user = await create_user(settings, unique("iu"))
-    bot = await create_bot(settings, user, unique("i") + "_bot")
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
-        as_user, as_bot = client_api(http, user), bot_api(http, bot)
-        private = await as_user("startBot", username=bot.username)
-        pair = Pair(http, user, bot, as_user, as_bot, private["id"], "")
-        pair.bot_chat = (await pair.updates())[0]["message"]["chat"]["id"]
-        yield pair
+async def pair(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
+    async with scene_at(stack.rest_url, settings, "i", private=True) as scene:
+        yield scene
 
 
 async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
@@ -70,7 +35,7 @@ async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
     return response.status_code, body["code"]
 
 
-async def test_button_press_is_answered_once(pair: Pair) -> None:
+async def test_button_press_is_answered_once(pair: Scene) -> None:
     sent = await pair.as_bot(
         "sendMessage", chat_id=pair.bot_chat, text="Pick one", reply_markup=KEYBOARD
     )
@@ -115,7 +80,7 @@ async def test_button_press_is_answered_once(pair: Pair) -> None:
     assert response.json()["result"] == answer
 
 
-async def test_button_errors(pair: Pair, settings: Settings) -> None:
+async def test_button_errors(pair: Scene, settings: Settings) -> None:
     sent = await pair.as_bot(
         "sendMessage", chat_id=pair.bot_chat, text="Pick", reply_markup=KEYBOARD
     )
@@ -163,7 +128,7 @@ async def test_button_errors(pair: Pair, settings: Settings) -> None:
     assert answer == {"id": pressed["id"], "answered": True, "show_alert": False}
 
 
-async def test_reactions_reach_the_bot(pair: Pair) -> None:
+async def test_reactions_reach_the_bot(pair: Scene) -> None:
     sent = await pair.as_bot("sendMessage", chat_id=pair.bot_chat, text="rate me")
     assert await pair.as_user(
         "setMessageReaction",
@@ -212,7 +177,7 @@ async def test_reactions_reach_the_bot(pair: Pair) -> None:
     assert await pair.updates() == []
 
 
-async def test_group_reactions_follow_privacy_mode(pair: Pair, settings: Settings) -> None:
+async def test_group_reactions_follow_privacy_mode(pair: Scene, settings: Settings) -> None:
     other_bot = await create_bot(settings, pair.user, unique("k") + "_bot")
     as_other_bot = bot_api(pair.http, other_bot)
     group = await pair.as_user("createGroup", title="Reactions")

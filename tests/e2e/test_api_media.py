@@ -21,7 +21,7 @@ from aiogram import types as tg
 
 from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
-from tests.api import Account, BotAccount, Caller, bot_api, client_api, create_bot, create_user
+from tests.api import Scene, build_scene, client_api, create_user, scene_at
 from tests.conftest import Process, Stack, process_env, unique
 
 pytestmark = pytest.mark.asyncio
@@ -50,45 +50,29 @@ def png(width: int, height: int, *, noise: bool = False) -> bytes:
     )
 
 
-@dataclass
-class Sender:
-    http: httpx.AsyncClient
-    user: Account
-    bot: BotAccount
-    as_user: Caller
-    as_bot: Caller
-    private: str
-    group: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bot {self.bot.token}"}
-
-    async def upload(
-        self, method: str, field: str, name: str, content: bytes, mime: str, **data: Any
-    ) -> httpx.Response:
-        return await self.http.post(
-            f"/bot/{method}",
-            data={k: str(v) for k, v in data.items()},
-            files={field: (name, content, mime)},
-            headers=self.auth,
-        )
+def auth(sender: Scene) -> dict[str, str]:
+    return {"Authorization": sender.as_bot.auth}
 
 
-async def make_sender(http: httpx.AsyncClient, settings: Settings) -> Sender:
-    user = await create_user(settings, unique("fu"))
-    bot = await create_bot(settings, user, unique("f") + "_bot")
-    as_user, as_bot = client_api(http, user), bot_api(http, bot)
-    private = await as_user("startBot", username=bot.username)
-    group = await as_user("createGroup", title="Files")
-    await as_user("addChatMember", chat_id=group["id"], username=bot.username)
-    return Sender(http, user, bot, as_user, as_bot, private["id"], group["id"])
+async def upload(
+    sender: Scene, method: str, field: str, name: str, content: bytes, mime: str, **data: Any
+) -> httpx.Response:
+    return await sender.http.post(
+        f"/bot/{method}",
+        data={k: str(v) for k, v in data.items()},
+        files={field: (name, content, mime)},
+        headers=auth(sender),
+    )
+
+
+async def make_sender(http: httpx.AsyncClient, settings: Settings) -> Scene:
+    return await build_scene(http, settings, "f", private=True, group="Files")
 
 
 @pytest.fixture
-async def sender(stack: Stack, settings: Settings) -> AsyncIterator[Sender]:
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
-        yield await make_sender(http, settings)
+async def sender(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
+    async with scene_at(stack.rest_url, settings, "f", private=True, group="Files") as scene:
+        yield scene
 
 
 def ok(response: httpx.Response) -> Any:
@@ -104,10 +88,11 @@ def refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return dict(body)
 
 
-async def test_photo_upload_reuse_and_download(sender: Sender, settings: Settings) -> None:
+async def test_photo_upload_reuse_and_download(sender: Scene, settings: Settings) -> None:
     image = png(32, 24)
     sent = ok(
-        await sender.upload(
+        await upload(
+            sender,
             "sendPhoto",
             "photo",
             "cat.png",
@@ -133,12 +118,12 @@ async def test_photo_upload_reuse_and_download(sender: Sender, settings: Setting
     tg.File.model_validate(info)
     assert info["file_path"] == f"photos/{size['file_id']}.png"
     assert info["file_size"] == len(image) and info["file_unique_id"] == size["file_unique_id"]
-    download = await sender.http.get(f"/bot/file/{info['file_path']}", headers=sender.auth)
+    download = await sender.http.get(f"/bot/file/{info['file_path']}", headers=auth(sender))
     assert download.status_code == 200 and download.content == image
     assert download.headers["content-type"] == "image/png"
     assert (await sender.http.get(f"/bot/file/{info['file_path']}")).status_code == 401
     refused(
-        await sender.http.get("/bot/file/photos/AAAAAAAAAAAAAAAA.png", headers=sender.auth),
+        await sender.http.get("/bot/file/photos/AAAAAAAAAAAAAAAA.png", headers=auth(sender)),
         404,
         "FILE_NOT_FOUND",
     )
@@ -162,10 +147,11 @@ async def test_photo_upload_reuse_and_download(sender: Sender, settings: Setting
     )
 
 
-async def test_document_upload_reuse_and_download(sender: Sender) -> None:
+async def test_document_upload_reuse_and_download(sender: Scene) -> None:
     content = b"%PDF-1.4\n" + b"x" * 100
     sent = ok(
-        await sender.upload(
+        await upload(
+            sender,
             "sendDocument",
             "document",
             "report.pdf",
@@ -181,7 +167,7 @@ async def test_document_upload_reuse_and_download(sender: Sender) -> None:
     assert document["file_size"] == len(content) and sent["caption"] == "Q3"
     info = await sender.as_bot("getFile", file_id=document["file_id"])
     assert info["file_path"] == f"documents/{document['file_id']}.pdf"
-    download = await sender.http.get(f"/bot/file/{info['file_path']}", headers=sender.auth)
+    download = await sender.http.get(f"/bot/file/{info['file_path']}", headers=auth(sender))
     assert download.content == content
     reused = await sender.as_bot(
         "sendDocument", chat_id=sender.group, document=document["file_id"], caption="again"
@@ -194,8 +180,8 @@ async def test_document_upload_reuse_and_download(sender: Sender) -> None:
         "PHOTO_INVALID",
     )
     same = ok(
-        await sender.upload(
-            "sendDocument", "document", "copy.bin", content, "", chat_id=sender.group
+        await upload(
+            sender, "sendDocument", "document", "copy.bin", content, "", chat_id=sender.group
         )
     )
     assert same["document"]["file_unique_id"] == document["file_unique_id"]
@@ -203,10 +189,16 @@ async def test_document_upload_reuse_and_download(sender: Sender) -> None:
     assert same["document"]["mime_type"] == "application/octet-stream"
 
 
-async def test_bad_files_are_refused(sender: Sender) -> None:
+async def test_bad_files_are_refused(sender: Scene) -> None:
     refused(
-        await sender.upload(
-            "sendPhoto", "photo", "x.png", b"not really a png", "image/png", chat_id=sender.group
+        await upload(
+            sender,
+            "sendPhoto",
+            "photo",
+            "x.png",
+            b"not really a png",
+            "image/png",
+            chat_id=sender.group,
         ),
         400,
         "PHOTO_INVALID",
@@ -226,15 +218,15 @@ async def test_bad_files_are_refused(sender: Sender) -> None:
     assert "'photo'" in body["description"]
     refused(await sender.as_bot.raw("sendDocument", chat_id=sender.group), 400, "MISSING_PARAMETER")
     refused(
-        await sender.upload(
-            "sendDocument", "document", "e.txt", b"", "text/plain", chat_id=sender.group
+        await upload(
+            sender, "sendDocument", "document", "e.txt", b"", "text/plain", chat_id=sender.group
         ),
         400,
         "FILE_EMPTY",
     )
     refused(
-        await sender.upload(
-            "sendMessage", "text", "t.txt", b"hi", "text/plain", chat_id=sender.group
+        await upload(
+            sender, "sendMessage", "text", "t.txt", b"hi", "text/plain", chat_id=sender.group
         ),
         400,
         "BAD_REQUEST",
@@ -287,8 +279,14 @@ async def test_size_limits_answer_413_and_store_nothing(
         big_photo = png(64, 64, noise=True)
         assert len(big_photo) > PHOTO_LIMIT
         body = refused(
-            await sender.upload(
-                "sendPhoto", "photo", "big.png", big_photo, "image/png", chat_id=sender.group
+            await upload(
+                sender,
+                "sendPhoto",
+                "photo",
+                "big.png",
+                big_photo,
+                "image/png",
+                chat_id=sender.group,
             ),
             413,
             "FILE_TOO_LARGE",
@@ -296,16 +294,22 @@ async def test_size_limits_answer_413_and_store_nothing(
         assert str(PHOTO_LIMIT) in body["description"]
         # a body far beyond the limit is refused as it streams in
         refused(
-            await sender.upload(
-                "sendDocument", "document", "huge.bin", b"\0" * (1 << 20), "", chat_id=sender.group
+            await upload(
+                sender,
+                "sendDocument",
+                "document",
+                "huge.bin",
+                b"\0" * (1 << 20),
+                "",
+                chat_id=sender.group,
             ),
             413,
             "FILE_TOO_LARGE",
         )
         document = b"d" * (DOCUMENT_LIMIT + 1)
         refused(
-            await sender.upload(
-                "sendDocument", "document", "d.bin", document, "", chat_id=sender.group
+            await upload(
+                sender, "sendDocument", "document", "d.bin", document, "", chat_id=sender.group
             ),
             413,
             "FILE_TOO_LARGE",
@@ -315,12 +319,13 @@ async def test_size_limits_answer_413_and_store_nothing(
         small = png(8, 8)
         for _ in range(2):
             ok(
-                await sender.upload(
-                    "sendPhoto", "photo", "s.png", small, "image/png", chat_id=sender.group
+                await upload(
+                    sender, "sendPhoto", "photo", "s.png", small, "image/png", chat_id=sender.group
                 )
             )
         ok(
-            await sender.upload(
+            await upload(
+                sender,
                 "sendDocument",
                 "document",
                 "d.bin",

@@ -9,74 +9,26 @@ stored is read back through the users' getChatHistory.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiogram import types as tg
 
 from shared.settings import Settings
-from tests.api import (
-    Account,
-    BotAccount,
-    Caller,
-    Inbox,
-    bot_api,
-    client_api,
-    create_bot,
-    create_user,
-)
-from tests.conftest import Stack, unique
+from tests.api import Caller, Scene, scene_at
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.asyncio
 
 
-@dataclass
-class World:
-    http: httpx.AsyncClient
-    user: Account
-    other: Account
-    bot: BotAccount
-    as_user: Caller
-    as_other: Caller
-    as_bot: Caller
-    private: str  # the private chat as the user knows it
-    bot_chat: str  # the same chat as the bot knows it
-    group: str
-
-    inbox: Inbox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inbox = Inbox(self.as_bot)
-
-    async def updates(self) -> list[dict[str, Any]]:
-        """Every pending update of the bot, confirmed."""
-        return await self.inbox.take()
-
-    async def history(self, chat: str, **params: Any) -> list[dict[str, Any]]:
-        return list(await self.as_user("getChatHistory", chat_id=chat, **params))
-
-
 @pytest.fixture
-async def world(stack: Stack, settings: Settings) -> AsyncIterator[World]:
-    user = await create_user(settings, unique("mu"))
-    other = await create_user(settings, unique("mo"))
-    bot = await create_bot(settings, user, unique("m") + "_bot")
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
-        as_user, as_other, as_bot = (
-            client_api(http, user),
-            client_api(http, other),
-            bot_api(http, bot),
-        )
-        private = await as_user("startBot", username=bot.username)
-        group = await as_user("createGroup", title="Team")
-        await as_user("addChatMember", chat_id=group["id"], username=other.username)
-        await as_user("addChatMember", chat_id=group["id"], username=bot.username)
-        w = World(http, user, other, bot, as_user, as_other, as_bot, private["id"], "", group["id"])
-        start = (await w.updates())[0]["message"]
-        w.bot_chat = start["chat"]["id"]
+async def world(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
+    async with scene_at(stack.rest_url, settings, "m", users=2, private=True, group="Team") as w:
         yield w
+
+
+async def history(world: Scene, chat: str, **params: Any) -> list[dict[str, Any]]:
+    return list(await world.as_user("getChatHistory", chat_id=chat, **params))
 
 
 async def failure(caller: Caller, method: str, **params: Any) -> tuple[int, dict[str, Any]]:
@@ -94,7 +46,7 @@ KEYBOARD = {
 }
 
 
-async def test_send_message_stores_and_returns_a_telegram_message(world: World) -> None:
+async def test_send_message_stores_and_returns_a_telegram_message(world: Scene) -> None:
     sent = await world.as_bot(
         "sendMessage",
         chat_id=world.bot_chat,
@@ -114,15 +66,15 @@ async def test_send_message_stores_and_returns_a_telegram_message(world: World) 
     assert sent["chat"]["id"] == world.bot_chat and sent["from"]["id"] == str(world.bot.bot_id)
     assert sent["reply_to_message"]["text"] == "/start"
     assert sent["reply_markup"] == KEYBOARD
-    stored = (await world.history(world.private))[-1]
+    stored = (await history(world, world.private))[-1]
     assert stored["message_id"] == sent["message_id"] == "2"
     assert stored["text"] == message.text and stored["reply_markup"] == KEYBOARD
     assert stored["chat"]["id"] == world.private  # the user's own id of the chat
     assert await world.updates() == []  # a bot never receives its own messages
 
 
-async def test_wrong_requests_get_the_envelope_and_change_nothing(world: World) -> None:
-    before = await world.history(world.private)
+async def test_wrong_requests_get_the_envelope_and_change_nothing(world: Scene) -> None:
+    before = await history(world, world.private)
     cases: list[tuple[dict[str, Any], int, str, str]] = [
         ({"chat_id": world.bot_chat, "text": "x" * 4097}, 400, "INVALID_PARAMETER", "'text'"),
         ({"chat_id": world.bot_chat, "text": ""}, 400, "INVALID_PARAMETER", "'text'"),
@@ -173,11 +125,11 @@ async def test_wrong_requests_get_the_envelope_and_change_nothing(world: World) 
         reply_parameters={"message_id": 999, "allow_sending_without_reply": True},
     )
     assert "reply_to_message" not in sent
-    after = await world.history(world.private)
+    after = await history(world, world.private)
     assert after[:-1] == before and after[-1]["text"] == "still sent"
 
 
-async def test_edit_text_and_markup_of_own_messages(world: World) -> None:
+async def test_edit_text_and_markup_of_own_messages(world: Scene) -> None:
     sent = await world.as_bot("sendMessage", chat_id=world.group, text="v1", reply_markup=KEYBOARD)
     edited = await world.as_bot(
         "editMessageText",
@@ -221,11 +173,11 @@ async def test_edit_text_and_markup_of_own_messages(world: World) -> None:
         world.as_bot, "editMessageReplyMarkup", chat_id=world.group, message_id=sent["message_id"]
     )
     assert body["code"] == "MESSAGE_NOT_MODIFIED"
-    stored = {m["message_id"]: m for m in await world.history(world.group)}[sent["message_id"]]
+    stored = {m["message_id"]: m for m in await history(world, world.group)}[sent["message_id"]]
     assert stored["text"] == "v2" and "reply_markup" not in stored and "edit_date" in stored
 
 
-async def test_a_users_edit_becomes_edited_message(world: World) -> None:
+async def test_a_users_edit_becomes_edited_message(world: Scene) -> None:
     sent = await world.as_user("sendMessage", chat_id=world.private, text="helo")
     edited = await world.as_user(
         "editMessageText", chat_id=world.private, message_id=sent["message_id"], text="hello /help"
@@ -253,7 +205,7 @@ async def test_a_users_edit_becomes_edited_message(world: World) -> None:
     assert (status, body["code"]) == (404, "CHAT_NOT_FOUND")
 
 
-async def test_delete_messages(world: World) -> None:
+async def test_delete_messages(world: Scene) -> None:
     mine = await world.as_bot("sendMessage", chat_id=world.group, text="bot says")
     users = await world.as_other(
         "sendMessage", chat_id=world.group, text=f"other says @{world.bot.username}"
@@ -271,15 +223,15 @@ async def test_delete_messages(world: World) -> None:
     assert await world.as_bot("deleteMessage", chat_id=world.bot_chat, message_id=1)
     # users delete their own; the group's creator anyone's
     assert await world.as_user("deleteMessage", chat_id=world.group, message_id=users["message_id"])
-    assert [m["text"] for m in await world.history(world.group)] == []
-    assert await world.history(world.private) == []
+    assert [m["text"] for m in await history(world, world.group)] == []
+    assert await history(world, world.private) == []
     status, body = await failure(
         world.as_other, "deleteMessage", chat_id=world.private, message_id=1
     )
     assert status == 404
 
 
-async def test_forward_and_copy(world: World) -> None:
+async def test_forward_and_copy(world: Scene) -> None:
     text = f"quote me @{world.bot.username}"  # addressed to the bot, so it may name it
     original = await world.as_other("sendMessage", chat_id=world.group, text=text)
     forwarded = await world.as_bot(
@@ -300,7 +252,7 @@ async def test_forward_and_copy(world: World) -> None:
         message_id=original["message_id"],
     )
     assert set(copied) == {"message_id"}
-    stored = {m["message_id"]: m for m in await world.history(world.private)}
+    stored = {m["message_id"]: m for m in await history(world, world.private)}
     assert stored[forwarded["message_id"]]["forward_origin"]["sender_user"]["id"] == str(
         world.other.user_id
     )
@@ -322,7 +274,7 @@ async def test_forward_and_copy(world: World) -> None:
     assert body["code"] == "CHAT_NOT_FOUND"
 
 
-async def test_pin_and_unpin(world: World) -> None:
+async def test_pin_and_unpin(world: Scene) -> None:
     first = await world.as_bot("sendMessage", chat_id=world.group, text="first")
     second = await world.as_bot("sendMessage", chat_id=world.group, text="second")
     for message in (first, second):
@@ -343,7 +295,7 @@ async def test_pin_and_unpin(world: World) -> None:
     assert body["code"] == "MESSAGE_NOT_FOUND"
 
 
-async def test_bot_reactions_and_chat_actions(world: World) -> None:
+async def test_bot_reactions_and_chat_actions(world: Scene) -> None:
     users = await world.as_user("sendMessage", chat_id=world.private, text="react to me")
     assert await world.as_bot(
         "setMessageReaction",
@@ -380,7 +332,7 @@ async def test_bot_reactions_and_chat_actions(world: World) -> None:
     assert body["code"] == "CHAT_NOT_FOUND"
 
 
-async def test_get_me(world: World) -> None:
+async def test_get_me(world: Scene) -> None:
     me = tg.User.model_validate(await world.as_bot("getMe"))
     assert (
         me.is_bot and me.username == world.bot.username and me.can_read_all_group_messages is False

@@ -3,51 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiogram import types as tg
 
 from shared.settings import Settings
-from tests.api import Account, Caller, Inbox, bot_api, client_api, create_bot, create_user
-from tests.conftest import Stack, unique
+from tests.api import Caller, Scene, scene_at
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.asyncio
 
 
-@dataclass
-class Voters:
-    alice: Account
-    bob: Account
-    as_alice: Caller
-    as_bob: Caller
-    as_bot: Caller
-    group: str
-
-    inbox: Inbox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inbox = Inbox(self.as_bot)
-
-    async def updates(self) -> list[dict[str, Any]]:
-        return await self.inbox.take()
-
-
 @pytest.fixture
-async def voters(stack: Stack, settings: Settings) -> AsyncIterator[Voters]:
-    alice = await create_user(settings, unique("pa"))
-    bob = await create_user(settings, unique("pb"))
-    bot = await create_bot(settings, alice, unique("p") + "_bot")
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
-        as_alice, as_bob = client_api(http, alice), client_api(http, bob)
-        group = await as_alice("createGroup", title="Votes")
-        await as_alice("addChatMember", chat_id=group["id"], username=bob.username)
-        await as_alice("addChatMember", chat_id=group["id"], username=bot.username)
-        v = Voters(alice, bob, as_alice, as_bob, bot_api(http, bot), group["id"])
-        await v.updates()
-        yield v
+async def voters(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
+    async with scene_at(stack.rest_url, settings, "p", users=2, group="Votes") as scene:
+        yield scene
 
 
 async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
@@ -57,7 +28,7 @@ async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
     return response.status_code, body["code"]
 
 
-async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Voters) -> None:
+async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Scene) -> None:
     sent = await voters.as_bot(
         "sendPoll",
         chat_id=voters.group,
@@ -73,11 +44,11 @@ async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Voters) -> No
     assert poll["total_voter_count"] == 0 and poll["is_closed"] is False
     assert poll["is_anonymous"] is False and poll["allows_multiple_answers"] is True
 
-    seen = await voters.as_alice(
+    seen = await voters.as_user(
         "answerPoll", chat_id=voters.group, message_id=sent["message_id"], option_ids=[0, 2]
     )
     assert [o["voter_count"] for o in seen["options"]] == [1, 0, 1]
-    await voters.as_bob(
+    await voters.as_other(
         "answerPoll", chat_id=voters.group, message_id=sent["message_id"], option_ids=[0]
     )
     updates = await voters.updates()
@@ -91,13 +62,13 @@ async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Voters) -> No
         tg.Update.model_validate(update)
     answer = updates[0]["poll_answer"]
     assert answer["poll_id"] == poll["id"] and answer["option_ids"] == [0, 2]
-    assert answer["user"]["username"] == voters.alice.username
+    assert answer["user"]["username"] == voters.user.username
     final = updates[3]["poll"]
     assert [o["voter_count"] for o in final["options"]] == [2, 0, 1]
     assert final["total_voter_count"] == 2
 
     # a vote taken back: option_ids empty
-    await voters.as_bob(
+    await voters.as_other(
         "answerPoll", chat_id=voters.group, message_id=sent["message_id"], option_ids=[]
     )
     retracted = await voters.updates()
@@ -114,7 +85,7 @@ async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Voters) -> No
     (closing,) = await voters.updates()
     assert closing["poll"]["is_closed"] is True and closing["poll"]["id"] == poll["id"]
     assert await error(
-        voters.as_bob,
+        voters.as_other,
         "answerPoll",
         chat_id=voters.group,
         message_id=sent["message_id"],
@@ -126,12 +97,12 @@ async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Voters) -> No
         400,
         "POLL_ALREADY_CLOSED",
     )
-    history = await voters.as_alice("getChatHistory", chat_id=voters.group)
+    history = await voters.as_user("getChatHistory", chat_id=voters.group)
     assert history[-1]["poll"]["is_closed"] is True
     assert [o["voter_count"] for o in history[-1]["poll"]["options"]] == [1, 0, 1]
 
 
-async def test_anonymous_quiz(voters: Voters) -> None:
+async def test_anonymous_quiz(voters: Scene) -> None:
     sent = await voters.as_bot(
         "sendPoll",
         chat_id=voters.group,
@@ -142,12 +113,12 @@ async def test_anonymous_quiz(voters: Voters) -> None:
         explanation="basic arithmetic",
     )
     assert int(sent["poll"]["correct_option_id"]) == 1  # shown to the bot that sent it
-    users_view = await voters.as_alice(
+    users_view = await voters.as_user(
         "answerPoll", chat_id=voters.group, message_id=sent["message_id"], option_ids=[0]
     )
     assert "correct_option_id" not in users_view  # revealed once the quiz is closed
     assert await error(
-        voters.as_alice,
+        voters.as_user,
         "answerPoll",
         chat_id=voters.group,
         message_id=sent["message_id"],
@@ -157,7 +128,7 @@ async def test_anonymous_quiz(voters: Voters) -> None:
     assert update["poll"]["total_voter_count"] == 1 and update["poll"]["type"] == "quiz"
 
 
-async def test_poll_validation(voters: Voters) -> None:
+async def test_poll_validation(voters: Scene) -> None:
     cases: list[dict[str, Any]] = [
         {"question": "Q", "options": ["only one"]},
         {"question": "", "options": ["a", "b"]},
@@ -179,7 +150,7 @@ async def test_poll_validation(voters: Voters) -> None:
     )
     for option_ids in ([0, 1], [2], [0, 0]):
         assert await error(
-            voters.as_bob,
+            voters.as_other,
             "answerPoll",
             chat_id=voters.group,
             message_id=single["message_id"],
