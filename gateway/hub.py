@@ -4,8 +4,11 @@ A feed reads each bot's stream once per wake-up, encodes each update once per
 encoding and sends the same frame bytes to every live session that wants them.
 A session is *live* when its position equals the feed's; otherwise (replaying
 after identify, or fallen behind with a full send buffer) it reads the log at its
-own pace in :meth:`Session.catch_up` and rejoins the feed once it has caught up.
-The log is durable, so falling behind costs no memory and slows nobody else.
+own pace (``Session.catch_up``) and rejoins the feed once it has caught up. The
+log is durable, so falling behind costs no memory and slows nobody else.
+
+What the hub needs of a session is :class:`Subscriber`; feeds and the hub are
+generic in the session type, so that their users get their own sessions back.
 """
 
 from __future__ import annotations
@@ -14,21 +17,20 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar
 
+from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import broadcast
 
 from gateway import metrics
 from gateway.frames import Encoding, frames_for
+from gateway.protocol import ServerConnection
 from shared.codecs import json_dumps, pack, unpack
-from shared.control import Takeover
+from shared.control import Control, Takeover
 from shared.dialect import native_ids
 from shared.store import Store, StoredUpdate, Wakeup, Wakeups
 
-if TYPE_CHECKING:
-    from gateway.session import Session
-
-__all__ = ["Feed", "Hub", "encode_update"]
+__all__ = ["Feed", "Hub", "Subscriber", "encode_update"]
 
 log = logging.getLogger("botgw.gateway.hub")
 
@@ -37,7 +39,57 @@ READ_PIPELINE = 256  # feeds read in one pipelined round trip
 SWEEP_SECONDS = 1.0
 SWEEP_SLICE = 256
 
-_NONE: set[Session] = set()  # shared empty set: never added to
+_NONE: set[Any] = set()  # shared empty set: never added to
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a session: its bot, consumer and filter, its position
+    in the feed, its socket and core to send to, and its reactions to the feed."""
+
+    live: bool  # at the feed's position, delivered to by the feed
+    position: int  # the last log entry handled (sent or filtered out)
+
+    @property
+    def bot_id(self) -> int: ...
+    @property
+    def consumer_key(self) -> str: ...
+    @property
+    def encoding(self) -> Encoding: ...
+    @property
+    def shard(self) -> tuple[int, int]: ...
+    @property
+    def allowed(self) -> frozenset[str] | None: ...
+    @property
+    def ws(self) -> WebSocket: ...
+    @property
+    def core(self) -> ServerConnection: ...
+
+    def wants(self, entry: StoredUpdate) -> bool:
+        """Whether the update goes to this session (its shard and update types)."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes waiting in the socket's send buffer."""
+        ...
+
+    def can_send(self) -> bool:
+        """Whether update frames may go out on the socket."""
+        ...
+
+    def fall_behind(self) -> None:
+        """Stop being live: read the log at the session's own pace."""
+        ...
+
+    def log_replaced(self) -> None:
+        """The bot's log began a new epoch under the session."""
+        ...
+
+    def on_control(self, message: Control) -> None:
+        """A control message on the bot's channel."""
+        ...
+
+
+S = TypeVar("S", bound=Subscriber)
 
 
 def encode_update(entry: StoredUpdate, encoding: Encoding) -> bytes:
@@ -63,19 +115,19 @@ class EncodedBatch:
 
 
 @dataclass(eq=False)
-class Feed:
+class Feed(Generic[S]):
     """A bot's live stream on this worker."""
 
     bot_id: int
     position: int = 0
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[S] = field(default_factory=set)
     # the same sessions by consumer key: a takeover or a close looks at the few of
     # its consumer, not at every connection of a bot that fans out to thousands
-    by_consumer: dict[str, set[Session]] = field(default_factory=dict)
+    by_consumer: dict[str, set[S]] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reading: bool = False
 
-    def of_consumer(self, key: str) -> set[Session]:
+    def of_consumer(self, key: str) -> set[S]:
         """The sessions of one consumer key (do not change the set)."""
         return self.by_consumer.get(key, _NONE)
 
@@ -84,17 +136,17 @@ class Feed:
     failed: BaseException | None = None
 
 
-class Hub:
+class Hub(Generic[S]):
     """Feeds by bot id; the registry used for fan-out."""
 
     def __init__(self, store: Store, wakeups: Wakeups, *, send_buffer_bytes: int) -> None:
         self.store = store
         self.wakeups = wakeups
         self.send_buffer_bytes = send_buffer_bytes
-        self.feeds: dict[int, Feed] = {}
+        self.feeds: dict[int, Feed[S]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._due: list[Feed] = []
+        self._due: list[Feed[S]] = []
         self._due_event = asyncio.Event()
 
     def start(self) -> None:
@@ -108,7 +160,7 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def attach(self, session: Session) -> Feed:
+    async def attach(self, session: S) -> Feed[S]:
         """Join the bot's feed, creating it (subscribed, positioned at the head)."""
         bot_id = session.bot_id
         feed = self.feeds.get(bot_id)
@@ -135,7 +187,7 @@ class Hub:
         feed.by_consumer.setdefault(session.consumer_key, set()).add(session)
         return feed
 
-    def detach(self, session: Session) -> None:
+    def detach(self, session: S) -> None:
         feed = self.feeds.get(session.bot_id)
         if feed is None:
             return
@@ -148,7 +200,7 @@ class Hub:
         if not feed.sessions and feed.ready.is_set():
             self._drop(feed)
 
-    def _drop(self, feed: Feed) -> None:
+    def _drop(self, feed: Feed[S]) -> None:
         if self.feeds.get(feed.bot_id) is feed:
             del self.feeds[feed.bot_id]
             self.wakeups.remove(feed.bot_id, self._on_wakeup)
@@ -160,7 +212,7 @@ class Hub:
         feed.woken = True
         control = wakeup.control
         if control is not None:
-            targets: set[Session] = feed.sessions
+            targets: set[S] = feed.sessions
             if isinstance(control, Takeover):
                 targets = feed.of_consumer(control.consumer_key)  # its consumer only
             for session in tuple(targets):
@@ -170,7 +222,7 @@ class Hub:
             return
         self._schedule(feed)
 
-    def _schedule(self, feed: Feed) -> None:
+    def _schedule(self, feed: Feed[S]) -> None:
         if feed.reading:
             feed.again = True
             return
@@ -215,7 +267,7 @@ class Hub:
                     else:
                         feed.reading = False
 
-    def deliver(self, feed: Feed, entries: list[StoredUpdate]) -> None:
+    def deliver(self, feed: Feed[S], entries: list[StoredUpdate]) -> None:
         """Send a contiguous run of entries after ``feed.position`` to live sessions."""
         prev = feed.position
         last = entries[-1].update_id
@@ -227,7 +279,7 @@ class Hub:
             feed.position = last
             return
         batch = EncodedBatch(entries)
-        groups: dict[tuple[Encoding, tuple[int, int], frozenset[str] | None, int], list[Session]]
+        groups: dict[tuple[Encoding, tuple[int, int], frozenset[str] | None, int], list[S]]
         groups = {}
         for session in feed.sessions:
             if not session.live:

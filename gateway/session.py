@@ -3,7 +3,8 @@
 The session feeds received frames and ticks to the core, performs what its events
 ask (identify, acks, requests), sends its control frames, and delivers updates:
 replayed from the log after identify, then live from the bot's feed, falling back
-to reading the log whenever its send buffer is full.
+to reading the log whenever its send buffer is full. What it needs of the worker
+that hosts it is :class:`Host`.
 """
 
 from __future__ import annotations
@@ -12,33 +13,32 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics
 from gateway.frames import CloseCode, Encoding, GapReason, frames_for
-from gateway.hub import Feed, encode_update
+from gateway.hub import Feed, Hub, encode_update
 from gateway.protocol import (
     AckReceived,
     CloseConnection,
     Identify,
+    Limits,
     RequestReceived,
     ServerConnection,
     State,
 )
 from gateway.resume import Gap, after_gap, lost, resume_point
+from gateway.timers import Deadlines
 from shared.control import Control, CredentialsChanged, Takeover
 from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
-from shared.store import StoredUpdate
+from shared.store import Store, StoredUpdate
 
-if TYPE_CHECKING:
-    from gateway.worker import Worker
-
-__all__ = ["Session", "consumer_key"]
+__all__ = ["Host", "Session", "consumer_key"]
 
 log = logging.getLogger("botgw.gateway.session")
 
@@ -49,6 +49,39 @@ def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
     """The committed-cursor name of a consumer, per shard when sharded."""
     index, count = shard
     return consumer if count == 1 else f"{consumer}#{index}/{count}"
+
+
+class Host(Protocol):
+    """What a session needs of its worker (``gateway.worker.Worker``): limits, store,
+    hub, timers; the open, the delivering and the committing sessions, which a session
+    joins and leaves itself; the limits per bot, acks, rechecks and Bot API calls."""
+
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def hub(self) -> Hub[Session]: ...
+    @property
+    def deadlines(self) -> Deadlines: ...
+    @property
+    def reader_ttl(self) -> float: ...
+    @property
+    def all_sessions(self) -> set[Session]: ...
+    @property
+    def sessions(self) -> set[Session]: ...
+    @property
+    def commits_pending(self) -> set[Session]: ...
+    def admit(self, session: Session) -> tuple[CloseCode, str, int] | None: ...
+    def release(self, session: Session) -> None: ...
+    def note_ack(self, session: Session, update_id: int) -> None: ...
+    def newest_ack(
+        self, bot_id: int, consumer_key: str, committed: Cursor | None
+    ) -> Cursor | None: ...
+    def request_recheck(self) -> None: ...
+    async def call_bot_api(
+        self, token: str | None, method: str, params: dict[str, Any], *, idempotency_key: str | None
+    ) -> tuple[bool, Any]: ...
 
 
 class Session:
@@ -63,7 +96,6 @@ class Session:
     __slots__ = (
         "_catching_up",
         "_closing",
-        "_deadline",
         "_prefetched",
         "_tasks",
         "_ticker",
@@ -75,6 +107,7 @@ class Session:
         "consumer_key",
         "core",
         "counted",
+        "deadline_entry",
         "epoch",
         "feed",
         "generation",
@@ -88,7 +121,7 @@ class Session:
     )
 
     def __init__(
-        self, worker: Worker, ws: WebSocket, *, bot: BotRecord | None, token: str | None
+        self, worker: Host, ws: WebSocket, *, bot: BotRecord | None, token: str | None
     ) -> None:
         self.worker = worker
         self.ws = ws
@@ -110,14 +143,14 @@ class Session:
         self.generation = 0
         self.position = 0  # last log entry handled (sent or filtered out)
         self.live = False
-        self.feed: Feed | None = None
+        self.feed: Feed[Session] | None = None
         self._catching_up: asyncio.Task[None] | None = None
         # created with the first task and dropped with the last: most idle
         # connections have none
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._woken = False
-        self._deadline: list[Any] | None = None  # this session's entry in Deadlines
+        self.deadline_entry: list[Any] | None = None  # this session's entry in Deadlines
         # (position, entries after it) read while identifying, for the first catch-up
         self._prefetched: tuple[int, list[StoredUpdate]] | None = None
         self._closing = False
@@ -492,10 +525,9 @@ class Session:
             after = await store.log.read_after(self.bot_id, cursor.update_id, CATCH_UP_BATCH)
         found = resume_point(cursor, epoch=epoch, next_prev_id=after[0].prev_id if after else None)
         if isinstance(found, Gap):
-            start_or_none = await self._initial_gap(found.reason, epoch)
-            if start_or_none is None:
+            start = await self._initial_gap(found.reason, epoch)
+            if start is None:
                 return
-            start = start_or_none
         else:
             start = found.update_id
             if start > 0 and after:
@@ -525,13 +557,12 @@ class Session:
             worker.reader_ttl,
             encode_control(Takeover(self.consumer_key, self.generation, self.connection_id)),
         )
-        head = self.feed.position
         self.core.accept(
             bot_id=self.bot_id,
             bot_username=self.bot.username,
             epoch=epoch,
             cursor=Cursor(epoch, start),
-            head=head,
+            head=self.feed.position,
             resumed=resumed,
         )
         await self.flush()

@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from gateway.session import Session
+__all__ = ["Deadlines", "Timed"]
 
-__all__ = ["Deadlines"]
+
+class Timed(Protocol):
+    """What :class:`Deadlines` wakes: a session keeping its entry in the heap."""
+
+    #: the entry of its armed deadline, None when none is armed; kept by Deadlines
+    deadline_entry: list[Any] | None
+
+    def deadline_reached(self) -> None:
+        """The armed deadline passed (it may have moved later since)."""
+        ...
 
 
 class Deadlines:
@@ -34,25 +42,25 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def arm(self, session: Session, when: float) -> None:
+    def arm(self, session: Timed, when: float) -> None:
         """Wake ``session`` at ``when`` at the latest."""
-        entry = session._deadline
+        entry = session.deadline_entry
         if entry is not None:
             if entry[0] <= when:
                 return  # the earlier entry fires first; the tick re-arms
             entry[2] = None
         self._sequence += 1
         entry = [when, self._sequence, session]
-        session._deadline = entry
+        session.deadline_entry = entry
         heapq.heappush(self._heap, entry)
         if when < self._timer_at:
             self._schedule(when)
 
-    def disarm(self, session: Session) -> None:
-        entry = session._deadline
+    def disarm(self, session: Timed) -> None:
+        entry = session.deadline_entry
         if entry is not None:
             entry[2] = None
-            session._deadline = None
+            session.deadline_entry = None
 
     def _schedule(self, when: float) -> None:
         if self._timer is not None:
@@ -68,7 +76,7 @@ class Deadlines:
         while heap and heap[0][0] <= now:
             session = heapq.heappop(heap)[2]
             if session is not None:
-                session._deadline = None
+                session.deadline_entry = None
                 session.deadline_reached()
         while heap and heap[0][2] is None:
             heapq.heappop(heap)  # disarmed: no timer for them

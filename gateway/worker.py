@@ -87,7 +87,9 @@ class Worker:
         self.store = store
         self.wakeups = store.wakeups()
         store.entities.enable_cache(self.wakeups)
-        self.hub = Hub(store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes)
+        self.hub: Hub[Session] = Hub(
+            store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes
+        )
         self.limits = Limits(
             heartbeat_interval_s=settings.heartbeat_interval,
             identify_timeout_s=settings.identify_timeout,

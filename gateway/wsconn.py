@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.frames import Frame, Opcode
@@ -19,11 +19,19 @@ from websockets.protocol import Event
 
 from shared.models import BotRecord
 
-if TYPE_CHECKING:
-    from gateway.session import Session
-    from gateway.worker import Worker
+__all__ = ["Admission", "Connection", "FrameBudget", "FrameQueue"]
 
-__all__ = ["Connection", "FrameQueue"]
+
+class Admission(Protocol):
+    """What a connection needs of its worker: to stop counting it as unidentified."""
+
+    def release_unidentified(self, connection: WebSocket) -> None: ...
+
+
+class FrameBudget(Protocol):
+    """What a connection needs of its session: to charge it a ping or a pong."""
+
+    def control_frame(self) -> None: ...
 
 
 class FrameQueue:
@@ -98,8 +106,8 @@ class Connection(WebSocket):
     itself, so they never reach the session's reads).
     """
 
-    #: the worker of this process; set on the class by :meth:`Worker.connection_class`
-    worker: ClassVar[Worker | None] = None
+    #: the worker of this process; set on the class by ``Worker.connection_class``
+    worker: ClassVar[Admission | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,7 +115,7 @@ class Connection(WebSocket):
             self.drain_waiters = []  # type: ignore[assignment]
         self.upgrade: tuple[BotRecord, str] | None = None
         self.peer: str | None = None  # counted as unidentified under this address
-        self.session: Session | None = None
+        self.session: FrameBudget | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
