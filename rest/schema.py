@@ -16,12 +16,15 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 
+from rest.object_schemas import ref
+from rest.view import MAX_REACTIONS
 from shared.codecs import CodecError, json_loads
 from shared.errors import ApiError
 from shared.ids import MAX_ID
 
 __all__ = [
     "CAPTION",
+    "CAPTION_PARAMS",
     "CHAT_ID",
     "FILE_ID_PATTERN",
     "MESSAGE_ID",
@@ -30,10 +33,12 @@ __all__ = [
     "REPLY_PARAMETERS",
     "REPLY_TO",
     "SEND_OPTIONS",
+    "SEND_TAIL",
     "Method",
     "Param",
     "check_reaction",
     "check_reply_markup",
+    "reaction_param",
     "reply_target",
     "validate_params",
 ]
@@ -336,6 +341,18 @@ def check_reaction(name: str, value: Any) -> list[dict[str, str]]:
     return out
 
 
+def reaction_param(*, required: bool) -> Param:
+    """``reaction``: up to MAX_REACTIONS ReactionType objects (:func:`check_reaction`)."""
+    return Param(
+        "reaction",
+        "array",
+        required=required,
+        max_length=MAX_REACTIONS,
+        check=check_reaction,
+        schema={"type": "array", "items": ref("ReactionType")},
+    )
+
+
 def reply_target(p: dict[str, Any]) -> tuple[int | None, bool]:
     """(message to reply to, whether a missing one may be skipped) of send params."""
     params = p.get("reply_parameters")
@@ -384,3 +401,7 @@ SEND_OPTIONS = (
     Param("allow_sending_without_reply", "bool"),
     Param("message_thread_id", "int", minimum=0, maximum=MAX_ID - 1),
 )
+# what every send method takes after its content: the options, a reply, a keyboard
+SEND_TAIL = (*SEND_OPTIONS, REPLY_TO, REPLY_PARAMETERS, REPLY_MARKUP)
+# a caption, how to read its formatting, or its entities
+CAPTION_PARAMS = (CAPTION, PARSE_MODE, Param("caption_entities", "array", max_length=1000))

@@ -33,6 +33,16 @@ __all__ = [
     "utf16_slice",
 ]
 
+# Entities that only style text; Telegram detects the others inside them.
+_STYLES = (
+    "bold",
+    "italic",
+    "underline",
+    "strikethrough",
+    "spoiler",
+    "blockquote",
+    "expandable_blockquote",
+)
 ENTITY_TYPES = (
     "mention",
     "hashtag",
@@ -41,13 +51,7 @@ ENTITY_TYPES = (
     "url",
     "email",
     "phone_number",
-    "bold",
-    "italic",
-    "underline",
-    "strikethrough",
-    "spoiler",
-    "blockquote",
-    "expandable_blockquote",
+    *_STYLES,
     "code",
     "pre",
     "text_link",
@@ -56,22 +60,7 @@ ENTITY_TYPES = (
 )
 
 # Entities inside which Telegram detects nothing else, and which never overlap.
-_EXCLUSIVE = frozenset(
-    {
-        "mention",
-        "hashtag",
-        "cashtag",
-        "bot_command",
-        "url",
-        "email",
-        "phone_number",
-        "code",
-        "pre",
-        "text_link",
-        "text_mention",
-        "custom_emoji",
-    }
-)
+_EXCLUSIVE = frozenset(ENTITY_TYPES) - frozenset(_STYLES)
 
 # (entity type, a string every match contains, pattern), in order of precedence:
 # a pattern runs only on text holding its string, so plain text costs no search

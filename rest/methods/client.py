@@ -24,17 +24,17 @@ the bot's, in those groups' modules; :data:`rest.methods.CLIENT_METHODS` has the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from rest import visibility
-from rest.messenger import Outgoing, now
+from rest.messenger import Messenger, Outgoing, now
 from rest.object_schemas import ref
 from rest.ratelimit import take_user_token
-from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, check_reaction
+from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, reaction_param
 from rest.services import UserCall
-from rest.view import MAX_REACTIONS
-from shared.models import member_key
+from shared.models import ChatRecord, UserRecord, member_key
 
 __all__ = ["CLIENT", "user_limited"]
 
@@ -71,23 +71,26 @@ async def send_message(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     return await messenger.view(None).message(chat, message)
 
 
-async def edit_message_text(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
+async def _user_chat(call: UserCall, p: dict[str, Any]) -> tuple[Messenger, ChatRecord]:
+    """The messenger and the user's chat that ``p`` names."""
     messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    return messenger, await messenger.chat_for_user(call.user, p["chat_id"])
+
+
+async def edit_message_text(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger, chat = await _user_chat(call, p)
     message = await messenger.user_edit_message(call.user, chat, p["message_id"], p["text"])
     return await messenger.view(None).message(chat, message)
 
 
 async def delete_message(call: UserCall, p: dict[str, Any]) -> bool:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    messenger, chat = await _user_chat(call, p)
     await messenger.user_delete_message(call.user, chat, p["message_id"])
     return True
 
 
 async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    messenger, chat = await _user_chat(call, p)
     message = await messenger.message_in(chat, p["message_id"])
     me = member_key("u", call.user.id)
     new: list[dict[str, str]] = p["reaction"]
@@ -135,18 +138,21 @@ async def create_group(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     return await messenger.view(None).chat(chat)
 
 
-async def add_chat_member(call: UserCall, p: dict[str, Any]) -> bool:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
-    await messenger.add_member(call.user, chat, p["username"])
-    return True
+def _member_change(
+    change: Callable[[Messenger, UserRecord, ChatRecord, str], Awaitable[str]],
+) -> Callable[[UserCall, dict[str, Any]], Awaitable[bool]]:
+    """A handler making ``change`` (add or remove) to the named member of a group."""
+
+    async def handler(call: UserCall, p: dict[str, Any]) -> bool:
+        messenger, chat = await _user_chat(call, p)
+        await change(messenger, call.user, chat, p["username"])
+        return True
+
+    return handler
 
 
-async def remove_chat_member(call: UserCall, p: dict[str, Any]) -> bool:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
-    await messenger.remove_member(call.user, chat, p["username"])
-    return True
+add_chat_member = _member_change(Messenger.add_member)
+remove_chat_member = _member_change(Messenger.remove_member)
 
 
 async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,8 +167,7 @@ async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_user(call.user, p["chat_id"])
+    messenger, chat = await _user_chat(call, p)
     view = messenger.view(None)
     if chat.type == "private":
         members = {
@@ -215,14 +220,7 @@ CLIENT: tuple[Method, ...] = (
         params=(
             CHAT_ID,
             MESSAGE_ID,
-            Param(
-                "reaction",
-                "array",
-                required=True,
-                max_length=MAX_REACTIONS,
-                check=check_reaction,
-                schema={"type": "array", "items": ref("ReactionType")},
-            ),
+            reaction_param(required=True),
         ),
         result=_TRUE,
     ),

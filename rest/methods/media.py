@@ -31,14 +31,10 @@ from rest.downloads import user_may_read
 from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
-    CAPTION,
+    CAPTION_PARAMS,
     CHAT_ID,
     FILE_ID_PATTERN,
-    PARSE_MODE,
-    REPLY_MARKUP,
-    REPLY_PARAMETERS,
-    REPLY_TO,
-    SEND_OPTIONS,
+    SEND_TAIL,
     Method,
     Param,
     reply_target,
@@ -300,14 +296,6 @@ async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, A
     return await view.message(chat, message)
 
 
-async def send_photo(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    return await _send_file(call, p, "photo")
-
-
-async def send_document(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    return await _send_file(call, p, "document")
-
-
 async def get_file(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     record = await _usable_file(call, p["file_id"])
     if record is None:
@@ -334,28 +322,35 @@ def _file_object(record: FileRecord) -> dict[str, Any]:
     }
 
 
-def _photo_limit(call: BotCall) -> int:
-    return _limit(call, "photo") + FORM_SLACK
-
-
-def _document_limit(call: BotCall) -> int:
-    return _limit(call, "document") + FORM_SLACK
-
-
 def _send_params(kind: str) -> tuple[Param, ...]:
     return (
         CHAT_ID,
         Param(kind, "file", required=True, doc=f"the {kind}: an upload, or a file_id"),
-        CAPTION,
-        PARSE_MODE,
-        Param("caption_entities", "array", max_length=1000),
+        *CAPTION_PARAMS,
         Param("has_spoiler", "bool"),
         Param("show_caption_above_media", "bool"),
         Param("disable_content_type_detection", "bool"),
-        *SEND_OPTIONS,
-        REPLY_TO,
-        REPLY_PARAMETERS,
-        REPLY_MARKUP,
+        *SEND_TAIL,
+    )
+
+
+def _send_method(name: str, kind: str, what: str) -> Method:
+    """sendPhoto or sendDocument: ``kind`` uploaded, or named by a file_id."""
+
+    async def send(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+        return await _send_file(call, p, kind)
+
+    def body_limit(call: BotCall) -> int:
+        return _limit(call, kind) + FORM_SLACK
+
+    return Method(
+        name,
+        send,
+        summary=f"Send {what}: a multipart upload, or the file_id of {what} sent before.",
+        params=_send_params(kind),
+        result=ref("Message"),
+        multipart=True,
+        body_limit=body_limit,
     )
 
 
@@ -374,24 +369,8 @@ CLIENT: tuple[Method, ...] = (
 )
 
 BOT: tuple[Method, ...] = (
-    Method(
-        "sendPhoto",
-        send_photo,
-        summary="Send a photo: a multipart upload, or the file_id of a photo sent before.",
-        params=_send_params("photo"),
-        result=ref("Message"),
-        multipart=True,
-        body_limit=_photo_limit,
-    ),
-    Method(
-        "sendDocument",
-        send_document,
-        summary="Send a file: a multipart upload, or the file_id of a file sent before.",
-        params=_send_params("document"),
-        result=ref("Message"),
-        multipart=True,
-        body_limit=_document_limit,
-    ),
+    _send_method("sendPhoto", "photo", "a photo"),
+    _send_method("sendDocument", "document", "a file"),
     Method(
         "getFile",
         get_file,

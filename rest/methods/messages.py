@@ -22,22 +22,20 @@ from rest.methods.polls import copy_poll
 from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
-    CAPTION,
+    CAPTION_PARAMS,
     CHAT_ID,
     MESSAGE_ID,
     PARSE_MODE,
     REPLY_MARKUP,
-    REPLY_PARAMETERS,
-    REPLY_TO,
     SEND_OPTIONS,
+    SEND_TAIL,
     Method,
     Param,
-    check_reaction,
+    reaction_param,
     reply_target,
 )
 from rest.services import BotCall
 from rest.text import formatted
-from rest.view import MAX_REACTIONS
 from shared.errors import ApiError
 from shared.models import ChatRecord, MessageRecord, member_key
 
@@ -99,32 +97,44 @@ async def send_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     return await view.message(chat, message)
 
 
-async def edit_message_text(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+async def _editable(call: BotCall, p: dict[str, Any]) -> tuple[ChatRecord, MessageRecord]:
+    """The chat and the bot's own message that ``p`` names, to edit."""
+    chat = await call.services.messenger.chat_for_bot(call.bot, p["chat_id"])
+    return chat, await _own_message(call, chat, p["message_id"])
+
+
+def _not_modified(detail: str) -> ApiError:
+    return ApiError(400, "MESSAGE_NOT_MODIFIED", detail)
+
+
+async def _save_edit(
+    call: BotCall, chat: ChatRecord, message: MessageRecord, reply_markup: Any
+) -> dict[str, Any]:
+    """Save an edited ``message`` with ``reply_markup``; its Message object."""
     messenger = call.services.messenger
-    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await _own_message(call, chat, p["message_id"])
-    if message.text is None:
-        raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "this message has no text to edit")
-    text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
-    same_text = text == message.text and (entities or None) == message.entities
-    if same_text and p["reply_markup"] == message.reply_markup:
-        raise ApiError(
-            400,
-            "MESSAGE_NOT_MODIFIED",
-            "the new text and reply_markup are the same as the message's current ones",
-        )
-    message.text = text
-    message.entities = entities or None
-    message.reply_markup = p["reply_markup"]  # as in Telegram: omitted removes the keyboard
+    message.reply_markup = reply_markup  # as in Telegram: omitted removes the keyboard
     message.edit_date = _now()
     await messenger.db.save_message(message)
     return await messenger.view(call.bot.id).message(chat, message)
 
 
+async def edit_message_text(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    chat, message = await _editable(call, p)
+    if message.text is None:
+        raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "this message has no text to edit")
+    text, entities = formatted(p, "text", "entities", limit=MAX_TEXT, required=True)
+    same_text = text == message.text and (entities or None) == message.entities
+    if same_text and p["reply_markup"] == message.reply_markup:
+        raise _not_modified(
+            "the new text and reply_markup are the same as the message's current ones"
+        )
+    message.text = text
+    message.entities = entities or None
+    return await _save_edit(call, chat, message, p["reply_markup"])
+
+
 async def edit_message_caption(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await _own_message(call, chat, p["message_id"])
+    chat, message = await _editable(call, p)
     if message.text is not None or not ({"photo", "document"} & message.extra.keys()):
         raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "this message has no caption to edit")
     caption, caption_entities = formatted(
@@ -136,30 +146,18 @@ async def edit_message_caption(call: BotCall, p: dict[str, Any]) -> dict[str, An
         if caption_entities:
             extra["caption_entities"] = caption_entities
     if extra == message.extra and p["reply_markup"] == message.reply_markup:
-        raise ApiError(
-            400,
-            "MESSAGE_NOT_MODIFIED",
-            "the new caption and reply_markup are the same as the message's current ones",
+        raise _not_modified(
+            "the new caption and reply_markup are the same as the message's current ones"
         )
     message.extra = extra
-    message.reply_markup = p["reply_markup"]  # as in Telegram: omitted removes the keyboard
-    message.edit_date = _now()
-    await messenger.db.save_message(message)
-    return await messenger.view(call.bot.id).message(chat, message)
+    return await _save_edit(call, chat, message, p["reply_markup"])
 
 
 async def edit_message_reply_markup(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    messenger = call.services.messenger
-    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    message = await _own_message(call, chat, p["message_id"])
+    chat, message = await _editable(call, p)
     if p["reply_markup"] == message.reply_markup:
-        raise ApiError(
-            400, "MESSAGE_NOT_MODIFIED", "the new reply_markup is the same as the current one"
-        )
-    message.reply_markup = p["reply_markup"]
-    message.edit_date = _now()
-    await messenger.db.save_message(message)
-    return await messenger.view(call.bot.id).message(chat, message)
+        raise _not_modified("the new reply_markup is the same as the current one")
+    return await _save_edit(call, chat, message, p["reply_markup"])
 
 
 async def delete_message(call: BotCall, p: dict[str, Any]) -> bool:
@@ -316,10 +314,7 @@ BOT: tuple[Method, ...] = (
             _ENTITIES,
             Param("link_preview_options", "object"),
             Param("disable_web_page_preview", "bool"),
-            *SEND_OPTIONS,
-            REPLY_TO,
-            REPLY_PARAMETERS,
-            REPLY_MARKUP,
+            *SEND_TAIL,
         ),
         result=_MESSAGE,
     ),
@@ -345,9 +340,7 @@ BOT: tuple[Method, ...] = (
         params=(
             CHAT_ID,
             MESSAGE_ID,
-            CAPTION,
-            PARSE_MODE,
-            Param("caption_entities", "array", max_length=1000),
+            *CAPTION_PARAMS,
             Param("show_caption_above_media", "bool"),
             REPLY_MARKUP,
         ),
@@ -387,13 +380,8 @@ BOT: tuple[Method, ...] = (
             CHAT_ID,
             Param("from_chat_id", "id", required=True),
             MESSAGE_ID,
-            CAPTION,
-            PARSE_MODE,
-            Param("caption_entities", "array", max_length=1000),
-            *SEND_OPTIONS,
-            REPLY_TO,
-            REPLY_PARAMETERS,
-            REPLY_MARKUP,
+            *CAPTION_PARAMS,
+            *SEND_TAIL,
         ),
         result=ref("MessageId"),
     ),
@@ -418,13 +406,7 @@ BOT: tuple[Method, ...] = (
         params=(
             CHAT_ID,
             MESSAGE_ID,
-            Param(
-                "reaction",
-                "array",
-                max_length=MAX_REACTIONS,
-                check=check_reaction,
-                schema={"type": "array", "items": ref("ReactionType")},
-            ),
+            reaction_param(required=False),
             Param("is_big", "bool"),
         ),
         result=_TRUE,

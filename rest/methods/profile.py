@@ -151,28 +151,45 @@ def _get_text(bot: BotRecord, field: str, language: str | None) -> str:
     return str(getattr(bot, field))
 
 
-async def set_my_name(call: BotCall, p: dict[str, Any]) -> bool:
-    await _set_text(call, "name", p["name"], p["language_code"])
-    return True
-
-
-async def get_my_name(call: BotCall, p: dict[str, Any]) -> dict[str, str]:
-    return {"name": _get_text(call.bot, "name", p["language_code"])}
-
-
-async def set_my_description(call: BotCall, p: dict[str, Any]) -> bool:
-    await _set_text(call, "description", p["description"], p["language_code"])
-    return True
-
-
-async def get_my_description(call: BotCall, p: dict[str, Any]) -> dict[str, str]:
-    return {"description": _get_text(call.bot, "description", p["language_code"])}
-
-
 _SCOPE = Param(
     "scope", "object", check=_check_scope, doc="BotCommandScope (default: the default scope)"
 )
 _TRUE: dict[str, Any] = {"type": "boolean"}
+
+
+def _text_methods(field: str, max_length: int) -> tuple[Method, Method]:
+    """``setMy<Field>`` and ``getMy<Field>``: one of the bot's texts, per language."""
+
+    async def set_text(call: BotCall, p: dict[str, Any]) -> bool:
+        await _set_text(call, field, p[field], p["language_code"])
+        return True
+
+    async def get_text(call: BotCall, p: dict[str, Any]) -> dict[str, str]:
+        return {field: _get_text(call.bot, field, p["language_code"])}
+
+    suffix = field.capitalize()
+    return (
+        Method(
+            f"setMy{suffix}",
+            set_text,
+            summary=f"Change the bot's {field} (or its {field} in one language).",
+            params=(Param(field, "str", max_length=max_length), LANGUAGE),
+            result=_TRUE,
+        ),
+        Method(
+            f"getMy{suffix}",
+            get_text,
+            getter=True,
+            summary=f"The bot's {field} (in one language).",
+            params=(LANGUAGE,),
+            result={
+                "type": "object",
+                "required": [field],
+                "properties": {field: {"type": "string"}},
+            },
+        ),
+    )
+
 
 BOT: tuple[Method, ...] = (
     Method("getMe", get_me, getter=True, summary="The bot's own User.", result=ref("User")),
@@ -209,42 +226,6 @@ BOT: tuple[Method, ...] = (
         params=(_SCOPE, LANGUAGE),
         result=_TRUE,
     ),
-    Method(
-        "setMyName",
-        set_my_name,
-        summary="Change the bot's name (or its name in one language).",
-        params=(Param("name", "str", max_length=64), LANGUAGE),
-        result=_TRUE,
-    ),
-    Method(
-        "getMyName",
-        get_my_name,
-        getter=True,
-        summary="The bot's name (in one language).",
-        params=(LANGUAGE,),
-        result={
-            "type": "object",
-            "required": ["name"],
-            "properties": {"name": {"type": "string"}},
-        },
-    ),
-    Method(
-        "setMyDescription",
-        set_my_description,
-        summary="Change the bot's description (or its description in one language).",
-        params=(Param("description", "str", max_length=512), LANGUAGE),
-        result=_TRUE,
-    ),
-    Method(
-        "getMyDescription",
-        get_my_description,
-        getter=True,
-        summary="The bot's description (in one language).",
-        params=(LANGUAGE,),
-        result={
-            "type": "object",
-            "required": ["description"],
-            "properties": {"description": {"type": "string"}},
-        },
-    ),
+    *_text_methods("name", 64),
+    *_text_methods("description", 512),
 )
