@@ -163,7 +163,7 @@ class Identify:
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """A Bot API call over the socket; answer with :meth:`ServerConnection.send_result`."""
+    """A Bot API call over the socket; answer with ``ServerConnection.send_result``."""
 
     request_id: str
     method: str
@@ -172,7 +172,8 @@ class RequestReceived:
 
 
 class Violation(Exception):
-    """Client input that ends the connection; caught inside receive_frame()."""
+    """Client input that ends the connection, with the close code and reason it ends it
+    with; raised by the parsers here and by the core, caught by its ``receive_frame``."""
 
     def __init__(self, code: CloseCode, reason: str, retry_after_ms: int | None = None) -> None:
         super().__init__(reason)
@@ -182,6 +183,7 @@ class Violation(Exception):
 
 
 def bad_frame(reason: str) -> Violation:
+    """The violation of a frame that is malformed or not allowed now (4500)."""
     return Violation(CloseCode.BAD_FRAME, reason)
 
 
@@ -192,13 +194,14 @@ def show_value(value: object) -> str:
 
 
 def truncate_reason(reason: str) -> str:
+    """``reason`` cut to what a WebSocket close frame holds, at a character boundary."""
     data = reason.encode()
     if len(data) <= _MAX_REASON_BYTES:
         return reason
     return data[:_MAX_REASON_BYTES].decode(errors="ignore")
 
 
-def utf8_len(text: str) -> int:
+def _utf8_len(text: str) -> int:
     if text.isascii():
         return len(text)
     # surrogatepass: a lone surrogate must be measured, not raise; decoding rejects it.
@@ -206,6 +209,7 @@ def utf8_len(text: str) -> int:
 
 
 def id_str(value: int | None) -> str | None:
+    """An update id as the protocol sends it: a decimal string (None stays None)."""
     return None if value is None else str(value)
 
 
@@ -278,6 +282,7 @@ def _is_json_value(value: object, depth: int = 0) -> bool:
 
 
 def encode_frame(frame: dict[str, Any], encoding: Encoding) -> str | bytes:
+    """A server frame: ``str`` for JSON (a text message), ``bytes`` for msgpack."""
     if encoding == "json":
         return json_dumps(frame).decode()
     return pack(frame)
@@ -354,7 +359,7 @@ def parse_request(frame: dict[Any, Any]) -> RequestReceived:
 
 def check_size(data: str | bytes, max_frame_bytes: int) -> None:
     """A client message must not exceed ``max_frame_bytes`` (text counts its UTF-8)."""
-    size = utf8_len(data) if isinstance(data, str) else len(data)
+    size = _utf8_len(data) if isinstance(data, str) else len(data)
     if size > max_frame_bytes:
         raise Violation(
             CloseCode.FRAME_TOO_LARGE,

@@ -62,6 +62,7 @@ def http_response(
     content_type: str = "application/json",
     retry_after: int | None = None,
 ) -> Response:
+    """An HTTP answer to a request that is not (or may not become) a WebSocket."""
     phrase = http.HTTPStatus(status).phrase
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
     if retry_after is not None:
@@ -70,6 +71,7 @@ def http_response(
 
 
 def json_response(status: int, value: Any, retry_after: int | None = None) -> Response:
+    """An HTTP answer with a JSON body (an error envelope or a status)."""
     return http_response(status, json_dumps(value), retry_after=retry_after)
 
 
