@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,10 @@ class Process:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Process:
         log = self.log_path.open("ab")
@@ -149,6 +154,31 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def rest_process(redis_url: str, tmp: Path, name: str, *args: str, **env: str) -> Process:
+    """A REST process, not started, on a free port: its data in ``tmp / name``, its log
+    in ``tmp / f"{name}.log"``, ``args`` added to its command line, ``env`` to
+    ``process_env``."""
+    port = free_port()
+    return Process(
+        name=name,
+        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args],
+        env=process_env(redis_url, **{"BOTGW_DATA_DIR": str(tmp / name), **env}),
+        log_path=tmp / f"{name}.log",
+        port=port,
+    )
+
+
+@contextmanager
+def running(process: Process) -> Iterator[Process]:
+    """``process`` started and healthy, stopped afterwards."""
+    process.start()
+    try:
+        process.wait_healthy()
+        yield process
+    finally:
+        process.stop()
+
+
 @dataclass
 class Stack:
     """REST and gateway processes against the test Redis."""
@@ -160,7 +190,7 @@ class Stack:
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest.port}"
+        return self.rest.url
 
     @property
     def ws_url(self) -> str:
@@ -185,14 +215,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    rest_port = free_port()
-    rest = Process(
-        name="rest",
-        args=["rest", "--host", "127.0.0.1", "--port", str(rest_port), "--log-level", "warning"],
-        env=process_env(redis_server.url, BOTGW_DATA_DIR=str(tmp / "data")),
-        log_path=tmp / "rest.log",
-        port=rest_port,
-    )
+    rest = rest_process(redis_server.url, tmp, "rest")
     stack = Stack(rest=rest, gateway=rest, tmp=tmp, redis_url=redis_server.url)
     stack.gateway = stack.new_gateway("gateway", BOTGW_HEARTBEAT_INTERVAL="5")
     rest.start()

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from aiogram import types as tg
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Scene, build_scene, client_api, create_user, scene_at
-from tests.conftest import Process, Stack, process_env, unique
+from tests.conftest import Stack, rest_process, running, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -246,25 +246,16 @@ def small_limits(
     redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SmallLimits]:
     tmp = tmp_path_factory.mktemp("media")
-    port = free_port()
-    process = Process(
-        name="rest-small-files",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=process_env(
-            redis_server.url,
-            BOTGW_MAX_PHOTO_BYTES=str(PHOTO_LIMIT),
-            BOTGW_MAX_DOCUMENT_BYTES=str(DOCUMENT_LIMIT),
-            BOTGW_FILES_DIR=str(tmp / "files"),
-        ),
-        log_path=tmp / "rest.log",
-        port=port,
+    process = rest_process(
+        redis_server.url,
+        tmp,
+        "rest-small-files",
+        BOTGW_MAX_PHOTO_BYTES=str(PHOTO_LIMIT),
+        BOTGW_MAX_DOCUMENT_BYTES=str(DOCUMENT_LIMIT),
+        BOTGW_FILES_DIR=str(tmp / "files"),
     )
-    process.start()
-    try:
-        process.wait_healthy()
-        yield SmallLimits(f"http://127.0.0.1:{port}", tmp / "files")
-    finally:
-        process.stop()
+    with running(process):
+        yield SmallLimits(process.url, tmp / "files")
 
 
 def stored_blobs(root: Path) -> list[Path]:

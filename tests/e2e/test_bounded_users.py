@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
@@ -28,7 +28,15 @@ from tests.api import (
     create_user,
     manage_api,
 )
-from tests.conftest import UNBOUNDED_USERS, Process, Stack, process_env, unique, wait_s
+from tests.conftest import (
+    UNBOUNDED_USERS,
+    Process,
+    Stack,
+    rest_process,
+    running,
+    unique,
+    wait_s,
+)
 from tests.e2e.test_telegram_dialect import telegram_token
 from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
 from tests.gwtools import open_raw, recv_frame
@@ -39,19 +47,11 @@ pytestmark = pytest.mark.asyncio
 def _rest(redis_url: str, tmp: Path, name: str, *, bounded: bool = False, **env: str) -> Process:
     """A REST process; ``bounded``: with the users' send limits as shipped (the
     suite's processes have none, see ``tests.conftest.UNBOUNDED_USERS``)."""
-    port = free_port()
-    environment = process_env(redis_url, BOTGW_DATA_DIR=str(tmp / name))
+    process = rest_process(redis_url, tmp, name, **env)
     if bounded:
         for name_ in UNBOUNDED_USERS:
-            environment.pop(name_)
-    environment.update(env)
-    return Process(
-        name=name,
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=environment,
-        log_path=tmp / f"{name}.log",
-        port=port,
-    )
+            process.env.pop(name_)
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,9 @@ def small_log(
         "rest-small-log",
         BOTGW_LOG_MAXLEN="100",
         BOTGW_CHAT_HISTORY_MAX_MESSAGES="50",
-    ).start()
-    try:
-        process.wait_healthy()
+    )
+    with running(process):
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
@@ -124,18 +121,15 @@ def default_limits(
     """REST with the users' send limits as shipped."""
     process = _rest(
         redis_server.url, tmp_path_factory.mktemp("limits"), "rest-limits", bounded=True
-    ).start()
-    try:
-        process.wait_healthy()
+    )
+    with running(process):
         yield process
-    finally:
-        process.stop()
 
 
 async def test_a_flooding_user_is_refused_before_a_bots_updates_are_at_risk(
     settings: Settings, default_limits: Process
 ) -> None:
-    base = f"http://127.0.0.1:{default_limits.port}"
+    base = default_limits.url
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         await _refused_past_the_limit(settings, http)
 
@@ -180,7 +174,7 @@ async def test_users_of_one_chat_share_its_limit(
     ).start()
     try:
         rest.wait_healthy()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest.port}") as http:
+        async with httpx.AsyncClient(base_url=rest.url) as http:
             owner = await create_user(settings, unique("cl"))
             other = await create_user(settings, unique("cl"))
             alice, bob = client_api(http, owner), client_api(http, other)
@@ -211,7 +205,7 @@ async def test_a_reader_that_fell_out_of_the_log_is_told_on_every_reader(
     small_log: Process,
     tmp_path: Path,
 ) -> None:
-    base = f"http://127.0.0.1:{small_log.port}"
+    base = small_log.url
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         _, account, user, bot, chat = await _private_chat(settings, http, "gp")
         early = await bot("getUpdates", consumer="early", timeout=0)  # the /start
@@ -270,7 +264,7 @@ async def test_a_reader_that_fell_out_of_the_log_is_told_on_every_reader(
 
 
 async def test_chat_history_is_capped(settings: Settings, store: Store, small_log: Process) -> None:
-    base = f"http://127.0.0.1:{small_log.port}"
+    base = small_log.url
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         owner = await create_user(settings, unique("hc"))
         user = client_api(http, owner)

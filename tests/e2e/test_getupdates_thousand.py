@@ -23,10 +23,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from botgw.admin import messenger_session
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared import keys
 from shared.settings import Settings
-from tests.conftest import Process, make_settings, process_env, unique, wait_s
+from tests.conftest import (
+    Process,
+    make_settings,
+    rest_process,
+    running,
+    unique,
+    wait_s,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,20 +56,11 @@ class Worker:
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("thousand")
     redis = LocalRedis(directory=tmp / "redis", appendonly=False).start()
-    port = free_port()
-    rest = Process(
-        name="rest-thousand",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=process_env(redis.url, BOTGW_REDIS_POOL_SIZE=str(POOL_SIZE)),
-        log_path=Path(tmp) / "rest.log",
-        port=port,
-    )
-    rest.start()
     try:
-        rest.wait_healthy()
-        yield Worker(redis, rest, make_settings(redis.url))
+        rest = rest_process(redis.url, tmp, "rest-thousand", BOTGW_REDIS_POOL_SIZE=str(POOL_SIZE))
+        with running(rest):
+            yield Worker(redis, rest, make_settings(redis.url))
     finally:
-        rest.stop()
         redis.stop()
 
 

@@ -21,12 +21,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from rest.app import create_app
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
-from tests.conftest import Process, process_env, unique
+from tests.conftest import rest_process, running, unique
 
 EXAMPLES_PER_OPERATION = 10
 
@@ -48,24 +48,10 @@ class Target:
 @pytest.fixture(scope="module")
 def fuzz_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    process = Process(
-        name="rest-fuzz",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=process_env(
-            redis_server.url,
-            BOTGW_LONG_POLL_MAX_TIMEOUT="0",
-            BOTGW_DATA_DIR=str(tmp / "data"),
-        ),
-        log_path=tmp / "rest.log",
-        port=port,
-    )
-    process.start()
-    try:
-        process.wait_healthy()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    with running(
+        rest_process(redis_server.url, tmp, "rest-fuzz", BOTGW_LONG_POLL_MAX_TIMEOUT="0")
+    ) as process:
+        yield process.url
 
 
 @pytest_asyncio.fixture(scope="module")

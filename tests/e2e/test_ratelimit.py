@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Account, Caller, bot_api, client_api, create_bot, create_user
-from tests.conftest import Process, Stack, process_env, unique
+from tests.conftest import Stack, rest_process, running, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -95,20 +95,10 @@ async def test_group_limit(stack: Stack, settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def slow_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("slow-rest")
-    port = free_port()
-    process = Process(
-        name="rest-slow",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=process_env(redis_server.url, BOTGW_RATE_GLOBAL_PER_SECOND="0.05"),
-        log_path=tmp / "rest.log",
-        port=port,
-    )
-    process.start()
-    try:
-        process.wait_healthy()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    with running(
+        rest_process(redis_server.url, tmp, "rest-slow", BOTGW_RATE_GLOBAL_PER_SECOND="0.05")
+    ) as process:
+        yield process.url
 
 
 async def test_overall_limit_is_per_bot(slow_rest: str, settings: Settings) -> None:

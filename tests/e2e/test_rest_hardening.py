@@ -29,7 +29,7 @@ from botgw.local_redis import LocalRedis, free_port
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import BotAccount, create_bot, create_user
-from tests.conftest import Process, process_env, unique, wait_s
+from tests.conftest import Process, process_env, rest_process, unique, wait_s
 
 # every deadline of the processes under test is a multiple of this
 HEADER_TIMEOUT = wait_s(2.0)
@@ -49,21 +49,13 @@ class Rest:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.process.port}"
+        return self.process.url
 
 
 def _start_rest(
     redis: LocalRedis, tmp: Path, name: str, *, workers: int = 1, **env: str
 ) -> Process:
-    port = free_port()
-    args = ["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    process = Process(
-        name=name,
-        args=[*args, "--workers", str(workers)],
-        env=process_env(redis.url, BOTGW_DATA_DIR=str(tmp / name), **env),
-        log_path=tmp / f"{name}.log",
-        port=port,
-    )
+    process = rest_process(redis.url, tmp, name, "--workers", str(workers), **env)
     process.start()
     try:
         process.wait_healthy()
@@ -306,7 +298,7 @@ def capped(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -
         BOTGW_REST_METRICS_ON_API_PORT="1",
     )
     try:
-        yield Rest(process, f"http://127.0.0.1:{process.port}/metrics")
+        yield Rest(process, f"{process.url}/metrics")
     finally:
         process.stop()
 

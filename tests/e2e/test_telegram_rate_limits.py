@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
-from tests.conftest import Process, process_env, unique, wait_s
+from tests.conftest import rest_process, running, unique, wait_s
 from tests.e2e.telegram_bots import (
     KEYBOARD_TEXT,
     Seen,
@@ -42,24 +42,15 @@ def strict_rest(
 ) -> Iterator[str]:
     """A REST process whose private chats take one message a second, two at once."""
     tmp = tmp_path_factory.mktemp("strict-rest")
-    port = free_port()
-    rest = Process(
-        name="strict-rest",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=process_env(
-            redis_server.url,
-            BOTGW_DATA_DIR=str(tmp / "data"),
-            BOTGW_RATE_PRIVATE_PER_SECOND="1",
-            BOTGW_RATE_PRIVATE_BURST="2",
-        ),
-        log_path=tmp / "rest.log",
-        port=port,
-    ).start()
-    try:
-        rest.wait_healthy()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        rest.stop()
+    rest = rest_process(
+        redis_server.url,
+        tmp,
+        "strict-rest",
+        BOTGW_RATE_PRIVATE_PER_SECOND="1",
+        BOTGW_RATE_PRIVATE_BURST="2",
+    )
+    with running(rest):
+        yield rest.url
 
 
 async def test_ptb_bot_gets_retry_after_and_recovers(strict_rest: str, settings: Settings) -> None:

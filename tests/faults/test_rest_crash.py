@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from botgw.local_redis import LocalRedis, free_port
+from botgw.local_redis import LocalRedis
 from shared.codecs import unpack
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import Account, BotAccount, create_bot, create_user, manage_api
-from tests.conftest import Process, process_env, unique, wait_s
+from tests.conftest import Process, rest_process, unique, wait_s
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,15 +34,8 @@ SENDERS = 8
 
 
 def _rest(redis: LocalRedis, tmp: Path) -> Process:
-    port = free_port()
-    return Process(
-        name="rest-crash",
-        args=["rest", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        # full speed (no users' send limits in tests): the kills land mid-write
-        env=process_env(redis.url, BOTGW_DATA_DIR=str(tmp / "data")),
-        log_path=tmp / "rest-crash.log",
-        port=port,
-    )
+    # full speed (no users' send limits in tests): the kills land mid-write
+    return rest_process(redis.url, tmp, "rest-crash")
 
 
 async def _post(http: httpx.AsyncClient, token: str, method: str, **params: object) -> Any:
