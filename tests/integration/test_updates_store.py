@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from shared import keys
 from shared.control import Control, PollStarted, WebhookChanged
 from shared.ids import Cursor, random_id
 from shared.store import Store, Wakeup
+from shared.store.readers import ReaderStore
 from tests.conftest import wait_s
 
 pytestmark = pytest.mark.asyncio
@@ -106,15 +108,7 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
     assert await committed(store, bot) is None
     await store.log.clear_reader(bot, "default", "conn-1")
 
-    await store.readers.set_webhook(
-        bot,
-        url="https://8.8.8.8/hook",
-        secret=None,
-        max_connections=1,
-        allowed_updates=None,
-        id_format="string",
-        drop_pending=False,
-    )
+    await _set_webhook(store.readers, bot, url="https://8.8.8.8/hook")
     refused = await store.readers.begin_poll(
         bot, "default", offset=ids[2], timeout_s=0, allowed=None
     )
@@ -124,6 +118,19 @@ async def test_a_live_websocket_or_an_active_webhook_refuses_and_changes_nothing
     await store.readers.delete_webhook(bot, drop_pending=False)
     ok = await store.readers.begin_poll(bot, "default", offset=ids[2], timeout_s=0, allowed=None)
     assert ok.status == "ok" and ok.after == ids[2] - 1
+
+
+async def _set_webhook(hooks: ReaderStore, bot: int, **options: Any) -> int:
+    """``set_webhook`` with the options these tests mostly leave as they are."""
+    fields: dict[str, Any] = {
+        "secret": None,
+        "max_connections": 1,
+        "allowed_updates": None,
+        "id_format": "string",
+        "drop_pending": False,
+        **options,
+    }
+    return await hooks.set_webhook(bot, **fields)
 
 
 class _Controls:
@@ -199,14 +206,14 @@ async def test_webhook_configuration_versions_and_state(store: Store) -> None:
     bot = random_id()
     hooks = store.readers
     assert await hooks.get_webhook(bot) is None
-    version = await hooks.set_webhook(
+    version = await _set_webhook(
+        hooks,
         bot,
         url="https://8.8.8.8/a",
         secret="sec",
         max_connections=3,
         allowed_updates=["message", "poll"],
         id_format="number",
-        drop_pending=False,
     )
     config = await hooks.get_webhook(bot)
     assert config is not None and config.version == version and config.active
@@ -225,15 +232,7 @@ async def test_webhook_configuration_versions_and_state(store: Store) -> None:
     assert config is not None and not config.active and config.last_error_message == "gave up"
     assert bot not in await hooks.active_bots()
 
-    again = await hooks.set_webhook(
-        bot,
-        url="https://8.8.4.4/b",
-        secret=None,
-        max_connections=1,
-        allowed_updates=None,
-        id_format="string",
-        drop_pending=False,
-    )
+    again = await _set_webhook(hooks, bot, url="https://8.8.4.4/b")
     config = await hooks.get_webhook(bot)
     assert again == version + 1 and config is not None and config.active
     assert config.secret is None and config.allowed_updates is None  # nothing left over
@@ -247,25 +246,9 @@ async def test_webhook_configuration_versions_and_state(store: Store) -> None:
 async def test_unlisting_keeps_a_webhook_set_concurrently(store: Store) -> None:
     bot = random_id()
     hooks = store.readers
-    version = await hooks.set_webhook(
-        bot,
-        url="https://8.8.8.8/a",
-        secret=None,
-        max_connections=1,
-        allowed_updates=None,
-        id_format="string",
-        drop_pending=False,
-    )
+    version = await _set_webhook(hooks, bot, url="https://8.8.8.8/a")
     # a delete whose removal from the list lands after a newer set: the list keeps it
-    await hooks.set_webhook(
-        bot,
-        url="https://8.8.8.8/b",
-        secret=None,
-        max_connections=1,
-        allowed_updates=None,
-        id_format="string",
-        drop_pending=False,
-    )
+    await _set_webhook(hooks, bot, url="https://8.8.8.8/b")
     await store.redis.srem(keys.webhook_index(), str(bot))
     assert not await hooks.deactivate(bot, version, 1, "stale")
     await hooks._unlist(bot)
@@ -284,15 +267,7 @@ async def test_pending_count_and_dropping_pending_updates(store: Store) -> None:
     await store.log.commit_cursor(bot, "default", Cursor(epoch, ids[1]))
     assert await hooks.pending_count(bot) == 3
     assert await hooks.pending_count(bot, limit=2) == 2
-    await hooks.set_webhook(
-        bot,
-        url="https://8.8.8.8/a",
-        secret=None,
-        max_connections=1,
-        allowed_updates=None,
-        id_format="string",
-        drop_pending=True,
-    )
+    await _set_webhook(hooks, bot, url="https://8.8.8.8/a", drop_pending=True)
     assert await committed(store, bot) == ids[-1] and await hooks.pending_count(bot) == 0
     more = await append(store, bot, 2)
     assert await hooks.pending_count(bot) == 2
@@ -355,15 +330,7 @@ async def test_closing_a_reader_commits_forward_and_clears_only_its_own_mark(
 async def test_webhook_changes_announce_themselves_in_the_codecs_spelling(store: Store) -> None:
     bot = random_id()
     async with _listening(store, bot) as controls:
-        version = await store.readers.set_webhook(
-            bot,
-            url="https://example.com/hook",
-            secret=None,
-            max_connections=1,
-            allowed_updates=None,
-            id_format="string",
-            drop_pending=False,
-        )
+        version = await _set_webhook(store.readers, bot, url="https://example.com/hook")
         await controls.next()
         assert await store.readers.delete_webhook(bot, drop_pending=False)
         await controls.next()
