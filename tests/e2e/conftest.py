@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import Stack
-from tests.e2e.test_webhooks_receiver import Receiver
+from tests.conftest import Process, Stack
+from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
+
+
+@pytest.fixture(scope="module")
+def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """A webhook dispatcher with fast retries, for the tests of one module."""
+    process = dispatcher(stack.redis_url, tmp_path_factory.mktemp("hooks"), "webhooks").start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

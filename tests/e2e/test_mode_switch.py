@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,19 +18,9 @@ from shared.store import Store
 from tests.conftest import Process, Stack, wait_s
 from tests.e2e.test_getupdates_offsets import scene
 from tests.e2e.test_walking_skeleton import connect, receive_updates, wait_committed
-from tests.e2e.test_webhooks_delivery import settled
-from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
+from tests.e2e.test_webhooks_receiver import Receiver, settled
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = dispatcher(stack.redis_url, tmp_path_factory.mktemp("switch"), "webhooks").start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def text(update: dict[str, Any]) -> str:

@@ -3,8 +3,6 @@ webhooks`` process POSTs to a real local HTTP receiver."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,38 +11,18 @@ import pytest
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import bot_api, client_api, create_bot, create_user
-from tests.conftest import Process, Stack, unique, wait_s
-from tests.e2e.test_getupdates_offsets import Scene, scene
-from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
+from tests.conftest import Process, Stack, unique
+from tests.e2e.test_getupdates_offsets import scene
+from tests.e2e.test_webhooks_receiver import Receiver, settled
 from tests.unit.test_signature import snippet
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = dispatcher(stack.redis_url, tmp_path_factory.mktemp("hooks"), "webhooks").start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def documented_verify() -> Any:
     namespace: dict[str, Any] = {}
     exec(snippet("verify-python"), namespace)
     return namespace["verify"]
-
-
-async def settled(s: Scene, pending: int = 0) -> dict[str, Any]:
-    """getWebhookInfo once pending_update_count reaches ``pending``."""
-    info: dict[str, Any] = {}
-    for _ in range(int(wait_s(300))):
-        info = await s.as_bot("getWebhookInfo")
-        if info["pending_update_count"] == pending:
-            return info
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"pending never reached {pending}: {info}")
 
 
 async def test_updates_arrive_in_order_signed_and_confirmed(

@@ -4,43 +4,24 @@ arrives, in order, exactly from where delivery stopped."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import httpx
 import pytest
 
 from shared.settings import Settings
 from shared.store import Store
-from tests.conftest import Process, Stack, wait_s
-from tests.e2e.test_getupdates_offsets import Scene, scene
-from tests.e2e.test_webhooks_delivery import settled
-from tests.e2e.test_webhooks_receiver import RETRY_DELAYS, TIMEOUT_S, Receiver, dispatcher
+from tests.conftest import Process, Stack
+from tests.e2e.test_getupdates_offsets import scene
+from tests.e2e.test_webhooks_receiver import (
+    RETRY_DELAYS,
+    TIMEOUT_S,
+    Receiver,
+    settled,
+    webhook_info,
+)
 
 pytestmark = pytest.mark.asyncio
 
 ATTEMPTS = len(RETRY_DELAYS) + 1
-
-
-async def webhook_info(s: Scene, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """getWebhookInfo once ``check`` holds for it."""
-    info: dict[str, Any] = {}
-    for _ in range(int(wait_s(300))):
-        info = await s.as_bot("getWebhookInfo")
-        if check(info):
-            return info
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"getWebhookInfo never got there: {info}")
-
-
-@pytest.fixture(scope="module")
-def hooks(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    process = dispatcher(stack.redis_url, tmp_path_factory.mktemp("fail"), "webhooks").start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.mark.parametrize(

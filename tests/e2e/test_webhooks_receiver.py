@@ -17,9 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import Process, process_env, wait_s
+
+if TYPE_CHECKING:
+    from tests.e2e.test_getupdates_offsets import Scene
 
 FAST_RETRIES = "0.2,0.4,0.8"
 RETRY_DELAYS = (0.2, 0.4, 0.8)
@@ -175,3 +178,19 @@ def dispatcher(redis_url: str, tmp: Path, name: str, **env: str) -> Process:
         log_path=tmp / f"{name}.log",
         port=0,
     )
+
+
+async def webhook_info(s: Scene, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """getWebhookInfo once ``check`` holds for it."""
+    info: dict[str, Any] = {}
+    for _ in range(int(wait_s(300))):
+        info = await s.as_bot("getWebhookInfo")
+        if check(info):
+            return info
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"getWebhookInfo never got there: {info}")
+
+
+async def settled(s: Scene, pending: int = 0) -> dict[str, Any]:
+    """getWebhookInfo once pending_update_count reaches ``pending``."""
+    return await webhook_info(s, lambda info: info["pending_update_count"] == pending)

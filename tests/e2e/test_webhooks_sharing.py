@@ -14,8 +14,7 @@ from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import Process, Stack, wait_s
 from tests.e2e.test_getupdates_offsets import Scene, scene
-from tests.e2e.test_webhooks_delivery import settled
-from tests.e2e.test_webhooks_receiver import Receiver, dispatcher
+from tests.e2e.test_webhooks_receiver import Receiver, dispatcher, settled
 
 pytestmark = pytest.mark.asyncio
 
