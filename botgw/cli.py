@@ -68,14 +68,16 @@ def cmd_rest(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway.server import serve
+    from botgw.run import run_process
+    from gateway.server import serve_worker
 
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["gateway_host"] = args.host
     if args.port is not None:
         overrides["gateway_port"] = args.port
-    return serve(_settings(**overrides), log_level=args.log_level)
+    settings = _settings(**overrides)
+    return run_process(serve_worker(settings), log_level=args.log_level, quiet=("websockets",))
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:

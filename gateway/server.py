@@ -29,7 +29,7 @@ from shared.errors import error_envelope
 from shared.settings import Settings
 from shared.store import Store
 
-__all__ = ["process_request", "serve", "serve_worker"]
+__all__ = ["process_request", "serve_worker"]
 
 log = logging.getLogger("botgw.gateway")
 
@@ -147,18 +147,3 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
         await asyncio.wait_for(server.wait_closed(), timeout=5)
     await worker.stop()
     await store.close()
-
-
-def serve(settings: Settings, *, log_level: str = "info") -> int:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-    try:
-        import uvloop  # a faster event loop where it is available
-    except ImportError:
-        asyncio.run(serve_worker(settings))
-    else:
-        uvloop.run(serve_worker(settings))
-    return 0
