@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -322,6 +323,28 @@ class Messenger:
         for file_id in _file_ids(message.extra):
             await self.db.note_file_chat(file_id, chat.id)
         return message
+
+    def new_bot_message(
+        self,
+        chat: ChatRecord,
+        bot_id: int,
+        replied: MessageRecord | None,
+        extra: dict[str, Any],
+        *,
+        reply_markup: dict[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> Coroutine[Any, Any, MessageRecord]:
+        """:meth:`new_message` for a bot's message with no text (a photo, a poll: in
+        ``extra``), replying to ``replied``."""
+        return self.new_message(
+            chat,
+            member_key("b", bot_id),
+            text=None,
+            reply_to=None if replied is None else replied.id,
+            reply_markup=reply_markup,
+            extra=extra,
+            idempotency_key=idempotency_key,
+        )
 
     async def user_send_message(
         self,

@@ -42,7 +42,7 @@ from rest.schema import (
 from rest.services import BotCall, Services, UserCall
 from rest.text import formatted
 from shared.errors import ApiError
-from shared.models import FileRecord, member_key
+from shared.models import FileRecord
 
 __all__ = ["BOT", "CLIENT", "sniff_image"]
 
@@ -281,13 +281,12 @@ async def _send_file(call: BotCall, p: dict[str, Any], kind: str) -> dict[str, A
         extra["caption"] = caption
         if caption_entities:
             extra["caption_entities"] = caption_entities
-    message = await messenger.new_message(
+    message = await messenger.new_bot_message(
         chat,
-        member_key("b", call.bot.id),
-        text=None,
-        reply_to=None if replied is None else replied.id,
+        call.bot.id,
+        replied,
+        extra,
         reply_markup=p["reply_markup"],
-        extra=extra,
         idempotency_key=call.idempotency_key,
     )
     await visibility.note_files(messenger.db, message, uploaded=checked is not None)

@@ -180,29 +180,45 @@ async def _copy_source(call: BotCall, p: dict[str, Any]) -> MessageRecord:
     return await _message(call, source_chat, p["message_id"])
 
 
-async def forward_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+async def _post_copy(
+    call: BotCall,
+    chat: ChatRecord,
+    source: MessageRecord,
+    extra: dict[str, Any],
+    *,
+    reply_to: int | None,
+    reply_markup: dict[str, Any] | None,
+) -> MessageRecord:
+    """Store the bot's copy of ``source`` in ``chat`` (after its send token)."""
     services = call.services
     messenger = services.messenger
-    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    source = await _copy_source(call, p)
-    extra = copy_poll(dict(source.extra))
-    extra.setdefault("_forward", {"sender": source.sender, "date": source.date})
     await take_send_token(services.store, services.settings, call.bot.id, chat)
     message = await messenger.new_message(
         chat,
         _me(call),
         text=source.text,
         entities=source.entities,
+        reply_to=reply_to,
+        reply_markup=reply_markup,
         extra=extra,
         idempotency_key=call.idempotency_key,
     )
     await visibility.note_files(messenger.db, message)
+    return message
+
+
+async def forward_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    source = await _copy_source(call, p)
+    extra = copy_poll(dict(source.extra))
+    extra.setdefault("_forward", {"sender": source.sender, "date": source.date})
+    message = await _post_copy(call, chat, source, extra, reply_to=None, reply_markup=None)
     return await messenger.view(call.bot.id).message(chat, message)
 
 
 async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
-    services = call.services
-    messenger = services.messenger
+    messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
     source = await _copy_source(call, p)
     extra = copy_poll({k: v for k, v in source.extra.items() if k != "_forward"})
@@ -220,18 +236,14 @@ async def copy_message(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
                 extra["caption_entities"] = caption_entities
     replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     markup = p["reply_markup"] if p["reply_markup"] is not None else source.reply_markup
-    await take_send_token(services.store, services.settings, call.bot.id, chat)
-    message = await messenger.new_message(
+    message = await _post_copy(
+        call,
         chat,
-        _me(call),
-        text=source.text,
-        entities=source.entities,
+        source,
+        extra,
         reply_to=None if replied is None else replied.id,
         reply_markup=markup,
-        extra=extra,
-        idempotency_key=call.idempotency_key,
     )
-    await visibility.note_files(messenger.db, message)
     return {"message_id": message.id}
 
 
@@ -301,6 +313,8 @@ _TEXT = Param("text", "str", required=True, min_length=1, max_length=MAX_RAW_TEX
 _ENTITIES = Param("entities", "array", max_length=1000, doc="MessageEntity objects")
 _TRUE: dict[str, Any] = {"type": "boolean"}
 _MESSAGE = ref("Message")
+# the message to forward or copy
+_FROM_MESSAGE = (Param("from_chat_id", "id", required=True), MESSAGE_ID)
 
 BOT: tuple[Method, ...] = (
     Method(
@@ -366,8 +380,7 @@ BOT: tuple[Method, ...] = (
         summary="Forward a message from a chat the bot is in.",
         params=(
             CHAT_ID,
-            Param("from_chat_id", "id", required=True),
-            MESSAGE_ID,
+            *_FROM_MESSAGE,
             *SEND_OPTIONS,
         ),
         result=_MESSAGE,
@@ -378,8 +391,7 @@ BOT: tuple[Method, ...] = (
         summary="Copy a message without a link to the original.",
         params=(
             CHAT_ID,
-            Param("from_chat_id", "id", required=True),
-            MESSAGE_ID,
+            *_FROM_MESSAGE,
             *CAPTION_PARAMS,
             *SEND_TAIL,
         ),

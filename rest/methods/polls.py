@@ -101,13 +101,12 @@ async def send_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
         spec["close_date"] = p["close_date"]
     replied = await visibility.reply_target(messenger.db, call.bot, chat, *reply_target(p))
     await take_send_token(services.store, services.settings, call.bot.id, chat)
-    message = await messenger.new_message(
+    message = await messenger.new_bot_message(
         chat,
-        member_key("b", call.bot.id),
-        text=None,
-        reply_to=None if replied is None else replied.id,
+        call.bot.id,
+        replied,
+        {"poll": spec},
         reply_markup=p["reply_markup"],
-        extra={"poll": spec},
         idempotency_key=call.idempotency_key,
     )
     if p["is_closed"]:
