@@ -1,4 +1,4 @@
-"""``python -m bench --quick|--full``: measure every budget of DESIGN section 8.
+"""``python -m bench --quick|--full``: measure every budget of docs/design.md, Budgets.
 
 ``make bench-quick`` (small sizes, one repetition, under two minutes) and
 ``make bench`` (the budgets' sizes, three repetitions, under ten minutes) print

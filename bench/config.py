@@ -1,4 +1,4 @@
-"""Sizes of the two runs and the budgets of DESIGN section 8."""
+"""Sizes of the two runs and the budgets of docs/design.md, Budgets."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ QUICK = Scale(
 
 @dataclass(frozen=True)
 class Budget:
-    """A DESIGN section 8 budget: ``value`` compared with ``op`` (">=" or "<=")."""
+    """A budget of docs/design.md, Budgets: ``value`` compared with ``op`` (">=" or "<=")."""
 
     text: str
     op: str

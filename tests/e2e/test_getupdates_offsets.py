@@ -1,4 +1,4 @@
-"""getUpdates offsets, case by case, as Telegram defines them (DESIGN section 6).
+"""getUpdates offsets, case by case, as Telegram defines them (docs/design.md, Readers and cursors).
 
 A real REST process; a user writes to the bot through the client API and the bot
 polls with httpx. Each test uses its own bot, so consumers start fresh.
