@@ -42,6 +42,16 @@ class Caller:
         return body["result"]
 
 
+async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
+    """(HTTP status, code) of a call that must fail, checking its envelope: not ok,
+    ``error_code`` the status, and a description that says what to fix."""
+    response = await caller.raw(method, **params)
+    body = response.json()
+    assert body["ok"] is False and body["error_code"] == response.status_code
+    assert body["description"]
+    return response.status_code, body["code"]
+
+
 @dataclass
 class Account:
     user_id: int

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiogram import types as tg
 
 from shared.ids import scoped_user_id
 from shared.settings import Settings
-from tests.api import Caller, Scene, scene_at
+from tests.api import Scene, error, scene_at
 from tests.conftest import TEST_SECRET, Stack
 
 pytestmark = pytest.mark.asyncio
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.asyncio
 async def chats(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
     async with scene_at(stack.rest_url, settings, "c", users=2) as scene:
         yield scene
-
-
-async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
-    response = await caller.raw(method, **params)
-    body = response.json()
-    assert body["ok"] is False and body["error_code"] == response.status_code
-    return response.status_code, body["code"]
 
 
 async def test_my_chat_member_when_added_removed_and_leaving(chats: Scene) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.api import Caller, client_api, create_user, manage_api
+from tests.api import Caller, client_api, create_user, error, manage_api
 from tests.conftest import Stack, unique
 
 pytestmark = pytest.mark.asyncio
@@ -43,13 +43,6 @@ async def scene(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
 
 def ids(messages: list[dict[str, Any]]) -> list[int]:
     return [int(m["message_id"]) for m in messages]
-
-
-async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
-    response = await caller.raw(method, **params)
-    body = response.json()
-    assert body["ok"] is False and body["error_code"] == response.status_code
-    return response.status_code, body["code"]
 
 
 async def test_paging_backwards_and_forwards(scene: Scene) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiogram import types as tg
 
 from shared.settings import Settings
-from tests.api import Caller, Scene, bot_api, client_api, create_bot, create_user, scene_at
+from tests.api import Scene, bot_api, client_api, create_bot, create_user, error, scene_at
 from tests.conftest import Stack, unique
 
 pytestmark = pytest.mark.asyncio
@@ -26,13 +25,6 @@ KEYBOARD = {
 async def pair(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
     async with scene_at(stack.rest_url, settings, "i", private=True) as scene:
         yield scene
-
-
-async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
-    response = await caller.raw(method, **params)
-    body = response.json()
-    assert body["ok"] is False and body["error_code"] == response.status_code
-    return response.status_code, body["code"]
 
 
 async def test_button_press_is_answered_once(pair: Scene) -> None:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
-from tests.api import Account, Caller, client_api, create_user, manage_api
+from tests.api import Account, Caller, client_api, create_user, error, manage_api
 from tests.conftest import Stack, process_env, unique
 
 pytestmark = pytest.mark.asyncio
@@ -40,14 +39,6 @@ async def owner(stack: Stack, settings: Settings) -> AsyncIterator[Owner]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
-    response = await caller.raw(method, **params)
-    body = response.json()
-    assert body["ok"] is False and body["error_code"] == response.status_code
-    assert body["description"]
-    return response.status_code, body["code"]
 
 
 async def test_create_list_get_and_edit(owner: Owner, settings: Settings, store: Store) -> None:

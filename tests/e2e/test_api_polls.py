@@ -9,7 +9,7 @@ import pytest
 from aiogram import types as tg
 
 from shared.settings import Settings
-from tests.api import Caller, Scene, scene_at
+from tests.api import Scene, error, scene_at
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.asyncio
@@ -19,13 +19,6 @@ pytestmark = pytest.mark.asyncio
 async def voters(stack: Stack, settings: Settings) -> AsyncIterator[Scene]:
     async with scene_at(stack.rest_url, settings, "p", users=2, group="Votes") as scene:
         yield scene
-
-
-async def error(caller: Caller, method: str, **params: Any) -> tuple[int, str]:
-    response = await caller.raw(method, **params)
-    body = response.json()
-    assert body["ok"] is False and body["error_code"] == response.status_code
-    return response.status_code, body["code"]
 
 
 async def test_votes_reach_the_bot_as_poll_answer_and_poll(voters: Scene) -> None:
