@@ -26,7 +26,7 @@ import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from aiogram import Bot as AiogramBot
@@ -48,19 +48,24 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    Updater,
     filters,
 )
 
-from tests.api import Caller
-from tests.conftest import wait_s
+from shared.settings import Settings
+from tests.api import BotAccount, Caller, client_api, create_bot, create_user
+from tests.conftest import unique, wait_s
 
 __all__ = [
     "CHOICES",
     "KEYBOARD_TEXT",
     "PNG",
+    "Chat",
     "Seen",
     "aiogram_bot",
+    "aiogram_started",
     "bot_message",
+    "chatting",
     "conversation",
     "download_as_user",
     "eventually",
@@ -68,12 +73,14 @@ __all__ = [
     "polling_aiogram",
     "polling_ptb",
     "ptb_application",
+    "ptb_started",
     "telegram_token",
     "until",
     "webhook_ptb",
 ]
 
 T = TypeVar("T")
+PtbApp = Application[Any, Any, Any, Any, Any, Any]
 
 CHOICES = (("Red", "red"), ("Blue", "blue"))
 KEYBOARD_TEXT = "Pick a colour"
@@ -139,9 +146,7 @@ async def _ptb_patiently(seen: Seen, call: Callable[[], Awaitable[T]]) -> T:
             return result
 
 
-def ptb_application(
-    rest_url: str, token: str, seen: Seen
-) -> Application[Any, Any, Any, Any, Any, Any]:
+def ptb_application(rest_url: str, token: str, seen: Seen) -> PtbApp:
     """A python-telegram-bot v22 bot; only the server URLs point at botgw."""
     app = (
         ApplicationBuilder()
@@ -297,43 +302,44 @@ def aiogram_bot(rest_url: str, token: str, seen: Seen) -> tuple[AiogramBot, Disp
 
 
 @contextlib.asynccontextmanager
-async def polling_ptb(
-    app: Application[Any, Any, Any, Any, Any, Any],
-) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+async def _running_ptb(
+    app: PtbApp, start_updater: Callable[[Updater], Awaitable[object]]
+) -> AsyncIterator[PtbApp]:
+    """Start the PTB application and its updater; stop them as ``run_polling`` would."""
+    await app.initialize()
+    await app.start()
+    assert app.updater is not None
+    await start_updater(app.updater)
+    try:
+        yield app
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
+
+
+def polling_ptb(app: PtbApp) -> contextlib.AbstractAsyncContextManager[PtbApp]:
     """Start the PTB application in polling mode; stop it as ``run_polling`` would."""
-    await app.initialize()
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=5))
-    try:
-        yield app
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
-
-
-@contextlib.asynccontextmanager
-async def webhook_ptb(
-    app: Application[Any, Any, Any, Any, Any, Any], *, port: int, secret_token: str
-) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """Start the PTB application with its built-in webhook server on loopback."""
-    await app.initialize()
-    await app.start()
-    assert app.updater is not None
-    await app.updater.start_webhook(
-        listen="127.0.0.1",
-        port=port,
-        url_path="telegram-hook",
-        webhook_url=f"http://127.0.0.1:{port}/telegram-hook",
-        secret_token=secret_token,
+    return _running_ptb(
+        app,
+        lambda updater: updater.start_polling(poll_interval=0.0, timeout=dtm.timedelta(seconds=5)),
     )
-    try:
-        yield app
-    finally:
-        await app.updater.stop()
-        await app.stop()
-        await app.shutdown()
+
+
+def webhook_ptb(
+    app: PtbApp, *, port: int, secret_token: str
+) -> contextlib.AbstractAsyncContextManager[PtbApp]:
+    """Start the PTB application with its built-in webhook server on loopback."""
+    return _running_ptb(
+        app,
+        lambda updater: updater.start_webhook(
+            listen="127.0.0.1",
+            port=port,
+            url_path="telegram-hook",
+            webhook_url=f"http://127.0.0.1:{port}/telegram-hook",
+            secret_token=secret_token,
+        ),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -350,6 +356,57 @@ async def polling_aiogram(bot: AiogramBot, dispatcher: Dispatcher) -> AsyncItera
         else:
             await dispatcher.stop_polling()
             await task
+
+
+# -- a user chatting with one of them ------------------------------------------
+
+
+def ptb_started(
+    rest_url: str, token: str, seen: Seen
+) -> contextlib.AbstractAsyncContextManager[PtbApp]:
+    """The PTB bot, polling."""
+    return polling_ptb(ptb_application(rest_url, token, seen))
+
+
+@contextlib.asynccontextmanager
+async def aiogram_started(rest_url: str, token: str, seen: Seen) -> AsyncIterator[AiogramBot]:
+    """The aiogram bot, polling."""
+    bot, dispatcher = aiogram_bot(rest_url, token, seen)
+    async with polling_aiogram(bot, dispatcher):
+        yield bot
+
+
+@dataclass
+class Chat(Generic[T]):
+    """A user's private chat with a running bot."""
+
+    bot: BotAccount
+    library: T  # the library's application or bot
+    seen: Seen
+    http: httpx.AsyncClient
+    as_user: Caller
+    chat_id: str
+
+
+@contextlib.asynccontextmanager
+async def chatting(
+    rest_url: str,
+    settings: Settings,
+    prefix: str,
+    start: Callable[[str, str, Seen], contextlib.AbstractAsyncContextManager[T]],
+) -> AsyncIterator[Chat[T]]:
+    """A new user and bot (names from ``prefix``), the bot running through ``start``,
+    and the user having started it (``startBot``)."""
+    user = await create_user(settings, unique(prefix))
+    bot = await create_bot(settings, user, unique(prefix) + "_bot")
+    seen = Seen()
+    async with (
+        httpx.AsyncClient(base_url=rest_url, timeout=wait_s(30)) as http,
+        start(rest_url, telegram_token(bot.token), seen) as library,
+    ):
+        as_user = client_api(http, user)
+        chat = await as_user("startBot", username=bot.username)
+        yield Chat(bot, library, seen, http, as_user, chat["id"])
 
 
 # -- waiting for what the user sees -------------------------------------------

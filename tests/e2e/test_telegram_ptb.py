@@ -17,9 +17,11 @@ from tests.conftest import Stack, unique, wait_s
 from tests.e2e.telegram_bots import (
     KEYBOARD_TEXT,
     Seen,
+    chatting,
     conversation,
     polling_ptb,
     ptb_application,
+    ptb_started,
     telegram_token,
     until,
 )
@@ -30,18 +32,10 @@ pytestmark = pytest.mark.asyncio
 async def test_ptb_bot_holds_a_conversation_in_polling_mode(
     stack: Stack, settings: Settings
 ) -> None:
-    user = await create_user(settings, unique("ptbu"))
-    bot = await create_bot(settings, user, unique("ptb") + "_bot")
-    seen = Seen()
-    app = ptb_application(stack.rest_url, telegram_token(bot.token), seen)
-    async with (
-        httpx.AsyncClient(base_url=stack.rest_url, timeout=wait_s(30)) as http,
-        polling_ptb(app),
-    ):
+    async with chatting(stack.rest_url, settings, "ptb", ptb_started) as chat:
+        app, bot = chat.library, chat.bot
         assert app.bot.id == bot.bot_id and app.bot.username == bot.username  # getMe
-        as_user = client_api(http, user)
-        chat = await as_user("startBot", username=bot.username)
-        await conversation(as_user, http, chat["id"], seen)
+        await conversation(chat.as_user, chat.http, chat.chat_id, chat.seen)
 
 
 async def test_ptb_start_up_and_shut_down_confirm_what_was_handled(

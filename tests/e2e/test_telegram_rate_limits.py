@@ -8,25 +8,22 @@ order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 
-import httpx
 import pytest
 
 from botgw.local_redis import LocalRedis
 from shared.settings import Settings
-from tests.api import client_api, create_bot, create_user
-from tests.conftest import rest_process, running, unique, wait_s
+from tests.conftest import rest_process, running
 from tests.e2e.telegram_bots import (
     KEYBOARD_TEXT,
     Seen,
-    aiogram_bot,
+    aiogram_started,
     bot_message,
+    chatting,
     history,
-    polling_aiogram,
-    polling_ptb,
-    ptb_application,
-    telegram_token,
+    ptb_started,
     until,
 )
 
@@ -53,45 +50,33 @@ def strict_rest(
         yield rest.url
 
 
-async def test_ptb_bot_gets_retry_after_and_recovers(strict_rest: str, settings: Settings) -> None:
-    user = await create_user(settings, unique("rlp"))
-    bot = await create_bot(settings, user, unique("rlp") + "_bot")
-    seen = Seen()
-    app = ptb_application(strict_rest, telegram_token(bot.token), seen)
-    async with (
-        httpx.AsyncClient(base_url=strict_rest, timeout=wait_s(30)) as http,
-        polling_ptb(app),
-    ):
-        as_user = client_api(http, user)
-        chat = await as_user("startBot", username=bot.username)
-        await as_user("sendMessage", chat_id=chat["id"], text=f"/flood {FLOOD}")
+async def floods_and_recovers(
+    rest_url: str,
+    settings: Settings,
+    prefix: str,
+    start: Callable[[str, str, Seen], AbstractAsyncContextManager[object]],
+) -> None:
+    """The bot floods the user's chat: the user sees every message, in order, and the
+    bot waited out at least one 429 as the server asked."""
+    async with chatting(rest_url, settings, prefix, start) as chat:
+        as_user, seen = chat.as_user, chat.seen
+        # the keyboard first, so that the flood's messages follow it in the chat
+        await until(lambda: seen.sent == [KEYBOARD_TEXT], "the keyboard", seen)
+        await as_user("sendMessage", chat_id=chat.chat_id, text=f"/flood {FLOOD}")
         await until(lambda: seen.flood_done == 1, "the flood to finish", seen)
-        await bot_message(as_user, chat["id"], lambda m: m.get("text") == "flood done", "done")
-        from_bot = [m["text"] for m in await history(as_user, chat["id"]) if m["from"]["is_bot"]]
+        await bot_message(as_user, chat.chat_id, lambda m: m.get("text") == "flood done", "done")
+        messages = await history(as_user, chat.chat_id)
+        from_bot = [m["text"] for m in messages if m["from"]["is_bot"]]
     assert from_bot == EXPECTED and seen.sent == EXPECTED
     assert seen.retry_afters and all(delay >= 1 for delay in seen.retry_afters)
     assert seen.errors == []
+
+
+async def test_ptb_bot_gets_retry_after_and_recovers(strict_rest: str, settings: Settings) -> None:
+    await floods_and_recovers(strict_rest, settings, "rlp", ptb_started)
 
 
 async def test_aiogram_bot_gets_retry_after_and_recovers(
     strict_rest: str, settings: Settings
 ) -> None:
-    user = await create_user(settings, unique("rla"))
-    bot = await create_bot(settings, user, unique("rla") + "_bot")
-    seen = Seen()
-    aio, dispatcher = aiogram_bot(strict_rest, telegram_token(bot.token), seen)
-    async with (
-        httpx.AsyncClient(base_url=strict_rest, timeout=wait_s(30)) as http,
-        polling_aiogram(aio, dispatcher),
-    ):
-        as_user = client_api(http, user)
-        chat = await as_user("startBot", username=bot.username)
-        # the keyboard first, so that the flood's messages follow it in the chat
-        await until(lambda: seen.sent == [KEYBOARD_TEXT], "the keyboard", seen)
-        await as_user("sendMessage", chat_id=chat["id"], text=f"/flood {FLOOD}")
-        await until(lambda: seen.flood_done == 1, "the flood to finish", seen)
-        await bot_message(as_user, chat["id"], lambda m: m.get("text") == "flood done", "done")
-        from_bot = [m["text"] for m in await history(as_user, chat["id"]) if m["from"]["is_bot"]]
-    assert from_bot == EXPECTED and seen.sent == EXPECTED
-    assert seen.retry_afters and all(delay >= 1 for delay in seen.retry_afters)
-    assert seen.errors == []
+    await floods_and_recovers(strict_rest, settings, "rla", aiogram_started)
