@@ -34,7 +34,7 @@ from shared.errors import ApiError
 from shared.ids import hash_secret, new_secret
 from shared.settings import Settings
 
-__all__ = ["ensure_demo", "run_dev_stack"]
+__all__ = ["ensure_demo", "run_dev_stack", "wait_http_ok"]
 
 DEMO_USER = "demo"
 DEMO_BOT = "demo_bot"
@@ -127,24 +127,38 @@ Stop with Ctrl-C.
 """
 
 
+def wait_http_ok(
+    url: str, timeout: float, alive: Callable[[], bool], interval: float = 0.1
+) -> bool:
+    """Ask ``url`` every ``interval`` seconds until it answers 200 (True), ``timeout``
+    seconds pass or ``alive()``, asked before each try, says to give up (False);
+    ``alive`` may raise instead, for a process that died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    return False
+
+
 def _wait_healthy(
     url: str,
     procs: list[subprocess.Popen[bytes]],
     timeout: float,
     stopping: Callable[[], bool],
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not stopping():
+    def alive() -> bool:
+        if stopping():
+            return False
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{' '.join(map(str, proc.args))} exited at start")  # type: ignore[arg-type]
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    if not stopping():
+        return True
+
+    if not wait_http_ok(url, timeout, alive) and not stopping():
         raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 

@@ -13,15 +13,14 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
+from botgw.devstack import wait_http_ok
 from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
 from shared.store import Store
@@ -82,6 +81,11 @@ class Process:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws_url(self) -> str:
+        """The gateway's socket address (for a gateway process)."""
+        return f"ws://127.0.0.1:{self.port}/bot/ws"
+
     def start(self) -> Process:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -94,19 +98,15 @@ class Process:
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + wait_s(timeout)
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        while time.monotonic() < deadline:
+        def alive() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} not healthy: {self.log_path.read_text()[-3000:]}")
+            return True
+
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        if not wait_http_ok(url, wait_s(timeout), alive, interval=0.05):
+            raise RuntimeError(f"{self.name} not healthy: {self.log_path.read_text()[-3000:]}")
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -179,6 +179,17 @@ def running(process: Process) -> Iterator[Process]:
         process.stop()
 
 
+@contextmanager
+def rest_running(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory, name: str, **env: str
+) -> Iterator[Process]:
+    """A REST process named ``name`` in a fresh temporary directory (see
+    ``rest_process``), started and healthy, stopped afterwards: for module-scoped
+    fixtures."""
+    with running(rest_process(redis_url, tmp_path_factory.mktemp(name), name, **env)) as process:
+        yield process
+
+
 @dataclass
 class Stack:
     """REST and gateway processes against the test Redis."""
@@ -194,7 +205,7 @@ class Stack:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.gateway.port}/bot/ws"
+        return self.gateway.ws_url
 
     def new_gateway(self, name: str, **extra: str) -> Process:
         port = free_port()

@@ -131,27 +131,19 @@ async def test_wrong_requests_get_the_envelope_and_change_nothing(world: Scene) 
 
 async def test_edit_text_and_markup_of_own_messages(world: Scene) -> None:
     sent = await world.as_bot("sendMessage", chat_id=world.group, text="v1", reply_markup=KEYBOARD)
-    edited = await world.as_bot(
-        "editMessageText",
-        chat_id=world.group,
-        message_id=sent["message_id"],
-        text="*v2*",
-        parse_mode="MarkdownV2",
-        reply_markup=KEYBOARD,
-    )
+    edit: dict[str, Any] = {
+        "chat_id": world.group,
+        "message_id": sent["message_id"],
+        "text": "*v2*",
+        "parse_mode": "MarkdownV2",
+        "reply_markup": KEYBOARD,
+    }
+    edited = await world.as_bot("editMessageText", **edit)
     assert edited["text"] == "v2" and edited["entities"] == [
         {"type": "bold", "offset": 0, "length": 2}
     ]
     assert isinstance(edited["edit_date"], int) and edited["reply_markup"] == KEYBOARD
-    status, body = await failure(
-        world.as_bot,
-        "editMessageText",
-        chat_id=world.group,
-        message_id=sent["message_id"],
-        text="*v2*",
-        parse_mode="MarkdownV2",
-        reply_markup=KEYBOARD,
-    )
+    status, body = await failure(world.as_bot, "editMessageText", **edit)  # the same again
     assert (status, body["code"]) == (400, "MESSAGE_NOT_MODIFIED")
     # addressed to the bot (privacy mode): a message it may see, yet not its own
     users = await world.as_user(

@@ -25,7 +25,7 @@ from gateway.worker import Worker
 from shared import keys
 from shared.settings import Settings
 from shared.store import Store
-from tests.conftest import Stack, make_settings, wait_s
+from tests.conftest import Stack, make_settings, running, wait_s
 from tests.gwtools import collect, http_get, ingest, new_bot, open_raw, recv_frame, seq_of
 
 pytestmark = pytest.mark.asyncio
@@ -83,18 +83,14 @@ async def test_a_second_connection_for_a_shard_takes_over(
 
 async def test_takeover_works_across_workers(stack: Stack, settings: Settings) -> None:
     bot = await new_bot(settings, "tx")
-    other = stack.new_gateway("gateway-takeover").start()
-    try:
-        other.wait_healthy()
+    with running(stack.new_gateway("gateway-takeover")) as other:
         first, _ = await open_raw(stack.ws_url, bot.token)
-        url = f"ws://127.0.0.1:{other.port}/bot/ws"
+        url = other.ws_url
         second, ready = await open_raw(url, bot.token)
         assert ready["op"] == "ready"
         closing = await recv_frame(first)
         assert closing["op"] == "close" and closing["code"] == 4502
         await second.close()
-    finally:
-        other.stop()
 
 
 async def test_cursor_older_than_retention_gets_a_gap(
@@ -235,16 +231,16 @@ def bot_suffix() -> str:
 async def test_limits_have_their_own_close_codes(stack: Stack, settings: Settings) -> None:
     import websockets
 
-    worker = stack.new_gateway(
-        "limits",
-        BOTGW_WS_MAX_CONNECTIONS_PER_BOT="2",
-        BOTGW_WS_IDENTIFY_PER_MINUTE="4",
-        BOTGW_WS_MAX_FRAME_BYTES="2048",
-        BOTGW_WS_MAX_FRAMES_PER_SECOND="5",
-    ).start()
-    try:
-        worker.wait_healthy()
-        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+    with running(
+        stack.new_gateway(
+            "limits",
+            BOTGW_WS_MAX_CONNECTIONS_PER_BOT="2",
+            BOTGW_WS_IDENTIFY_PER_MINUTE="4",
+            BOTGW_WS_MAX_FRAME_BYTES="2048",
+            BOTGW_WS_MAX_FRAMES_PER_SECOND="5",
+        )
+    ) as worker:
+        url = worker.ws_url
         bot = await new_bot(settings, "li")
         first, _ = await open_raw(url, bot.token, consumer="a")
         second, _ = await open_raw(url, bot.token, consumer="b")
@@ -280,8 +276,6 @@ async def test_limits_have_their_own_close_codes(stack: Stack, settings: Setting
         assert (await http_get(f"http://127.0.0.1:{worker.port}/readyz")).status_code == 200
         missing = await http_get(f"http://127.0.0.1:{worker.port}/nowhere")
         assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
-    finally:
-        worker.stop()
 
 
 async def test_drain_sends_reconnect_then_closes_1012(
@@ -289,10 +283,8 @@ async def test_drain_sends_reconnect_then_closes_1012(
 ) -> None:
     import signal
 
-    worker = stack.new_gateway("drain", BOTGW_DRAIN_SECONDS="1.5").start()
-    try:
-        worker.wait_healthy()
-        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+    with running(stack.new_gateway("drain", BOTGW_DRAIN_SECONDS="1.5")) as worker:
+        url = worker.ws_url
         bot = await new_bot(settings, "dr")
         ws, _ = await open_raw(url, bot.token)
         worker.signal(signal.SIGTERM)
@@ -306,8 +298,6 @@ async def test_drain_sends_reconnect_then_closes_1012(
         assert closing["op"] == "close" and closing["code"] == 1012 and closing["resumable"]
         assert worker.proc is not None
         assert await asyncio.to_thread(worker.proc.wait, wait_s(20)) == 0
-    finally:
-        worker.stop()
 
 
 async def test_a_log_replaced_under_a_live_connection_leads_to_a_gap(
@@ -366,10 +356,8 @@ async def test_a_vanished_peer_is_dropped_by_the_heartbeat_deadline(
             super().process_event(event)
 
     interval = 1.0
-    worker = stack.new_gateway("vanish", BOTGW_HEARTBEAT_INTERVAL=str(interval)).start()
-    try:
-        worker.wait_healthy()
-        url = f"ws://127.0.0.1:{worker.port}/bot/ws"
+    with running(stack.new_gateway("vanish", BOTGW_HEARTBEAT_INTERVAL=str(interval))) as worker:
+        url = worker.ws_url
         metrics_url = f"http://127.0.0.1:{worker.port}/metrics"
         bot = await new_bot(settings, "va")
         live = await websockets.connect(
@@ -413,8 +401,6 @@ async def test_a_vanished_peer_is_dropped_by_the_heartbeat_deadline(
         closing = await recv_frame(gone)
         assert closing["op"] == "close" and closing["code"] == 4001 and closing["resumable"]
         await live.close()
-    finally:
-        worker.stop()
 
 
 @contextlib.asynccontextmanager

@@ -47,14 +47,19 @@ def poll_task(s: Scene, **params: Any) -> asyncio.Task[httpx.Response]:
     return asyncio.create_task(s.as_bot.raw("getUpdates", **params))
 
 
+async def waiting_poll(s: Scene, store: Store) -> tuple[int, asyncio.Task[httpx.Response]]:
+    """The offset after what is there, and a long poll from it once it waits."""
+    offset = ids(await s.poll())[-1] + 1
+    waiting = poll_task(s, offset=offset, timeout=30)
+    await started(store, s.bot_id, "default", 2)
+    return offset, waiting
+
+
 async def test_a_newer_poll_ends_a_waiting_older_one_with_409(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
     s = await scene(stack, settings, http)
-    start = await s.poll()
-    offset = ids(start)[-1] + 1
-    older = poll_task(s, offset=offset, timeout=30)
-    await started(store, s.bot_id, "default", 2)
+    offset, older = await waiting_poll(s, store)
     newer = poll_task(s, offset=offset, timeout=30)
     body = await failure(older)
     assert body["code"] == "CONFLICT" and "newer getUpdates" in body["description"]
@@ -68,9 +73,7 @@ async def test_polls_on_other_consumers_do_not_conflict(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
     s = await scene(stack, settings, http)
-    offset = ids(await s.poll())[-1] + 1
-    first = poll_task(s, offset=offset, timeout=30)
-    await started(store, s.bot_id, "default", 2)
+    _, first = await waiting_poll(s, store)
     assert await s.poll(consumer="second") != []  # another consumer: its own cursor
     await s.say("x")
     response = await asyncio.wait_for(first, wait_s(30))
@@ -81,9 +84,7 @@ async def test_a_live_websocket_on_the_consumer_makes_polling_409(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
     s = await scene(stack, settings, http)
-    offset = ids(await s.poll())[-1] + 1
-    waiting = poll_task(s, offset=offset, timeout=30)
-    await started(store, s.bot_id, "default", 2)
+    offset, waiting = await waiting_poll(s, store)
     token = s.as_bot.auth.split(" ", 1)[1]
     ws = await connect(stack, token)
     try:

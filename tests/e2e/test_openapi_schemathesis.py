@@ -26,7 +26,7 @@ from rest.app import create_app
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
-from tests.conftest import rest_process, running, unique
+from tests.conftest import rest_running, unique
 
 EXAMPLES_PER_OPERATION = 10
 
@@ -47,9 +47,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 def fuzz_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    with running(
-        rest_process(redis_server.url, tmp, "rest-fuzz", BOTGW_LONG_POLL_MAX_TIMEOUT="0")
+    with rest_running(
+        redis_server.url, tmp_path_factory, "rest-fuzz", BOTGW_LONG_POLL_MAX_TIMEOUT="0"
     ) as process:
         yield process.url
 

@@ -17,7 +17,7 @@ import pytest
 from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Account, Caller, bot_api, client_api, create_bot, create_user
-from tests.conftest import Stack, rest_process, running, unique
+from tests.conftest import Stack, rest_running, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,9 +94,8 @@ async def test_group_limit(stack: Stack, settings: Settings) -> None:
 
 @pytest.fixture(scope="module")
 def slow_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("slow-rest")
-    with running(
-        rest_process(redis_server.url, tmp, "rest-slow", BOTGW_RATE_GLOBAL_PER_SECOND="0.05")
+    with rest_running(
+        redis_server.url, tmp_path_factory, "rest-slow", BOTGW_RATE_GLOBAL_PER_SECOND="0.05"
     ) as process:
         yield process.url
 

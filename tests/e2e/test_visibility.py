@@ -41,6 +41,7 @@ from tests.api import (
 )
 from tests.conftest import Stack, unique
 from tests.e2e.test_api_media import png
+from tests.e2e.test_walking_skeleton import user_and_bot
 
 pytestmark = pytest.mark.asyncio
 
@@ -513,8 +514,7 @@ async def test_a_bot_names_only_the_messages_and_files_it_may_see(
 async def test_a_bot_back_in_a_group_sees_nothing_from_before(
     stack: Stack, settings: Settings
 ) -> None:
-    alice = await create_user(settings, unique("alice"))
-    bot = await create_bot(settings, alice, unique("r") + "_bot")
+    alice, bot = await user_and_bot(settings, "alice", "r")
     async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
         as_alice, as_bot = client_api(http, alice), bot_api(http, bot)
         inbox = Inbox(as_bot)

@@ -16,7 +16,7 @@ import websockets
 
 from shared.settings import Settings
 from shared.store import Store
-from tests.api import bot_api, client_api, create_bot, create_user
+from tests.api import Account, BotAccount, bot_api, client_api, create_bot, create_user
 from tests.conftest import Stack, unique, wait_s
 
 pytestmark = pytest.mark.asyncio
@@ -59,11 +59,16 @@ async def wait_committed(store: Store, bot_id: int, consumer: str, update_id: in
     raise AssertionError(f"cursor of {consumer} never reached {update_id}")
 
 
+async def user_and_bot(settings: Settings, user: str, bot: str) -> tuple[Account, BotAccount]:
+    """A new user, its name made from ``user``, owning a new bot named from ``bot``."""
+    owner = await create_user(settings, unique(user))
+    return owner, await create_bot(settings, owner, unique(bot) + "_bot")
+
+
 async def test_one_thousand_messages_over_websocket_and_getupdates(
     stack: Stack, settings: Settings, store: Store
 ) -> None:
-    user = await create_user(settings, unique("alice"))
-    bot = await create_bot(settings, user, unique("e") + "_bot")
+    user, bot = await user_and_bot(settings, "alice", "e")
     async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
         as_user = client_api(http, user)
         as_bot = bot_api(http, bot)
@@ -147,8 +152,7 @@ async def test_bad_tokens_get_401_envelope(stack: Stack, settings: Settings) -> 
 async def test_malformed_json_gets_400_saying_what_is_wrong(
     stack: Stack, settings: Settings
 ) -> None:
-    user = await create_user(settings, unique("bob"))
-    bot = await create_bot(settings, user, unique("m") + "_bot")
+    _, bot = await user_and_bot(settings, "bob", "m")
     async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as http:
         response = await http.post(
             "/bot/sendMessage",
