@@ -175,45 +175,34 @@ async def test_errors_use_telegram_envelopes_and_texts(stack: Stack, settings: S
         body = failed(await http.post(f"{base}/noSuchMethod"), 404)
         assert body["description"].startswith("Not Found")
 
-        body = failed(await http.post(f"{base}/sendMessage", data={"chat_id": "1"}), 400)
-        assert body["description"].startswith("Bad Request: ") and "'text'" in body["description"]
+        async def bad_request(**request: Any) -> str:
+            """The description of a sendMessage that fails with 400."""
+            body = failed(await http.post(f"{base}/sendMessage", **request), 400)
+            description = body["description"]
+            assert isinstance(description, str)
+            return description
 
-        body = failed(
-            await http.post(f"{base}/sendMessage", data={"chat_id": "@news", "text": "x"}), 400
+        description = await bad_request(data={"chat_id": "1"})
+        assert description.startswith("Bad Request: ") and "'text'" in description
+
+        description = await bad_request(data={"chat_id": "@news", "text": "x"})
+        assert description.startswith("Bad Request: chat not found")
+
+        description = await bad_request(json={"chat_id": 12345, "text": "x"})
+        assert description == "Bad Request: chat not found"
+
+        description = await bad_request(
+            content=b'{"chat_id": 1, "text": ', headers={"Content-Type": "application/json"}
         )
-        assert body["description"].startswith("Bad Request: chat not found")
+        assert description.startswith("Bad Request: ")
 
-        body = failed(
-            await http.post(f"{base}/sendMessage", json={"chat_id": 12345, "text": "x"}), 400
+        description = await bad_request(
+            data={"chat_id": "1", "text": "x", "reply_markup": "{not json"}
         )
-        assert body["description"] == "Bad Request: chat not found"
+        assert "reply_markup" in description
 
-        body = failed(
-            await http.post(
-                f"{base}/sendMessage",
-                content=b'{"chat_id": 1, "text": ',
-                headers={"Content-Type": "application/json"},
-            ),
-            400,
-        )
-        assert body["description"].startswith("Bad Request: ")
-
-        body = failed(
-            await http.post(
-                f"{base}/sendMessage",
-                data={"chat_id": "1", "text": "x", "reply_markup": "{not json"},
-            ),
-            400,
-        )
-        assert "reply_markup" in body["description"]
-
-        body = failed(
-            await http.post(
-                f"{base}/sendMessage",
-                content=b"--b\r\nbroken",
-                headers={"Content-Type": "multipart/form-data; boundary=b"},
-            ),
-            400,
+        await bad_request(
+            content=b"--b\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=b"}
         )
 
         # a user seen in a group but who never started the bot
