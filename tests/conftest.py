@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,20 @@ def rest_running(
     fixtures."""
     with running(rest_process(redis_url, tmp_path_factory.mktemp(name), name, **env)) as process:
         yield process
+
+
+def rest_url_fixture(name: str, **env: str) -> Any:
+    """A module-scoped fixture giving the URL of a REST process of its own, named
+    ``name`` with ``env`` (see ``rest_running``); assign it to the fixture's name."""
+
+    @pytest.fixture(scope="module")
+    def rest_url(
+        redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[str]:
+        with rest_running(redis_server.url, tmp_path_factory, name, **env) as process:
+            yield process.url
+
+    return rest_url
 
 
 @dataclass

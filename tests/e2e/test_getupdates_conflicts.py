@@ -47,44 +47,49 @@ def poll_task(s: Scene, **params: Any) -> asyncio.Task[httpx.Response]:
     return asyncio.create_task(s.as_bot.raw("getUpdates", **params))
 
 
-async def waiting_poll(s: Scene, store: Store) -> tuple[int, asyncio.Task[httpx.Response]]:
-    """The offset after what is there, and a long poll from it once it waits."""
+async def waiting_poll(
+    stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
+) -> tuple[Scene, int, asyncio.Task[httpx.Response]]:
+    """A new scene, the offset after what is there, and a long poll from it once it
+    waits."""
+    s = await scene(stack, settings, http)
     offset = ids(await s.poll())[-1] + 1
     waiting = poll_task(s, offset=offset, timeout=30)
     await started(store, s.bot_id, "default", 2)
-    return offset, waiting
+    return s, offset, waiting
+
+
+async def answered(task: asyncio.Task[httpx.Response], *expected: str) -> None:
+    """The poll ``task`` ends with 200 and the messages of the ``expected`` texts."""
+    response = await asyncio.wait_for(task, wait_s(30))
+    assert response.status_code == 200 and texts(response.json()["result"]) == list(expected)
 
 
 async def test_a_newer_poll_ends_a_waiting_older_one_with_409(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
-    s = await scene(stack, settings, http)
-    offset, older = await waiting_poll(s, store)
+    s, offset, older = await waiting_poll(stack, settings, store, http)
     newer = poll_task(s, offset=offset, timeout=30)
     body = await failure(older)
     assert body["code"] == "CONFLICT" and "newer getUpdates" in body["description"]
     assert not newer.done()
     await s.say("hello")
-    response = await asyncio.wait_for(newer, wait_s(30))
-    assert response.status_code == 200 and texts(response.json()["result"]) == ["hello"]
+    await answered(newer, "hello")
 
 
 async def test_polls_on_other_consumers_do_not_conflict(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
-    s = await scene(stack, settings, http)
-    _, first = await waiting_poll(s, store)
+    s, _, first = await waiting_poll(stack, settings, store, http)
     assert await s.poll(consumer="second") != []  # another consumer: its own cursor
     await s.say("x")
-    response = await asyncio.wait_for(first, wait_s(30))
-    assert response.status_code == 200 and texts(response.json()["result"]) == ["x"]
+    await answered(first, "x")
 
 
 async def test_a_live_websocket_on_the_consumer_makes_polling_409(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
 ) -> None:
-    s = await scene(stack, settings, http)
-    offset, waiting = await waiting_poll(s, store)
+    s, offset, waiting = await waiting_poll(stack, settings, store, http)
     token = s.as_bot.auth.split(" ", 1)[1]
     ws = await connect(stack, token)
     try:
@@ -153,8 +158,7 @@ async def test_a_repeated_short_poll_with_nothing_new_becomes_a_long_poll(
     await asyncio.sleep(wait_s(0.3))
     assert not repeated.done()  # slowed: it waits instead of answering [] at once
     await s.say("news")
-    response = await asyncio.wait_for(repeated, wait_s(30))
-    assert response.status_code == 200 and texts(response.json()["result"]) == ["news"]
+    await answered(repeated, "news")
 
 
 async def test_re_reading_unconfirmed_updates_in_a_loop_is_paced_not_refused(

@@ -10,23 +10,21 @@ cases are generated, with a bounded number of examples per operation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from botgw.local_redis import LocalRedis
 from rest.app import create_app
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from shared.settings import Settings
 from tests.api import client_api, create_bot, create_user
-from tests.conftest import rest_running, unique
+from tests.conftest import rest_url_fixture, unique
 
 EXAMPLES_PER_OPERATION = 10
 
@@ -45,12 +43,7 @@ class Target:
         return None
 
 
-@pytest.fixture(scope="module")
-def fuzz_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with rest_running(
-        redis_server.url, tmp_path_factory, "rest-fuzz", BOTGW_LONG_POLL_MAX_TIMEOUT="0"
-    ) as process:
-        yield process.url
+fuzz_rest = rest_url_fixture("rest-fuzz", BOTGW_LONG_POLL_MAX_TIMEOUT="0")
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -8,16 +8,14 @@ overall limit runs on a REST process of its own with a tiny overall rate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Account, Caller, bot_api, client_api, create_bot, create_user
-from tests.conftest import Stack, rest_running, unique
+from tests.conftest import Stack, rest_url_fixture, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -92,12 +90,7 @@ async def test_group_limit(stack: Stack, settings: Settings) -> None:
         assert len(await as_user("getChatHistory", chat_id=group, limit=100)) == 21
 
 
-@pytest.fixture(scope="module")
-def slow_rest(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with rest_running(
-        redis_server.url, tmp_path_factory, "rest-slow", BOTGW_RATE_GLOBAL_PER_SECOND="0.05"
-    ) as process:
-        yield process.url
+slow_rest = rest_url_fixture("rest-slow", BOTGW_RATE_GLOBAL_PER_SECOND="0.05")
 
 
 async def test_overall_limit_is_per_bot(slow_rest: str, settings: Settings) -> None:
