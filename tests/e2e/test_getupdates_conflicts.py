@@ -47,16 +47,20 @@ def poll_task(s: Scene, **params: Any) -> asyncio.Task[httpx.Response]:
     return asyncio.create_task(s.as_bot.raw("getUpdates", **params))
 
 
-async def waiting_poll(
+LongPoll = tuple[Scene, int, asyncio.Task[httpx.Response]]
+
+
+@pytest.fixture
+async def long_poll(
     stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
-) -> tuple[Scene, int, asyncio.Task[httpx.Response]]:
+) -> LongPoll:
     """A new scene, the offset after what is there, and a long poll from it once it
     waits."""
     s = await scene(stack, settings, http)
     offset = ids(await s.poll())[-1] + 1
-    waiting = poll_task(s, offset=offset, timeout=30)
+    task = poll_task(s, offset=offset, timeout=30)
     await started(store, s.bot_id, "default", 2)
-    return s, offset, waiting
+    return s, offset, task
 
 
 async def answered(task: asyncio.Task[httpx.Response], *expected: str) -> None:
@@ -65,10 +69,8 @@ async def answered(task: asyncio.Task[httpx.Response], *expected: str) -> None:
     assert response.status_code == 200 and texts(response.json()["result"]) == list(expected)
 
 
-async def test_a_newer_poll_ends_a_waiting_older_one_with_409(
-    stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
-) -> None:
-    s, offset, older = await waiting_poll(stack, settings, store, http)
+async def test_a_newer_poll_ends_a_waiting_older_one_with_409(long_poll: LongPoll) -> None:
+    s, offset, older = long_poll
     newer = poll_task(s, offset=offset, timeout=30)
     body = await failure(older)
     assert body["code"] == "CONFLICT" and "newer getUpdates" in body["description"]
@@ -77,19 +79,17 @@ async def test_a_newer_poll_ends_a_waiting_older_one_with_409(
     await answered(newer, "hello")
 
 
-async def test_polls_on_other_consumers_do_not_conflict(
-    stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
-) -> None:
-    s, _, first = await waiting_poll(stack, settings, store, http)
+async def test_polls_on_other_consumers_do_not_conflict(long_poll: LongPoll) -> None:
+    s, _, first = long_poll
     assert await s.poll(consumer="second") != []  # another consumer: its own cursor
     await s.say("x")
     await answered(first, "x")
 
 
 async def test_a_live_websocket_on_the_consumer_makes_polling_409(
-    stack: Stack, settings: Settings, store: Store, http: httpx.AsyncClient
+    long_poll: LongPoll, stack: Stack, store: Store
 ) -> None:
-    s, offset, waiting = await waiting_poll(stack, settings, store, http)
+    s, offset, waiting = long_poll
     token = s.as_bot.auth.split(" ", 1)[1]
     ws = await connect(stack, token)
     try:
