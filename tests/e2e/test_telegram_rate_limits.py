@@ -8,14 +8,13 @@ order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from botgw.local_redis import LocalRedis
 from shared.settings import Settings
-from tests.conftest import rest_process, running
+from tests.conftest import rest_url_fixture
 from tests.e2e.telegram_bots import (
     KEYBOARD_TEXT,
     Seen,
@@ -33,21 +32,10 @@ FLOOD = 3
 EXPECTED = [KEYBOARD_TEXT, *(f"flood {i}" for i in range(1, FLOOD + 1)), "flood done"]
 
 
-@pytest.fixture(scope="module")
-def strict_rest(
-    redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A REST process whose private chats take one message a second, two at once."""
-    tmp = tmp_path_factory.mktemp("strict-rest")
-    rest = rest_process(
-        redis_server.url,
-        tmp,
-        "strict-rest",
-        BOTGW_RATE_PRIVATE_PER_SECOND="1",
-        BOTGW_RATE_PRIVATE_BURST="2",
-    )
-    with running(rest):
-        yield rest.url
+# A REST process whose private chats take one message a second, two at once.
+strict_rest = rest_url_fixture(
+    "strict-rest", BOTGW_RATE_PRIVATE_PER_SECOND="1", BOTGW_RATE_PRIVATE_BURST="2"
+)
 
 
 async def floods_and_recovers(
