@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -452,55 +453,48 @@ async def test_an_internal_error_of_the_core_closes_4000_and_is_logged_with_its_
     assert "a defect in the core" in caplog.text  # the traceback is in the log
 
 
-async def test_a_socket_closed_while_identifying_takes_nothing_over(
-    redis_server: LocalRedis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # a second socket's identify hangs in the store (the look at the log for its
-    # gap) until the identify deadline has closed it
-    settings = make_settings(redis_server.url, identify_timeout=0.5)
-    bot = await new_bot(settings)
-    async with worker_in_this_process(settings) as (url, worker):
-        first, ready = await open_raw(url, bot.token, consumer="c")
-        assert ready["op"] == "ready"
+async def test_a_socket_closed_while_identifying_takes_nothing_over(tmp_path: Path) -> None:
+    # a second socket's identify is held up in Redis (CLIENT PAUSE on a Redis of the
+    # test's own) until the identify deadline has closed it
+    redis = LocalRedis(directory=tmp_path / "redis", appendonly=False).start()
+    settings = make_settings(redis.url, identify_timeout=0.5)
+    pause_ms = int(wait_s(2) * 1000)
+    try:
+        bot = await new_bot(settings)
+        async with worker_in_this_process(settings) as (url, worker):
+            first, ready = await open_raw(url, bot.token, consumer="c")
+            assert ready["op"] == "ready"
+            second = await websockets.connect(
+                url, additional_headers={"Authorization": f"Bot {bot.token}"}
+            )
+            assert (await recv_frame(second))["op"] == "hello"
+            [late] = [s for s in worker.all_sessions if s not in worker.sessions]
+            loop = asyncio.get_running_loop()
+            paused_until = loop.time() + pause_ms / 1000
+            await worker.store.wire.call("CLIENT", "PAUSE", pause_ms, "ALL")
+            cursor = {"epoch": "another", "update_id": "1"}
+            identify = {"op": "identify", "consumer": "c", "cursor": cursor, "on_gap": "newest"}
+            await second.send(json.dumps(identify))
+            # the client reads nothing more: the server's closing handshake waits for
+            # it, so the identify outlives the close of its core
+            assert second.transport is not None
+            second.transport.pause_reading()
+            while not late.closed:
+                assert loop.time() < paused_until, "the identify deadline never closed it"
+                await asyncio.sleep(0.05)
+            # Redis answers again; the identify goes on after its look at the log
+            await asyncio.sleep(max(paused_until - loop.time(), 0) + 0.2)
 
-        log_ = worker.store.log
-        info = log_.info
-        held, release = asyncio.Event(), asyncio.Event()
-
-        async def hung(*args: Any, **kwargs: Any) -> Any:
-            held.set()
-            await release.wait()
-            return await info(*args, **kwargs)
-
-        monkeypatch.setattr(log_, "info", hung)
-        second = await websockets.connect(
-            url, additional_headers={"Authorization": f"Bot {bot.token}"}
-        )
-        assert (await recv_frame(second))["op"] == "hello"
-        cursor = {"epoch": "another", "update_id": "1"}
-        identify = {"op": "identify", "consumer": "c", "cursor": cursor, "on_gap": "newest"}
-        await second.send(json.dumps(identify))
-        await asyncio.wait_for(held.wait(), wait_s(10))
-        # the client reads nothing more: the server's closing handshake waits for it,
-        # so the identify outlives the close of its core
-        assert second.transport is not None
-        second.transport.pause_reading()
-        [late] = [s for s in worker.all_sessions if s not in worker.sessions]
-        deadline = asyncio.get_running_loop().time() + wait_s(10)
-        while not late.closed:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
-        release.set()
-        await asyncio.sleep(0.2)  # the identify goes on after the look at the log
-
-        # the first socket still delivers: no takeover by the closed one
-        await first.send(json.dumps({"op": "heartbeat"}))
-        assert (await recv_frame(first))["op"] == "heartbeat_ack"
-        await ingest(worker.store, bot.bot_id, 1)
-        [update] = await collect(first, 1)
-        assert seq_of(update) == 1
-        second.transport.resume_reading()
-        closing = await recv_frame(second)
-        assert closing["op"] == "close" and closing["code"] == 4006
-        await first.close()
-        await second.close()
+            # the first socket still delivers: no takeover by the closed one
+            await first.send(json.dumps({"op": "heartbeat"}))
+            assert (await recv_frame(first))["op"] == "heartbeat_ack"
+            await ingest(worker.store, bot.bot_id, 1)
+            [update] = await collect(first, 1)
+            assert seq_of(update) == 1
+            second.transport.resume_reading()
+            closing = await recv_frame(second)
+            assert closing["op"] == "close" and closing["code"] == 4006
+            await first.close()
+            await second.close()
+    finally:
+        redis.stop()

@@ -132,10 +132,10 @@ async def test_a_rotation_announced_while_pubsub_was_down_closes_the_socket(
             fresh = await manage_api(http, owner)("rotateToken", bot_id=str(bot.bot_id))
         finally:
             gateway.signal(signal.SIGCONT)
-        frame, elapsed = await closed_within(ws, 10)
+        # waited for up to 6 s; how soon it came is printed, not asserted
+        frame, elapsed = await closed_within(ws, 6)
         print(f"closed {elapsed * 1000:.0f} ms after the worker resumed")
         assert frame["code"] == 4501 and frame["resumable"] is False
-        assert elapsed < wait_s(6)
         assert await metric(gateway, "botgw_gateway_credential_checks_total") > sweeps
         # the old token is refused at the upgrade; the new one works
         refused = await refusal(url_of(gateway), bot.token)
@@ -162,12 +162,11 @@ async def test_a_token_changed_without_any_announcement_is_found_within_the_inte
     await store.redis.hset(
         keys.bot_info(bot.bot_id), "token_hash", hash_secret(f"bot_{bot.bot_id}:elsewhere")
     )
-    for ws in (header, browser):
-        frame = await closing_frame(ws, 10)
+    for ws in (header, browser):  # waited for up to 6 s each: the sweep runs every 2 s
+        frame = await closing_frame(ws, 6)
         assert frame["code"] == 4501
     elapsed = loop.time() - started
     print(f"both sockets closed {elapsed * 1000:.0f} ms after the unannounced change")
-    assert elapsed < wait_s(6)
 
 
 async def test_revoking_a_bot_closes_its_sockets_and_refuses_its_upgrades(

@@ -201,13 +201,11 @@ async def test_a_stalled_body_is_closed_and_a_slow_steady_one_is_not(
         f"POST /bot/getMe HTTP/1.1\r\nhost: rest\r\nauthorization: Bot {bot.token}\r\n"
         f"content-type: application/json\r\ncontent-length: 8\r\nconnection: close\r\n\r\n".encode()
     )
-    started = time.monotonic()
-    for byte in b'{"a": 1}':
+    for byte in b'{"a": 1}':  # 8 pauses of a quarter of the deadline: twice it in all
         await asyncio.sleep(BODY_TIMEOUT / 4)
         writer.write(bytes([byte]))
     answer = await asyncio.wait_for(_read_all(reader), timeout=wait_s(30))
     writer.close()
-    assert time.monotonic() - started > BODY_TIMEOUT
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert bot.username.encode() in answer
 
