@@ -22,18 +22,12 @@ from shared.store.wire import Wire
 __all__ = ["SCRIPT_NAMES", "Script", "lua_source", "register_scripts"]
 
 # every lua/<name>.lua but the included parts lua/_<part>.lua
-SCRIPT_NAMES = (
-    "append_update",
-    "begin_poll",
-    "chat_write",
-    "commit_cursor",
-    "count_after",
-    "lease",
-    "outbox_forget",
-    "poll_current",
-    "rate_limit",
-    "webhook_config",
-    "webhook_state",
+SCRIPT_NAMES = tuple(
+    sorted(
+        entry.name.removesuffix(".lua")
+        for entry in (resources.files("shared.store") / "lua").iterdir()
+        if entry.name.endswith(".lua") and not entry.name.startswith("_")
+    )
 )
 
 
