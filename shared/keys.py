@@ -35,6 +35,7 @@ __all__ = [
     "chat_idempotency",
     "chat_info",
     "chat_members",
+    "chat_message_ids",
     "chat_messages",
     "chat_outbox",
     "chat_outbox_clock",
@@ -172,6 +173,12 @@ def chat_members(chat_id: int) -> str:
 
 def chat_messages(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:messages"
+
+
+def chat_message_ids(chat_id: int) -> str:
+    """Sorted set: the ids of the chat's stored messages (score and member the id),
+    for reading and trimming its history in id order."""
+    return f"{PREFIX}{{c{chat_id}}}:ids"
 
 
 def chat_history(chat_id: int) -> str:
