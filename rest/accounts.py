@@ -23,7 +23,7 @@ from shared.ids import (
     random_id,
     tokens_equal,
 )
-from shared.models import BotRecord, UserRecord, member_key
+from shared.models import BotRecord, UserRecord
 from shared.store import Store
 
 __all__ = ["Accounts"]
@@ -46,12 +46,12 @@ class Accounts:
                 "underscores, and it must not end in _bot",
             )
         user_id = random_id()
-        if not await self.db.claim_username(username, member_key("u", user_id)):
-            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         token = f"usr_{user_id}:{new_secret()}"
-        await self.db.create_user(
+        # the token is handed out only once the user exists (record, then name)
+        if not await self.db.create_user(
             user_id=user_id, username=username, name=name or username, token_hash=hash_secret(token)
-        )
+        ):
+            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         user = await self.db.get_user(user_id)
         assert user is not None
         return user, token
@@ -89,17 +89,17 @@ class Accounts:
         if len(description) > 256:
             raise ApiError(400, "INVALID_PARAMETER", "a bot's description is at most 256 chars")
         bot_id = random_id()
-        if not await self.db.claim_username(username, member_key("b", bot_id)):
-            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         token = f"bot_{bot_id}:{new_secret()}"
-        await self.db.create_bot(
+        # the token is handed out only once the bot exists (record, name, lists)
+        if not await self.db.create_bot(
             bot_id=bot_id,
             username=username,
             name=name,
             description=description,
             owner_id=owner.id,
             token_hash=hash_secret(token),
-        )
+        ):
+            raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         bot = await self.db.get_bot(bot_id)
         assert bot is not None
         return bot, token

@@ -2,20 +2,27 @@
 
 All keys of one bot share the hash tag ``{b<id>}`` so one Lua script touches one
 slot and the layout works on Redis Cluster unchanged; likewise ``{c<id>}`` for a
-chat and ``{u<id>}`` for a user. Global indexes (usernames) live under ``{idx}``.
-Who may use a file (its uploader and the messages carrying it) is kept under
-``{f<file id>}``, so each file's keys share a slot and the files spread over all.
+chat, ``{u<id>}`` for a user, ``{f<file id>}`` for a file (its record, uploader,
+carriers and chats) and ``{q<id>}`` for a callback query.
+
+No class of keys sits in one slot. A username is its own key (``{n<name>}``);
+the lists of every bot and of the bots with a webhook are split into
+:data:`INDEX_BUCKETS` sets by bot id (:func:`index_bucket`), read together in one
+pipelined round trip. The one fixed slot is ``{idx}``: the server secret (read
+once per process) and the pub/sub channels nobody keys by id.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "INDEX_BUCKETS",
     "bot_appended",
     "bot_chats",
     "bot_cursors",
     "bot_epoch",
     "bot_generation",
     "bot_idempotency",
+    "bot_index",
     "bot_info",
     "bot_last_id",
     "bot_log",
@@ -48,6 +55,7 @@ __all__ = [
     "file_uploader",
     "files",
     "idle_channel",
+    "index_bucket",
     "outbox_index",
     "poll_state",
     "poll_votes",
@@ -55,11 +63,19 @@ __all__ = [
     "user_chats",
     "user_info",
     "user_rate",
-    "usernames",
+    "username_owner",
     "webhook_index",
 ]
 
 PREFIX = "botgw:"
+
+# how many sets each bot-wide index is split into (one slot each)
+INDEX_BUCKETS = 64
+
+
+def index_bucket(bot_id: int) -> int:
+    """The bucket of a bot in :func:`bot_index` and :func:`webhook_index`."""
+    return bot_id % INDEX_BUCKETS
 
 
 def _bot(bot_id: int) -> str:
@@ -158,9 +174,16 @@ def bot_webhook_lease(bot_id: int) -> str:
     return f"{_bot(bot_id)}:webhook:lease"
 
 
-def webhook_index() -> str:
-    """Set of the ids of bots with an active webhook (what dispatchers scan)."""
-    return f"{PREFIX}{{wh}}:bots"
+def webhook_index(bucket: int) -> str:
+    """Set: the ids of the bots of one bucket (:func:`index_bucket`) with an active
+    webhook; dispatchers read all :data:`INDEX_BUCKETS` of them."""
+    return f"{PREFIX}{{wh{bucket}}}:bots"
+
+
+def bot_index(bucket: int) -> str:
+    """Set: the ids of every bot of one bucket (:func:`index_bucket`), written when
+    the bot is created; ``botgw bots list`` reads all :data:`INDEX_BUCKETS`."""
+    return f"{PREFIX}{{bi{bucket}}}:bots"
 
 
 def chat_info(chat_id: int) -> str:
@@ -222,14 +245,19 @@ def poll_votes(chat_id: int, message_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:poll:{message_id}"
 
 
-def file_chats(file_id: str) -> str:
-    """Set of the chats a file was sent to (who may download it)."""
-    return files(f"{file_id}:chats")
-
-
 def _file(file_id: str) -> str:
     # file ids are url-safe base64 (no braces), so the tag is the whole id
     return f"{PREFIX}{{f{file_id}}}"
+
+
+def files(file_id: str) -> str:
+    """Hash: a file's record (sha256, size, kind, names, dimensions)."""
+    return f"{_file(file_id)}:info"
+
+
+def file_chats(file_id: str) -> str:
+    """Set of the chats a file was sent to (who may download it)."""
+    return f"{_file(file_id)}:chats"
 
 
 def file_carriers(file_id: str) -> str:
@@ -264,17 +292,15 @@ def user_chats(user_id: int) -> str:
     return f"{PREFIX}{{u{user_id}}}:chats"
 
 
-def usernames() -> str:
-    """Hash: username -> ``u<id>`` or ``b<id>`` (users and bots share one namespace)."""
-    return f"{PREFIX}{{idx}}:usernames"
+def username_owner(username: str) -> str:
+    """String ``<owner> <ms>``: who holds a username (``u<id>`` or ``b<id>``: users
+    and bots share one namespace) since when (Redis time). Usernames are
+    ``[a-z0-9_]``, so the tag is the whole name."""
+    return f"{PREFIX}{{n{username}}}:owner"
 
 
 def bots_by_owner(user_id: int) -> str:
     return f"{PREFIX}{{u{user_id}}}:bots"
-
-
-def files(file_key: str) -> str:
-    return f"{PREFIX}{{f}}:file:{file_key}"
 
 
 def call_result(caller: str, key: str) -> str:
@@ -284,8 +310,11 @@ def call_result(caller: str, key: str) -> str:
 
 
 def callback_answers(query_id: str) -> str:
-    return f"{PREFIX}{{q}}:callback:{query_id}"
+    """Hash: a callback query (who pressed what) and its one answer, with a TTL."""
+    return f"{PREFIX}{{q{query_id}}}:callback"
 
 
 def server_secret() -> str:
+    """String: the secret behind scoped user ids, when not configured (read once
+    per process, so its one fixed slot is no hot spot)."""
     return f"{PREFIX}{{idx}}:secret"

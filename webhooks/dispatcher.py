@@ -1,7 +1,8 @@
 """The webhook dispatcher (``botgw webhooks``): POSTs each bot's updates to its URL.
 
 Any number of dispatchers share the work through Redis. Every bot with an active
-webhook is listed in one set; a dispatcher takes a bot by its *lease* (``SET NX
+webhook is listed in one of a fixed number of sets, by bot id (each scan reads
+them all in one round trip); a dispatcher takes a bot by its *lease* (``SET NX
 PX``, renewed while it delivers) so one dispatcher at a time delivers a bot, and
 a crashed dispatcher's bots are taken over when its leases expire.
 

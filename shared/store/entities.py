@@ -3,13 +3,30 @@
 Records are hashes of strings (bots, users, chats) so that two concurrent edits of
 different fields never overwrite each other. ``store.entities`` also keeps the
 messages and what hangs off them (:mod:`shared.store.messages`, its base class).
+
+Every operation touches one hash slot, so creating an account is several steps,
+in an order chosen so that a crash between any two leaves nothing visible that
+cannot be managed:
+
+1. the record (``{u<id>}``/``{b<id>}``): nobody knows the new id, nothing lists
+   it and its token was not handed out yet, so a record left here is invisible;
+2. the claim of the username (``{n<name>}``, SET NX through ``claim_username.lua``):
+   from here on the account exists. Its record is already there, so a claim
+   never names a missing record unless that record's write was lost (a
+   failover); such a claim is taken over, once older than
+   :data:`CLAIM_GRACE_MS`, by the next creation that wants the name (a compare
+   and set, so two never both win). If the name is taken, the record is deleted;
+3. bots only: the owner's list (``{u<owner>}``) and the bot index (one of
+   ``{bi<n>}``), in one pipelined round trip. A bot left before this step is
+   named and manageable (by name from the CLI, by id by its owner) but not yet
+   listed; creating it again with the same name answers "taken" and lists it.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import Redis
@@ -22,12 +39,20 @@ from shared.store.cache import ABSENT, RecordCache
 from shared.store.fields import Fields, as_bytes, as_text, text_fields
 from shared.store.messages import Messages
 from shared.store.outbox import Outbox
+from shared.store.scripts import lua_source
 from shared.store.wire import Wire
 
 if TYPE_CHECKING:
+    from shared.store.scripts import Script
     from shared.store.wakeups import Wakeups
 
-__all__ = ["Entities"]
+__all__ = ["CLAIM_GRACE_MS", "Entities"]
+
+# A username claim whose record does not exist is taken over only once it is
+# this old. A claim is made only after its record, so a missing record means its
+# write was lost; the grace is a margin against giving a name away on one read
+# of a record taken while its slot moves or its primary fails over.
+CLAIM_GRACE_MS = 60_000
 
 
 def _bot(h: dict[str, str]) -> BotRecord:
@@ -70,6 +95,21 @@ def _chat(h: dict[str, str]) -> ChatRecord:
     )
 
 
+def _record_key(owner: str) -> str | None:
+    """The record a claim's owner (``u<id>``/``b<id>``) names; None if malformed."""
+    kind, digits = owner[:1], owner[1:]
+    if not digits.isdigit():
+        return None
+    if kind == "u":
+        return keys.user_info(int(digits))
+    if kind == "b":
+        return keys.bot_info(int(digits))
+    return None
+
+
+_CLAIM_SOURCE = lua_source("claim_username")
+
+
 def _pair(a: int, b: int) -> int:
     """One cache key for two ids (both below 2**63)."""
     return (a << 64) | (b & ((1 << 64) - 1))
@@ -78,9 +118,17 @@ def _pair(a: int, b: int) -> int:
 class Entities(Messages):
     """Persistence of the messenger's objects; reached as ``store.entities``."""
 
-    def __init__(self, *, redis: Redis, wire: Wire, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        wire: Wire,
+        outbox: Outbox,
+        scripts: Mapping[str, Script] | None = None,
+    ) -> None:
         super().__init__(redis=redis, wire=wire, outbox=outbox)
         self.cache: RecordCache | None = None
+        self._claim_script = None if scripts is None else scripts["claim_username"]
 
     def enable_cache(self, wakeups: Wakeups) -> RecordCache:
         """Keep bots, users, chats and members in this process (see shared.store.cache)."""
@@ -90,15 +138,20 @@ class Entities(Messages):
         return self.cache
 
     async def _changed(self, kind: str, ident: int, *commands: tuple[str, tuple[Any, ...]]) -> Any:
-        """Run ``commands`` and announce the change in the same round trip; the local
-        copy is dropped before and after (a read racing the write is not kept)."""
+        """Run ``commands`` (keys of one slot: one record) in a transaction, then
+        announce the change; the local copy is dropped before and after (a read
+        racing the write is not kept). The announcement is a call of its own: on a
+        cluster the channel lives in another slot. Should it be lost, other
+        processes keep their copy for the cache's TTL at most."""
         if self.cache is not None:
             self.cache.forget(kind, ident)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for name, args in commands:
-                getattr(pipe, name)(*args)
-            pipe.publish(keys.entities_channel(), f"{kind} {ident}")
-            replies = await pipe.execute()
+        replies: list[Any] = []
+        if commands:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for name, args in commands:
+                    getattr(pipe, name)(*args)
+                replies = await pipe.execute()
+        await self._redis.publish(keys.entities_channel(), f"{kind} {ident}")
         if self.cache is not None:
             self.cache.forget(kind, ident)
         return replies[0] if commands else None
@@ -136,16 +189,38 @@ class Entities(Messages):
     # -- usernames ------------------------------------------------------------
 
     async def claim_username(self, username: str, owner: str) -> bool:
-        """Reserve ``username`` for ``owner`` (``u<id>``/``b<id>``); False if taken."""
-        return bool(await self._redis.hsetnx(keys.usernames(), username, owner))
+        """Give ``username`` to ``owner`` (``u<id>``/``b<id>``, whose record is
+        written already); False if it is taken. A claim naming a record that does
+        not exist is taken over once older than :data:`CLAIM_GRACE_MS`."""
+        won, current = await self._claim(username, owner, "")
+        if won:
+            return True
+        record = _record_key(current.partition(" ")[0])
+        if record is not None and await self._redis.exists(record):
+            return False
+        won, _ = await self._claim(username, owner, current)
+        return won
+
+    async def _claim(self, username: str, owner: str, stale: str) -> tuple[bool, str]:
+        """(won, the claim now held) from ``claim_username.lua``."""
+        key = keys.username_owner(username)
+        args: list[str | int] = [owner, stale, CLAIM_GRACE_MS]
+        if self._claim_script is not None:
+            reply = await self._claim_script(keys=[key], args=args)
+        else:  # run by source: accounts are created rarely
+            reply = await self._wire.call("EVAL", _CLAIM_SOURCE, 1, key, *args)
+        return bool(int(reply[0])), as_text(reply[1])
 
     async def resolve_username(self, username: str) -> str | None:
-        value = await self._redis.hget(keys.usernames(), username)
-        return None if value is None else as_text(value)
+        """The owner (``u<id>``/``b<id>``) of a username, or None."""
+        value = await self._redis.get(keys.username_owner(username))
+        return None if value is None else as_text(value).partition(" ")[0]
 
     # -- users ----------------------------------------------------------------
 
-    async def create_user(self, *, user_id: int, username: str, name: str, token_hash: str) -> None:
+    async def create_user(self, *, user_id: int, username: str, name: str, token_hash: str) -> bool:
+        """Create a user named ``username``; False (and nothing kept) if the name is
+        taken. The record first, then the claim (see the module docstring)."""
         await self._redis.hset(
             keys.user_info(user_id),
             mapping={
@@ -156,6 +231,10 @@ class Entities(Messages):
                 "created": int(time.time()),
             },
         )
+        if await self.claim_username(username, f"u{user_id}"):
+            return True
+        await self._redis.delete(keys.user_info(user_id))
+        return False
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         hit, _ = self._cached("u", user_id)
@@ -198,23 +277,41 @@ class Entities(Messages):
         description: str,
         owner_id: int,
         token_hash: str,
-    ) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.bot_info(bot_id),
-                mapping={
-                    "id": bot_id,
-                    "username": username,
-                    "name": name,
-                    "description": description,
-                    "owner_id": owner_id,
-                    "token_hash": token_hash,
-                    "privacy_mode": "1",
-                    "active": "1",
-                    "created": int(time.time()),
-                },
-            )
+    ) -> bool:
+        """Create a bot owned by ``owner_id``; False (and nothing kept) if the name
+        is taken. The record, the claim, then the lists (see the module docstring)."""
+        await self._redis.hset(
+            keys.bot_info(bot_id),
+            mapping={
+                "id": bot_id,
+                "username": username,
+                "name": name,
+                "description": description,
+                "owner_id": owner_id,
+                "token_hash": token_hash,
+                "privacy_mode": "1",
+                "active": "1",
+                "created": int(time.time()),
+            },
+        )
+        if await self.claim_username(username, f"b{bot_id}"):
+            await self._list_bot(bot_id, owner_id)
+            return True
+        await self._redis.delete(keys.bot_info(bot_id))
+        # a creation of this bot that stopped before listing it: list it now
+        holder = await self.resolve_username(username)
+        if holder is not None and holder[:1] == "b" and holder[1:].isdigit():
+            existing = int(holder[1:])
+            owner = await self._redis.hget(keys.bot_info(existing), "owner_id")
+            if owner is not None and as_text(owner) == str(owner_id):
+                await self._list_bot(existing, owner_id)
+        return False
+
+    async def _list_bot(self, bot_id: int, owner_id: int) -> None:
+        """Put a bot in its owner's list and in the bot index (idempotent)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.sadd(keys.bots_by_owner(owner_id), bot_id)
+            pipe.sadd(keys.bot_index(keys.index_bucket(bot_id)), bot_id)
             await pipe.execute()
 
     async def get_bot(self, bot_id: int) -> BotRecord | None:
@@ -243,13 +340,12 @@ class Entities(Messages):
         return found
 
     async def all_bot_ids(self) -> list[int]:
-        """Every bot ever created (from the username index), in id order."""
-        ids = []
-        async for _username, owner in self._redis.hscan_iter(keys.usernames(), count=1000):
-            text = as_text(owner)
-            if text.startswith("b"):
-                ids.append(int(text[1:]))
-        return sorted(ids)
+        """Every bot ever created (every bucket of the bot index), in id order."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in range(keys.INDEX_BUCKETS):
+                pipe.smembers(keys.bot_index(bucket))
+            replies = await pipe.execute()
+        return sorted(int(member) for members in replies for member in members)
 
     async def bots_of_owner(self, owner_id: int) -> list[int]:
         members = await self._redis.smembers(keys.bots_by_owner(owner_id))

@@ -11,8 +11,9 @@ This module keeps
 * the poll state of each (bot, consumer): generation, the last poll's offset and
   times (the tight-loop guard) and the remembered ``allowed_updates``;
 * the webhook configuration and delivery state of each bot;
-* the set of bots with an active webhook and the per-bot delivery leases that
-  let any number of dispatchers share the work, one dispatcher per bot at a time.
+* the bots with an active webhook, in :data:`shared.keys.INDEX_BUCKETS` sets by
+  bot id (no slot holds them all), and the per-bot delivery leases that let any
+  number of dispatchers share the work, one dispatcher per bot at a time.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class WebhookConfig:
             last_error_message=data.get("last_error_message") or None,
             ip_address=data.get("ip_address") or None,
         )
+
+
+def _listed(bot_id: int) -> str:
+    """The bucket of the webhook index that lists ``bot_id``."""
+    return keys.webhook_index(keys.index_bucket(bot_id))
 
 
 class ReaderStore:
@@ -225,7 +231,7 @@ class ReaderStore:
         if allowed_updates:
             fields += ["allowed", ",".join(sorted(set(allowed_updates)))]
         version = await self._config_script("set", bot_id, drop_pending, fields)
-        await self._redis.sadd(keys.webhook_index(), str(bot_id))
+        await self._redis.sadd(_listed(bot_id), str(bot_id))
         return int(version)
 
     async def delete_webhook(self, bot_id: int, *, drop_pending: bool) -> bool:
@@ -238,9 +244,9 @@ class ReaderStore:
         """Take a bot off the dispatchers' list, unless a webhook was set meanwhile:
         the list and the configuration live in different slots, so a concurrent
         setWebhook may have listed it between our script and the removal."""
-        await self._redis.srem(keys.webhook_index(), str(bot_id))
+        await self._redis.srem(_listed(bot_id), str(bot_id))
         if await self._redis.hget(keys.bot_webhook(bot_id), "active") == b"1":
-            await self._redis.sadd(keys.webhook_index(), str(bot_id))
+            await self._redis.sadd(_listed(bot_id), str(bot_id))
 
     async def _config_script(
         self, mode: str, bot_id: int, drop_pending: bool, fields: list[str]
@@ -307,13 +313,17 @@ class ReaderStore:
     # -- dispatchers ---------------------------------------------------------------
 
     async def active_bots(self) -> list[int]:
-        """Ids of the bots with an active webhook."""
-        members = await self._redis.smembers(keys.webhook_index())
+        """Ids of the bots with an active webhook (every bucket, one round trip)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in range(keys.INDEX_BUCKETS):
+                pipe.smembers(keys.webhook_index(bucket))
+            replies = await pipe.execute()
         out = []
-        for member in members:
-            text = as_text(member)
-            if text.isdigit():
-                out.append(int(text))
+        for members in replies:
+            for member in members:
+                text = as_text(member)
+                if text.isdigit():
+                    out.append(int(text))
         return sorted(out)
 
     async def acquire_leases(self, bot_ids: Sequence[int], holder: str, ttl_s: float) -> list[int]:

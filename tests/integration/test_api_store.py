@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import keys
 from shared.files import LocalBlobStore
 from shared.ids import random_id
 from shared.models import CallbackRecord, FileRecord, MessageRecord
@@ -47,7 +48,7 @@ async def test_a_callback_query_is_answered_once_under_concurrency(store: Store)
     stored = await db.get_callback(record.id)
     assert stored is not None and stored.answer is not None
     assert stored.answer["text"] == str(answers.index(True))
-    assert 0 < await store.redis.ttl(f"botgw:{{q}}:callback:{record.id}") <= 60
+    assert 0 < await store.redis.ttl(keys.callback_answers(record.id)) <= 60
     assert await db.get_callback("missing") is None
 
 

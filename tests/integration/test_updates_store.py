@@ -249,7 +249,7 @@ async def test_unlisting_keeps_a_webhook_set_concurrently(store: Store) -> None:
     version = await _set_webhook(hooks, bot, url="https://8.8.8.8/a")
     # a delete whose removal from the list lands after a newer set: the list keeps it
     await _set_webhook(hooks, bot, url="https://8.8.8.8/b")
-    await store.redis.srem(keys.webhook_index(), str(bot))
+    await store.redis.srem(keys.webhook_index(keys.index_bucket(bot)), str(bot))
     assert not await hooks.deactivate(bot, version, 1, "stale")
     await hooks._unlist(bot)
     assert bot in await hooks.active_bots()
