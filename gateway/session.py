@@ -4,7 +4,7 @@ The session feeds received frames and ticks to the core, performs what its event
 ask (identify, acks, requests), sends its control frames, and delivers updates:
 replayed from the log after identify, then live from the bot's feed, falling back
 to reading the log whenever its send buffer is full. What it needs of the worker
-that hosts it is :class:`Host`.
+that hosts it is :class:`gateway.host.Host`.
 """
 
 from __future__ import annotations
@@ -13,32 +13,31 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from gateway import metrics
 from gateway.frames import CloseCode, Encoding, GapReason, frames_for
-from gateway.hub import Feed, Hub, encode_update
+from gateway.host import Host
+from gateway.hub import Feed, encode_update
 from gateway.protocol import (
     AckReceived,
     CloseConnection,
     Identify,
-    Limits,
     RequestReceived,
     ServerConnection,
     State,
 )
 from gateway.resume import Gap, after_gap, lost, resume_point
-from gateway.timers import Deadlines
 from shared.control import Control, CredentialsChanged, Takeover
 from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
-from shared.store import Store, StoredUpdate
+from shared.store import StoredUpdate
 
-__all__ = ["Host", "Session", "consumer_key"]
+__all__ = ["Session", "consumer_key"]
 
 log = logging.getLogger("botgw.gateway.session")
 
@@ -49,39 +48,6 @@ def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
     """The committed-cursor name of a consumer, per shard when sharded."""
     index, count = shard
     return consumer if count == 1 else f"{consumer}#{index}/{count}"
-
-
-class Host(Protocol):
-    """What a session needs of its worker (``gateway.worker.Worker``): limits, store,
-    hub, timers; the open, the delivering and the committing sessions, which a session
-    joins and leaves itself; the limits per bot, acks, rechecks and Bot API calls."""
-
-    @property
-    def limits(self) -> Limits: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def hub(self) -> Hub[Session]: ...
-    @property
-    def deadlines(self) -> Deadlines: ...
-    @property
-    def reader_ttl(self) -> float: ...
-    @property
-    def all_sessions(self) -> set[Session]: ...
-    @property
-    def sessions(self) -> set[Session]: ...
-    @property
-    def commits_pending(self) -> set[Session]: ...
-    def admit(self, session: Session) -> tuple[CloseCode, str, int] | None: ...
-    def release(self, session: Session) -> None: ...
-    def note_ack(self, session: Session, update_id: int) -> None: ...
-    def newest_ack(
-        self, bot_id: int, consumer_key: str, committed: Cursor | None
-    ) -> Cursor | None: ...
-    def request_recheck(self) -> None: ...
-    async def call_bot_api(
-        self, token: str | None, method: str, params: dict[str, Any], *, idempotency_key: str | None
-    ) -> tuple[bool, Any]: ...
 
 
 class Session:
@@ -121,7 +87,7 @@ class Session:
     )
 
     def __init__(
-        self, worker: Host, ws: WebSocket, *, bot: BotRecord | None, token: str | None
+        self, worker: Host[Session], ws: WebSocket, *, bot: BotRecord | None, token: str | None
     ) -> None:
         self.worker = worker
         self.ws = ws
