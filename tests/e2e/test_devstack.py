@@ -21,6 +21,9 @@ import pytest
 from botgw.local_redis import LocalRedis, free_port
 from tests.conftest import unique, wait_s
 
+# the account commands run on each topology; `botgw run` starts a Redis of its own
+pytestmark = pytest.mark.topologies("node", "cluster")
+
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTGW_")}

@@ -29,7 +29,7 @@ from shared.store import Store
 from tests.conftest import Stack, make_settings, running, wait_s
 from tests.gwtools import collect, http_get, ingest, new_bot, open_raw, recv_frame, seq_of
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 async def test_four_shards_split_the_log_by_chat_and_keep_chat_order(

@@ -19,7 +19,7 @@ from shared.store import Store
 from tests.api import Caller, bot_api, client_api, create_bot, create_user
 from tests.conftest import Stack, unique
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 @dataclass

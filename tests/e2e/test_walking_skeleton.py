@@ -19,7 +19,7 @@ from shared.store import Store
 from tests.api import Account, BotAccount, bot_api, client_api, create_bot, create_user
 from tests.conftest import Stack, unique, wait_s
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 async def recv_json(ws: websockets.ClientConnection, timeout: float = 10.0) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tests.e2e.test_getupdates_offsets import scene
 from tests.e2e.test_webhooks_receiver import Receiver, settled
 from tests.unit.test_signature import snippet
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 def documented_verify() -> Any:

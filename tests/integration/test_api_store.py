@@ -14,7 +14,7 @@ from shared.ids import random_id
 from shared.models import CallbackRecord, FileRecord, MessageRecord
 from shared.store import Store
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 async def test_concurrent_votes_are_all_counted_and_a_closed_poll_refuses(store: Store) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shared import keys
 from shared.codecs import pack, pack_open_map, unpack
 from shared.ids import random_id
 from shared.models import MessageRecord
 from shared.store import Store
 from shared.store.outbox import MESSAGE_ID_PLACEHOLDER, Pending, Written
+
+pytestmark = pytest.mark.topologies("node", "cluster")
 
 
 def _message(chat_id: int, text: str) -> bytes:

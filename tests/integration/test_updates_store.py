@@ -16,7 +16,7 @@ from shared.store import Store, Wakeup
 from shared.store.readers import ReaderStore
 from tests.conftest import wait_s
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 async def append(store: Store, bot_id: int, count: int, kind: str = "message") -> list[int]:

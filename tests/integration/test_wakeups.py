@@ -13,7 +13,7 @@ from shared.ids import random_id
 from shared.store import Store, Wakeup
 from tests.conftest import wait_s
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 
 async def test_appends_wake_their_bot_in_order(store: Store) -> None:
