@@ -24,7 +24,7 @@ __all__ = ["messenger_session", "revoke_bot", "run_admin"]
 
 @contextlib.asynccontextmanager
 async def messenger_session(settings: Settings) -> AsyncIterator[Messenger]:
-    store = Store.connect(settings)
+    store = Store.connect(settings, role="admin")
     try:
         secret = await store.entities.server_secret(settings.secret)
         yield Messenger(store, settings, secret)

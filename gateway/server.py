@@ -44,9 +44,13 @@ async def process_request(
     if path == "/readyz":
         if worker.draining:
             return json_response(503, error_envelope(503, "DRAINING", "this worker is draining"))
-        if not await worker.store.ping():
+        problem = await worker.store.unready()
+        if problem is not None:
             return json_response(
-                503, error_envelope(503, "BACKEND_UNAVAILABLE", "Redis unreachable")
+                503,
+                error_envelope(
+                    503, "BACKEND_UNAVAILABLE", f"the store cannot take writes: {problem}"
+                ),
             )
         return json_response(200, {"ok": True, "result": {"status": "ready"}})
     if path == "/metrics":
@@ -98,7 +102,7 @@ async def process_request(
 
 async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Run a worker until SIGTERM/SIGINT, then drain."""
-    store = Store.connect(settings)
+    store = Store.connect(settings, role="gateway")
     worker = Worker(settings, store)
     await worker.start()
     stop = asyncio.Event()

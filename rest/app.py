@@ -39,7 +39,7 @@ from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared.errors import ApiError
 from shared.files import open_blob_store
 from shared.settings import Settings
-from shared.store import Store, StoreError
+from shared.store import NotReplicated, Store, StoreError, StoreMisconfigured, StoreTimeout
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -107,13 +107,14 @@ async def readyz(request: Request) -> Response:
             {"ok": False, "error_code": 503, "code": "DRAINING", "description": "draining"},
             status_code=503,
         )
-    if not await services.store.ping():
+    problem = await services.store.unready()
+    if problem is not None:
         return JSONResponse(
             {
                 "ok": False,
                 "error_code": 503,
                 "code": "BACKEND_UNAVAILABLE",
-                "description": "Redis is not reachable",
+                "description": f"the store cannot take writes: {problem}",
             },
             status_code=503,
         )
@@ -158,10 +159,37 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return _count_handled(request, error_response(ApiError(exc.status_code, code, str(exc.detail))))
 
 
+def store_error(exc: Exception) -> ApiError:
+    """The answer to a request the store failed: an outage is retried, a
+    misconfiguration is not (the operator must fix it)."""
+    if isinstance(exc, StoreMisconfigured):
+        return ApiError(
+            503,
+            "BACKEND_MISCONFIGURED",
+            "the server's Redis is misconfigured and an operator must fix it; "
+            "retrying does not help until then",
+        )
+    if isinstance(exc, NotReplicated):
+        return ApiError(
+            503,
+            "NOT_REPLICATED",
+            "the write was not confirmed by Redis replicas in time and may or may not "
+            "stay; repeat it with the same Idempotency-Key",
+        )
+    if isinstance(exc, StoreTimeout):
+        return ApiError(
+            503,
+            "BACKEND_UNAVAILABLE",
+            "the store did not answer in time; retry shortly (writes with the same "
+            "Idempotency-Key)",
+        )
+    return ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
+
+
 async def on_redis_error(request: Request, exc: Exception) -> Response:
-    log.warning("backend error: %s", exc)
-    error = ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
-    return _count_handled(request, error_response(error))
+    if not isinstance(exc, StoreMisconfigured):  # the store logged that one already
+        log.warning("backend error: %s", exc)
+    return _count_handled(request, error_response(store_error(exc)))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -263,7 +291,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = Store.connect(settings)
+        store = Store.connect(settings, role="rest")
         secret = await store.entities.server_secret(settings.secret)
         wakeups = store.wakeups()
         store.entities.enable_cache(wakeups)

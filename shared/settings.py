@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from shared.redis_url import parse_redis_url
+
 __all__ = ["Settings", "SettingsError"]
 
 
@@ -76,10 +78,9 @@ def _networks(text: str) -> tuple[str, ...]:
 
 
 def _redis_url(text: str) -> str:
-    """a redis:// , rediss:// or unix:// URL"""
+    """a Redis URL"""
     text = text.strip()
-    if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError
+    parse_redis_url(text)  # its ValueError names the variable and says what is wrong
     return text
 
 
@@ -92,7 +93,8 @@ class Settings:
     """Every knob of botgw. Field ``name`` is read from ``BOTGW_NAME``."""
 
     redis_url: str | None = _setting(None, _redis_url)
-    redis_pool_size: int = _setting(64, _int(4, 10_000))
+    redis_timeout: float = _setting(2.0, _float(0.05, 600))
+    redis_wait_replicas: int = _setting(0, _int(0, 64))
     data_dir: str = _setting(".data", _str)
     rest_host: str = _setting("127.0.0.1", _str)
     rest_port: int = _setting(8080, _int(0, 65535))
@@ -164,7 +166,9 @@ class Settings:
             parse = f.metadata["parse"]
             try:
                 values[f.name] = parse(raw)
-            except ValueError:
+            except ValueError as exc:
+                if str(exc).startswith(var):  # the parser said it all
+                    raise SettingsError(str(exc)) from None
                 expected = (parse.__doc__ or "a valid value").strip()
                 raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
         return cls(**values)

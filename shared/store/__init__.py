@@ -1,6 +1,7 @@
 """The store: the only code that talks to Redis.
 
-``Store`` owns the connection pool, the pipelined :class:`Wire` and the Lua
+``Store`` owns the :class:`Wire` (one pipelined connection per Redis node, on one
+node, Sentinel or Cluster), ``store.redis`` (redis-py's commands on it) and the Lua
 scripts (``scripts.py``, one file each under ``lua/``), and exposes the domain
 operations as attributes: ``store.log`` (update logs and cursors),
 ``store.outbox`` (message writes and the updates they cause, in one step),
@@ -13,28 +14,33 @@ for all bots). Each sub-store is handed only the pieces it uses, never the
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.client import Redis
 from redis.exceptions import RedisError
 
 from shared import keys
+from shared.redis_url import parse_redis_url
 from shared.settings import Settings
 from shared.store.calls import CallResults
+from shared.store.client import Client
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
 from shared.store.readers import ReaderStore
 from shared.store.scripts import Script, register_scripts
 from shared.store.wakeups import Wakeup, Wakeups
-from shared.store.wire import Wire
+from shared.store.wire import NotReplicated, StoreMisconfigured, StoreTimeout, Wire
 
 __all__ = [
     "AppendResult",
     "LogInfo",
+    "NotReplicated",
     "Store",
     "StoreError",
+    "StoreMisconfigured",
+    "StoreTimeout",
     "StoredUpdate",
     "UpdateLog",
     "Wakeup",
@@ -47,39 +53,41 @@ StoreError = RedisError
 
 
 class Store:
-    """Connection pool, scripts and the domain operations built on them."""
+    """The wire to Redis, its scripts and the domain operations built on them."""
 
-    def __init__(self, redis: Redis, settings: Settings, wire: Wire) -> None:
-        self.redis = redis
+    def __init__(self, settings: Settings, wire: Wire) -> None:
         self.settings = settings
-        # the hot path (scripts, record and log reads); redis-py does everything else
+        # every command goes through the wire; store.redis is redis-py's commands on it
         self.wire = wire
-        self.scripts: dict[str, Script] = register_scripts(redis, wire)
+        self.redis = redis = Client(wire)
+        self.scripts: dict[str, Script] = register_scripts(wire, redis)
         # each sub-store gets only the pieces it uses
         self.log = UpdateLog(redis=redis, wire=wire, scripts=self.scripts, settings=settings)
         self.outbox = Outbox(wire=wire, scripts=self.scripts, settings=settings)
-        self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox)
+        self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)
 
     @classmethod
-    def connect(cls, settings: Settings, *, url: str | None = None) -> Store:
-        """Create the pool (connections open lazily, at most ``redis_pool_size``)."""
-        target = url or settings.redis_url
-        if not target:
+    def connect(cls, settings: Settings, *, url: str | None = None, role: str = "botgw") -> Store:
+        """The store of ``settings.redis_url`` (or ``url``); connections open lazily.
+        ``role`` names the process in Redis (``CLIENT LIST`` shows
+        ``botgw-<role>-<host>-<pid>``)."""
+        text = url or settings.redis_url
+        if not text:
             raise ValueError("no Redis URL: set BOTGW_REDIS_URL")
-        pool = aioredis.BlockingConnectionPool.from_url(
-            target,
-            max_connections=settings.redis_pool_size,
-            timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
+        name = f"botgw-{role}-{socket.gethostname()}-{os.getpid()}".replace(" ", "_")
+        wire = Wire(
+            parse_redis_url(text),
+            timeout=settings.redis_timeout,
+            name=name,
+            wait_replicas=settings.redis_wait_replicas,
         )
-        return cls(aioredis.Redis(connection_pool=pool), settings, Wire(target))
+        return cls(settings, wire)
 
     def wakeups(self) -> Wakeups:
-        """A wake-up listener on a dedicated pub/sub connection."""
-        return Wakeups(self.wire.endpoint)
+        """A wake-up listener on pub/sub connections of its own."""
+        return Wakeups(self.wire)
 
     async def take_tokens(self, bot_id: int, buckets: list[tuple[str, float, float]]) -> int:
         """Take one token from every (scope, rate per second, capacity) bucket of a bot,
@@ -103,7 +111,10 @@ class Store:
         except OSError:
             return False
 
+    async def unready(self) -> str | None:
+        """None when the store can take writes now; else why not (readiness).
+        Answers within the Redis timeout."""
+        return await self.wire.writable()
+
     async def close(self) -> None:
-        # the pool was passed in explicitly, so aclose() alone would leave it open
-        await self.redis.aclose(close_connection_pool=True)
         self.wire.close()

@@ -29,13 +29,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio.client import Redis
-
 from shared import keys
 from shared.codecs import json_dumps, json_loads
 from shared.ids import parse_bot_token, tokens_equal
 from shared.models import BotRecord, ChatRecord, UserRecord
 from shared.store.cache import ABSENT, RecordCache
+from shared.store.client import Client
 from shared.store.fields import Fields, as_bytes, as_text, text_fields
 from shared.store.messages import Messages
 from shared.store.outbox import Outbox
@@ -121,7 +120,7 @@ class Entities(Messages):
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: Client,
         wire: Wire,
         outbox: Outbox,
         scripts: Mapping[str, Script] | None = None,

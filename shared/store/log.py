@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.client import Redis
 from redis.exceptions import NoScriptError
 
 from shared import keys
 from shared.codecs import pack
 from shared.ids import Cursor, new_epoch, stream_id_from_update_id, update_id_from_stream_id
 from shared.settings import Settings
+from shared.store.client import Client
 from shared.store.fields import as_text
 from shared.store.scripts import Script
 from shared.store.wire import Command, Wire
@@ -153,7 +153,7 @@ class UpdateLog:
     """Domain operations on the update logs; reached as ``store.log``."""
 
     def __init__(
-        self, *, redis: Redis, wire: Wire, scripts: dict[str, Script], settings: Settings
+        self, *, redis: Client, wire: Wire, scripts: dict[str, Script], settings: Settings
     ) -> None:
         self._redis = redis
         self._wire = wire
@@ -303,7 +303,7 @@ class UpdateLog:
         """Announce a takeover and mark ``reader`` live for ``ttl`` s, in one round trip."""
         await self._wire.calls(
             [
-                ("PUBLISH", keys.bot_wakeup_channel(bot_id), announcement),
+                (self._redis.publish_command, keys.bot_wakeup_channel(bot_id), announcement),
                 _mark_reader(bot_id, consumer, reader, ttl),
             ]
         )

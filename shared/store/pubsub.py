@@ -19,16 +19,19 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from shared.store.wire import Command, replies, reply_error
+from shared.store.connection import Command, replies, reply_error
 
 __all__ = ["Subscriber"]
 
 log = logging.getLogger("botgw.pubsub")
 
-# (kind: b"subscribe" / b"unsubscribe" / b"message", channel, data or count)
+# (kind: b"subscribe" / b"unsubscribe" / b"message", or their shard forms
+# b"ssubscribe" / b"sunsubscribe" / b"smessage"; channel; data or count)
 OnEvent = Callable[[bytes, bytes, Any], None]
 
-_PUSH_KINDS = frozenset({b"subscribe", b"unsubscribe", b"message"})
+_PUSH_KINDS = frozenset(
+    {b"subscribe", b"unsubscribe", b"message", b"ssubscribe", b"sunsubscribe", b"smessage"}
+)
 
 
 class Subscriber(asyncio.Protocol):

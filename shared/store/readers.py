@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.client import Redis
-
 from shared import keys
 from shared.ids import new_epoch, stream_id_from_update_id
+from shared.store.client import Client
 from shared.store.fields import as_text
 from shared.store.log import StoredUpdate, UpdateLog, raw_entries
 from shared.store.scripts import Script
@@ -117,7 +116,7 @@ def _listed(bot_id: int) -> str:
 class ReaderStore:
     """Poll generations, webhook configuration and state, dispatcher leases."""
 
-    def __init__(self, *, redis: Redis, scripts: dict[str, Script], log: UpdateLog) -> None:
+    def __init__(self, *, redis: Client, scripts: dict[str, Script], log: UpdateLog) -> None:
         self._redis = redis
         self._scripts = scripts
         self._log = log

@@ -10,12 +10,13 @@ first time Redis does not know it (at start, and again after a restart).
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
 
-from redis.asyncio.client import Redis
 from redis.exceptions import NoScriptError
 
+from shared.store.client import Client, Pipeline
 from shared.store.fields import as_text
 from shared.store.wire import Wire
 
@@ -29,6 +30,9 @@ SCRIPT_NAMES = tuple(
         if entry.name.endswith(".lua") and not entry.name.startswith("_")
     )
 )
+
+# scripts whose writes need not survive a failover: reads, rate buckets, leases
+VOLATILE = frozenset({"count_after", "poll_current", "rate_limit", "lease"})
 
 
 def lua_source(name: str) -> str:
@@ -45,16 +49,18 @@ def lua_source(name: str) -> str:
 
 class Script:
     """A Lua script run by sha on the store's :class:`Wire`, re-loaded transparently
-    after a Redis restart."""
+    after a Redis restart (or on a cluster node that has not seen it yet)."""
 
-    def __init__(self, redis: Redis, source: str, wire: Wire) -> None:
-        self._script = redis.register_script(source)
+    def __init__(self, source: str, wire: Wire, *, volatile: bool = False) -> None:
         self._source = source
         self._wire = wire
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        if volatile:  # nothing it writes must wait for replicas
+            wire.volatile_scripts.add(self.sha.encode())
 
     @property
-    def sha(self) -> str:
-        return str(self._script.sha)
+    def source(self) -> str:
+        return self._source
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -67,16 +73,24 @@ class Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
     async def load(self) -> str:
-        """Load the script into Redis (after a NOSCRIPT reply to :meth:`command`);
-        returns the sha Redis computed."""
-        return as_text(await self._wire.call("SCRIPT", "LOAD", self._source))
+        """Load the script into every primary (after a NOSCRIPT reply to
+        :meth:`command`); returns the sha Redis computed."""
+        shas = await self._wire.each_primary(("SCRIPT", "LOAD", self._source))
+        return as_text(shas[0])
 
-    async def queue(self, pipe: Any, *, keys: list[str], args: list[Any]) -> None:
-        """Queue a call on a pipeline (the script is loaded on execute if needed)."""
-        await self._script(keys=keys, args=args, client=pipe)
+    async def queue(self, pipe: Pipeline, *, keys: list[str], args: list[Any]) -> None:
+        """Queue a call on a pipeline (EVAL instead if Redis lost the script)."""
+        pipe.execute_command(*self.command(keys=keys, args=args))
 
 
-def register_scripts(redis: Redis, wire: Wire) -> dict[str, Script]:
+def register_scripts(wire: Wire, client: Client) -> dict[str, Script]:
     """Every script of :data:`SCRIPT_NAMES`, by name (no round trip: each is loaded
-    into Redis when first run)."""
-    return {name: Script(redis, lua_source(name), wire) for name in SCRIPT_NAMES}
+    into Redis when first run). On a cluster, scripts publish on shard channels."""
+    scripts = {}
+    for name in SCRIPT_NAMES:
+        source = lua_source(name)
+        if wire.sharded:
+            source = source.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+        scripts[name] = script = Script(source, wire, volatile=name in VOLATILE)
+        client.sources[script.sha] = source
+    return scripts

@@ -159,8 +159,16 @@ def test_account_commands_against_the_running_stack(redis_server: LocalRedis) ->
     assert done.returncode != 0 and "taken" in done.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "botgw", "users", "create", "x" + owner],
-        env={**env, "BOTGW_REDIS_POOL_SIZE": "many"},
+        env={**env, "BOTGW_REDIS_TIMEOUT": "soon"},
         capture_output=True,
         text=True,
     )
-    assert bad.returncode != 0 and "BOTGW_REDIS_POOL_SIZE" in bad.stderr
+    assert bad.returncode != 0 and "BOTGW_REDIS_TIMEOUT" in bad.stderr
+    wrong = subprocess.run(
+        [sys.executable, "-m", "botgw", "users", "create", "y" + owner],
+        env={**env, "BOTGW_REDIS_URL": "redis+shards://127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode != 0 and "BOTGW_REDIS_URL" in wrong.stderr
+    assert "redis+cluster://" in wrong.stderr  # it says which forms there are
