@@ -53,7 +53,7 @@ MAX_SHARDS = 1024
 
 Encoding: TypeAlias = Literal["json", "msgpack"]
 GapPolicy: TypeAlias = Literal["fail", "oldest", "newest"]
-GapReason: TypeAlias = Literal["retention", "epoch"]
+GapReason: TypeAlias = Literal["retention", "epoch", "tail_lost"]
 
 _ENCODINGS: dict[str, Encoding] = {"json": "json", "msgpack": "msgpack"}
 _GAP_POLICIES: dict[str, GapPolicy] = {"fail": "fail", "oldest": "oldest", "newest": "newest"}

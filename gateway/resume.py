@@ -45,12 +45,17 @@ def lost(position: int, next_prev_id: int | None) -> bool:
     return position > 0 and next_prev_id is not None and next_prev_id > position
 
 
-def resume_point(cursor: Cursor | None, *, epoch: str, next_prev_id: int | None) -> Resume | Gap:
+def resume_point(
+    cursor: Cursor | None, *, epoch: str, next_prev_id: int | None, head: int | None = None
+) -> Resume | Gap:
     """Where a reader at ``cursor`` starts in the log of ``epoch``.
 
-    ``cursor`` None: nothing was ever committed, start at the beginning. A cursor
-    beyond the newest entry resumes there: the updates after it are yet to come.
-    ``next_prev_id`` as for :func:`lost`, read after the cursor in ``epoch``.
+    ``cursor`` None: nothing was ever committed, start at the beginning.
+    ``next_prev_id`` as for :func:`lost`, read after the cursor in ``epoch``; a
+    loss found there is ``retention`` (the caller tells it from ``tail_lost`` by
+    looking at the log). ``head``: the newest id the log handed out, known when
+    nothing follows the cursor; a cursor beyond it names updates the log no longer
+    has (a failover lost them): ``tail_lost``, never accepted silently.
     """
     if cursor is None:
         return Resume(0)
@@ -58,21 +63,33 @@ def resume_point(cursor: Cursor | None, *, epoch: str, next_prev_id: int | None)
         return Gap("epoch")
     if lost(cursor.update_id, next_prev_id):
         return Gap("retention")
+    if head is not None and cursor.update_id > head:
+        return Gap("tail_lost")
     return Resume(cursor.update_id)
 
 
 def after_gap(
-    on_gap: GapPolicy, *, oldest: int | None, newest: int | None, position: int = 0
+    on_gap: GapPolicy,
+    *,
+    oldest: int | None,
+    newest: int | None,
+    position: int = 0,
+    reason: GapReason = "retention",
+    hole_end: int = 0,
 ) -> int | None:
     """After a gap, the update id delivery goes on after; None when ``on_gap`` is fail.
 
     ``oldest``/``newest`` are the retained range of the log (None when it is
     empty). ``"oldest"`` goes on with the oldest retained entry (the start of an
     empty log); ``"newest"`` after the newest one, an empty log leaving the reader
-    at ``position``.
+    at ``position``. After ``tail_lost`` both go on after the lost updates
+    (``hole_end``, the newest lost id, or ``position`` beyond it): nothing older
+    is missing.
     """
     if on_gap == "fail":
         return None
+    if reason == "tail_lost":
+        return max(hole_end, position)
     if on_gap == "oldest":
         return max(oldest - 1, 0) if oldest is not None else 0
     return newest if newest is not None else position

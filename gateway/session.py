@@ -175,9 +175,14 @@ class Session:
                 entries = await log_.read_after(self.bot_id, self.position, CATCH_UP_BATCH)
             prefetched = None
             if entries and lost(self.position, entries[0].prev_id):
-                # entries between our position and the oldest retained one are gone
-                if not await self._gap("retention"):
+                # entries between our position and the next one are gone: trimmed,
+                # or lost with a failover (tails.py) when older ones are still there
+                position = await self._gap(
+                    "retention", position=self.position, hole_end=entries[0].prev_id
+                )
+                if position is None:
                     return
+                self.position = position
                 continue
             if not entries:
                 if self.position >= feed.position:
@@ -200,18 +205,31 @@ class Session:
                 self.live = True  # no await since the check: the feed cannot slip past
                 return
 
-    async def _gap(self, reason: GapReason) -> bool:
-        """Signal a gap while delivering; False when the connection is closing."""
-        info = await self.worker.store.log.info(self.bot_id)
+    async def _gap(
+        self, reason: GapReason, *, epoch: str = "", position: int = 0, hole_end: int = 0
+    ) -> int | None:
+        """Signal a gap; where delivery goes on (``after_gap``), None when closing. A
+        ``retention`` gap after ``position`` whose log still holds older entries is
+        ``tail_lost`` (trimming takes the oldest first): it ends at ``hole_end``."""
+        log_ = self.worker.store.log
+        if reason == "retention" and await log_.gap_reason(self.bot_id, position) != "trimmed":
+            reason = "tail_lost"
+        info = await log_.info(self.bot_id)
         policy = self.core.signal_gap(
-            reason=reason, oldest=info.oldest, newest=info.newest, epoch=info.epoch or self.epoch
+            reason=reason,
+            oldest=info.oldest,
+            newest=info.newest,
+            epoch=epoch or info.epoch or self.epoch,
         )
         await self.flush()
-        position = after_gap(policy, oldest=info.oldest, newest=info.newest, position=self.position)
-        if position is None:
-            return False
-        self.position = position
-        return True
+        return after_gap(
+            policy,
+            oldest=info.oldest,
+            newest=info.newest,
+            position=position,
+            reason=reason,
+            hole_end=hole_end,
+        )
 
     def log_replaced(self) -> None:
         """The bot's log began a new epoch under us: close so the client resumes."""
@@ -489,9 +507,18 @@ class Session:
         ):
             # not the cursor read with the reader's opening: read after this one
             after = await store.log.read_after(self.bot_id, cursor.update_id, CATCH_UP_BATCH)
-        found = resume_point(cursor, epoch=epoch, next_prev_id=after[0].prev_id if after else None)
+        next_prev_id = after[0].prev_id if after else None
+        head = None if after or cursor is None else await store.log.head(self.bot_id)
+        found = resume_point(cursor, epoch=epoch, next_prev_id=next_prev_id, head=head)
         if isinstance(found, Gap):
-            start = await self._initial_gap(found.reason, epoch)
+            gap: GapReason = found.reason
+            hole_end = cursor.update_id if cursor is not None else 0
+            if (
+                gap == "retention"
+                and await store.log.gap_reason(self.bot_id, hole_end) != "trimmed"
+            ):
+                gap, hole_end = "tail_lost", next_prev_id or hole_end  # not trimmed: lost
+            start = await self._gap(gap, epoch=epoch, hole_end=hole_end)
             if start is None:
                 return
         else:
@@ -537,17 +564,6 @@ class Session:
         self.position = start
         worker.sessions.add(self)
         self._start_catch_up()
-
-    async def _initial_gap(self, reason: GapReason, epoch: str) -> int | None:
-        """Signal a gap while identifying; where delivery starts, None when closing."""
-        info = await self.worker.store.log.info(self.bot_id)
-        policy = self.core.signal_gap(
-            reason=reason, oldest=info.oldest, newest=info.newest, epoch=epoch
-        )
-        await self.flush()
-        return after_gap(policy, oldest=info.oldest, newest=info.newest)
-
-    # -- requests over the socket -----------------------------------------------
 
     async def _request(self, event: RequestReceived) -> None:
         ok, payload = await self.worker.call_bot_api(

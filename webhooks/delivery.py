@@ -14,6 +14,7 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
@@ -59,7 +60,7 @@ def gap_entry(gap: Gap) -> StoredUpdate:
     """A log entry standing for the updates ``gap`` lost, delivered like one."""
     body = {
         "gap": {
-            "reason": "trimmed",
+            "reason": gap.reason,
             "after_update_id": gap.after,
             "last_update_id": gap.through,
             "count": gap.count,
@@ -166,7 +167,13 @@ class BotDelivery:
                 ordinal = 0
             gap = gap_before(entries[0], after, ordinal)
             if gap is not None:
-                log.warning("bot %s: %s updates trimmed before delivery", self.bot_id, gap.count)
+                gap = replace(gap, reason=await log_.gap_reason(self.bot_id, after))
+                log.warning(
+                    "bot %s: %s updates lost (%s) before delivery",
+                    self.bot_id,
+                    gap.count,
+                    gap.reason,
+                )
                 entries = [gap_entry(gap)]  # alone: the next batch starts after it
         outcome = await self.deliver_batch(config, epoch, entries)
         return outcome is not Outcome.GAVE_UP

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 from rest.schema import Method, Param
@@ -77,7 +78,7 @@ def gap_marker(gap: Gap) -> dict[str, Any]:
     return {
         "update_id": gap.through,
         "gap": {
-            "reason": "trimmed",
+            "reason": gap.reason,
             "after_update_id": gap.after,
             "last_update_id": gap.through,
             "count": gap.count,
@@ -261,12 +262,15 @@ class LongPoll:
         self.after = entry.update_id
         self.after_ordinal = entry.ordinal
 
-    def _gap(self, entries: list[StoredUpdate]) -> dict[str, Any] | None:
-        """The marker for updates trimmed between ``after`` and ``entries``, if any."""
+    async def _gap(self, entries: list[StoredUpdate]) -> dict[str, Any] | None:
+        """The marker for updates lost between ``after`` and ``entries``, if any."""
         if not entries or not self.tell_gaps:
             return None
         gap = gap_before(entries[0], self.after, self.after_ordinal)
-        return None if gap is None else gap_marker(gap)
+        if gap is None:
+            return None
+        reason = await self.log.gap_reason(self.bot_id, self.after)
+        return gap_marker(replace(gap, reason=reason))
 
     async def read(self) -> list[dict[str, Any]]:
         """Up to ``limit`` wanted updates after ``after``; skips past unwanted ones;
@@ -278,7 +282,7 @@ class LongPoll:
                 self.prefetched = None
             else:
                 entries = await self.log.read_after(self.bot_id, self.after, READ_BATCH)
-            marker = self._gap(entries)
+            marker = await self._gap(entries)
             if marker is not None:
                 found.append(marker)
                 if len(found) >= self.limit:

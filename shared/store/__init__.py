@@ -30,6 +30,7 @@ from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
 from shared.store.readers import ReaderStore
 from shared.store.scripts import Script, register_scripts
+from shared.store.tails import Tails
 from shared.store.wakeups import Wakeup, Wakeups
 from shared.store.wire import NotReplicated, StoreMisconfigured, StoreTimeout, Wire
 
@@ -63,7 +64,9 @@ class Store:
         self.scripts: dict[str, Script] = register_scripts(wire, redis)
         # each sub-store gets only the pieces it uses
         self.log = UpdateLog(redis=redis, wire=wire, scripts=self.scripts, settings=settings)
+        self.tails = self.log.tails = Tails(wire, self.scripts["tail_check"])
         self.outbox = Outbox(wire=wire, scripts=self.scripts, settings=settings)
+        self.outbox.tails = self.tails
         self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)

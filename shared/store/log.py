@@ -27,6 +27,7 @@ from shared.settings import Settings
 from shared.store.client import Client
 from shared.store.fields import as_text
 from shared.store.scripts import Script
+from shared.store.tails import Tails
 from shared.store.wire import Command, Wire
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "StoredUpdate",
     "UpdateLog",
     "append_keys",
+    "contiguous",
     "gap_before",
     "raw_entries",
 ]
@@ -56,12 +58,25 @@ class StoredUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Updates a reader lost to trimming: every update with an id above ``after`` and
-    at most ``through`` (``count`` of them; None when that cannot be known)."""
+    """Updates a reader lost: every update with an id above ``after`` and at most
+    ``through`` (``count`` of them; None when that cannot be known). ``reason``:
+    ``trimmed`` (retention or the length cap took them) or ``tail_lost`` (a Redis
+    failover or restart lost the newest entries; see tails.py)."""
 
     after: int
     through: int
     count: int | None
+    reason: str = "trimmed"
+
+
+def contiguous(entries: list[StoredUpdate]) -> list[StoredUpdate]:
+    """``entries`` up to the first one that does not follow its predecessor: a hole
+    that a lost tail left inside the log (trimming only ever takes the oldest). The
+    reader's next read then starts at that entry, where :func:`gap_before` sees it."""
+    for index in range(1, len(entries)):
+        if entries[index].prev_id != entries[index - 1].update_id:
+            return entries[:index]
+    return entries
 
 
 def gap_before(first: StoredUpdate, after: int, after_ordinal: int | None) -> Gap | None:
@@ -159,6 +174,8 @@ class UpdateLog:
         self._wire = wire
         self._scripts = scripts  # looked up at each call: the registry is the store's
         self._settings = settings
+        # the newest entry appended per bot, checked after a failover (tails.py)
+        self.tails: Tails | None = None
 
     async def append(
         self,
@@ -186,9 +203,12 @@ class UpdateLog:
                 IDEMPOTENCY_TTL_SECONDS,
             ],
         )
+        stream_id, epoch = as_text(reply[0]), as_text(reply[1])
+        if self.tails is not None:
+            self.tails.note(bot_id, epoch, stream_id, int(reply[4]))
         return AppendResult(
-            update_id=update_id_from_stream_id(as_text(reply[0])),
-            epoch=as_text(reply[1]),
+            update_id=update_id_from_stream_id(stream_id),
+            epoch=epoch,
             prev_id=update_id_from_stream_id(as_text(reply[2])),
             replayed=bool(int(reply[3])),
         )
@@ -225,7 +245,8 @@ class UpdateLog:
 
     async def read_after(self, bot_id: int, after: int, count: int) -> list[StoredUpdate]:
         """Up to ``count`` entries with update id greater than ``after``, oldest first."""
-        return raw_entries(await self._wire.call(*_read_after(bot_id, after, count), retry=True))
+        reply = await self._wire.call(*_read_after(bot_id, after, count), retry=True)
+        return contiguous(raw_entries(reply))
 
     async def read_last(self, bot_id: int, count: int) -> list[StoredUpdate]:
         """The newest ``count`` entries, oldest first."""
@@ -239,7 +260,23 @@ class UpdateLog:
         replies = await self._wire.calls(
             [_read_after(bot_id, after, count) for bot_id, after in requests], retry=True
         )
-        return [raw_entries(reply) for reply in replies]
+        return [contiguous(raw_entries(reply)) for reply in replies]
+
+    async def gap_reason(self, bot_id: int, after: int) -> str:
+        """Why entries after ``after`` are missing: ``tail_lost`` when the log still
+        holds an entry at or below ``after`` (so they were not trimmed: trimming
+        takes the oldest first), else ``trimmed``."""
+        if after <= 0:
+            return "trimmed"
+        below = await self._wire.call(
+            "XREVRANGE", keys.bot_log(bot_id), stream_id_from_update_id(after), "-", "COUNT", 1
+        )
+        return "tail_lost" if below else "trimmed"
+
+    async def head(self, bot_id: int) -> int:
+        """The newest update id the log has handed out in its epoch (0: none)."""
+        last = await self._wire.call("GET", keys.bot_last_id(bot_id), retry=True)
+        return 0 if last is None else update_id_from_stream_id(as_text(last))
 
     async def heads(self, bot_ids: Sequence[int]) -> list[int | None]:
         """The newest update id of each bot's log (None when empty), pipelined."""
@@ -294,7 +331,7 @@ class UpdateLog:
         if committed is not None:
             cursor_epoch, _, update_id = as_text(committed).partition(":")
             cursor = Cursor(epoch=cursor_epoch, update_id=int(update_id))
-        entries = raw_entries(replies[4]) if read_after is not None else None
+        entries = contiguous(raw_entries(replies[4])) if read_after is not None else None
         return as_text(epoch), cursor, int(generation), entries
 
     async def claim_reader(

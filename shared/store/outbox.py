@@ -39,8 +39,10 @@ from shared import keys
 from shared.codecs import pack, unpack
 from shared.ids import new_epoch
 from shared.settings import Settings
+from shared.store.fields import as_text
 from shared.store.log import append_keys
 from shared.store.scripts import Script
+from shared.store.tails import Tails
 from shared.store.wire import Command, Wire
 
 __all__ = ["MESSAGE_ID_PLACEHOLDER", "OUTBOX_BUCKETS", "Outbox", "Pending", "Written"]
@@ -103,6 +105,8 @@ class Outbox:
         self._append = scripts["append_update"]
         self._forget = scripts["outbox_forget"]
         self._indexed: dict[int, float] = {}
+        # the newest entry appended per bot, checked after a failover (tails.py)
+        self.tails: Tails | None = None
 
     # -- writing ----------------------------------------------------------------
 
@@ -205,8 +209,10 @@ class Outbox:
             return
         settings = self._settings
         commands: list[Command] = []
+        bots: list[int] = []
         for seq, message_id, pending in entries:
             for item in pending:
+                bots.append(item.bot_id)
                 commands.append(
                     self._append.command(
                         keys=append_keys(item.bot_id, None, outbox=True),
@@ -226,7 +232,10 @@ class Outbox:
                     )
                 )
         if commands:
-            await self._calls(commands, self._append)
+            replies = await self._calls(commands, self._append)
+            if self.tails is not None:
+                for bot_id, reply in zip(bots, replies, strict=True):
+                    self.tails.note(bot_id, as_text(reply[1]), as_text(reply[0]), int(reply[4]))
         await self._wire.call("HDEL", keys.chat_outbox(chat_id), *[e[0] for e in entries])
 
     async def _calls(self, commands: list[Command], script: Any) -> list[Any]:

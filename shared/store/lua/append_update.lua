@@ -10,7 +10,8 @@
 -- KEYS[6] (outbox drains only) the newest outbox seq the log holds, per chat
 -- ARGV[10] the chat's internal id   ARGV[11] the outbox entry's seq
 -- Returns {stream id, epoch, previous stream id ('0-0' at the start of an epoch),
---          replayed 0/1, or 2 when the outbox entry was appended before}.
+--          replayed 0/1, or 2 when the outbox entry was appended before,
+--          the entry's ordinal (0 when nothing was appended now)}.
 local log, epoch_key, last_key, count_key, idem_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 if KEYS[6] then
@@ -18,7 +19,7 @@ if KEYS[6] then
   -- below the newest one held was appended already
   local held = tonumber(redis.call('HGET', KEYS[6], ARGV[10]) or '0')
   if tonumber(ARGV[11]) <= held then
-    return {'0-0', redis.call('GET', epoch_key) or '', '0-0', 2}
+    return {'0-0', redis.call('GET', epoch_key) or '', '0-0', 2, 0}
   end
   redis.call('HSET', KEYS[6], ARGV[10], ARGV[11])
 end
@@ -27,7 +28,7 @@ if ARGV[8] == '1' then
   local prior = redis.call('GET', idem_key)
   if prior then
     local sep = string.find(prior, '|', 1, true)
-    return {string.sub(prior, 1, sep - 1), redis.call('GET', epoch_key) or '', string.sub(prior, sep + 1), 1}
+    return {string.sub(prior, 1, sep - 1), redis.call('GET', epoch_key) or '', string.sub(prior, sep + 1), 1, 0}
   end
 end
 
@@ -74,4 +75,4 @@ if ARGV[8] == '1' then
   redis.call('SET', idem_key, id .. '|' .. prev, 'EX', tonumber(ARGV[9]))
 end
 redis.call('PUBLISH', ARGV[7], id .. ' ' .. prev)
-return {id, epoch, prev, 0}
+return {id, epoch, prev, 0, n}
