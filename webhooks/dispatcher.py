@@ -152,7 +152,7 @@ class Dispatcher:
 
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
     """Run one dispatcher until ``stop`` is set."""
-    store = Store.connect(settings)
+    store = Store.connect(settings, role="webhooks")
     dispatcher = Dispatcher(settings, store)
     dispatcher.start()
     log.info("webhook dispatcher %s running", dispatcher.holder)
