@@ -103,6 +103,7 @@ class GatewayClient:
         self.last_seen = cursor[1] if cursor else 0
         self.reconnects = 0
         self.duplicates_dropped = 0  # updates received twice on the wire, not yielded
+        self.gaps: list[dict[str, Any]] = []  # every gap frame the server sent, in order
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         self._pending_ack: int | None = None  # processed, not yet sent
         self._sent_ack = cursor[1] if cursor else 0
@@ -295,6 +296,7 @@ class GatewayClient:
                     self._ack_wakeup.set()
                 elif op == "gap":
                     log.warning("gap in the update log: %s", frame)
+                    self.gaps.append(frame)
                     if frame.get("action") == "fail":
                         reason = f"cursor not in the log ({frame.get('reason')})"
                         return GapError(CloseCode.CURSOR_GAP, reason)

@@ -278,6 +278,15 @@ class Hub(Generic[S]):
                 session.log_replaced()
             feed.position = last
             return
+        if prev and entries[0].prev_id > prev:
+            # a hole after our position (a failover lost the newest entries, see
+            # shared/store/tails.py): each live session reads the log itself, and
+            # its catch-up tells the client the gap
+            for session in tuple(feed.sessions):
+                if session.live:
+                    session.fall_behind()
+            feed.position = last
+            return
         batch = EncodedBatch(entries)
         groups: dict[tuple[Encoding, tuple[int, int], frozenset[str] | None, int], list[S]]
         groups = {}

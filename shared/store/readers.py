@@ -26,7 +26,7 @@ from shared import keys
 from shared.ids import new_epoch, stream_id_from_update_id
 from shared.store.client import Client
 from shared.store.fields import as_text
-from shared.store.log import StoredUpdate, UpdateLog, raw_entries
+from shared.store.log import StoredUpdate, UpdateLog, contiguous, raw_entries
 from shared.store.scripts import Script
 
 __all__ = [
@@ -184,7 +184,7 @@ class ReaderStore:
             timeout_s=int(reply[5]) / 1000,
             pace_s=int(reply[6]) / 1000,
             repeated=bool(int(reply[7])),
-            entries=raw_entries(reply[8]) if read else None,
+            entries=contiguous(raw_entries(reply[8])) if read else None,
             after_ordinal=int(as_text(reply[9])) if as_text(reply[9]) else None,
         )
 

@@ -62,6 +62,7 @@ __all__ = [
 log = logging.getLogger("botgw.redis")
 
 PAUSE_S = 0.05  # between retries of what Redis did not carry out
+SENTINEL_POLL_S = 1.0  # how often the sentinels are asked where the primary is
 PROBLEM_S = 60.0  # how long a configuration error fails readiness (and is not logged again)
 _TRANSIENT = ("LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS")
 _CONFIG = ("NOAUTH", "WRONGPASS", "NOPERM", "CROSSSLOT", "ERR unknown command")
@@ -127,6 +128,7 @@ class Wire:
         self._background: set[asyncio.Future[Any]] = set()
         self.cluster: SlotMap | None = None
         self.node: Node | None = None
+        self._watching: asyncio.Future[None] | None = None  # Sentinel: see _watch_sentinels
         if self.target.kind == "cluster":
             self.cluster = SlotMap(self.target.addresses, self._make_node)
         elif self.target.kind == "sentinel":
@@ -217,6 +219,24 @@ class Wire:
                 return Address(host=reply[0].decode(), port=int(reply[1]))
             failures.append(f"sentinel {sentinel} does not know a primary named {master!r}")
         raise RedisConnectionError("no sentinel named the primary: " + "; ".join(failures))
+
+    async def _watch_sentinels(self) -> None:
+        """Ask the sentinels once a second where the primary is, and leave the old
+        one as soon as they name another: after a failover the old primary goes on
+        taking writes until the sentinels turn it into a replica, which can take
+        many seconds, and those writes are lost."""
+        while True:
+            await asyncio.sleep(SENTINEL_POLL_S)
+            node = self.node
+            if node is None or node.current is None:
+                continue
+            try:
+                named = await self._find_primary()
+            except RedisError:
+                continue
+            if named != node.address:
+                log.warning("the sentinels name %s the primary now, not %s", named, node.address)
+                node.reset()
 
     # -- sending --------------------------------------------------------------------
 
@@ -370,6 +390,8 @@ class Wire:
         conn = node.current
         if conn is not None:
             return conn
+        if self.target.kind == "sentinel" and self._watching is None:
+            self._watching = asyncio.ensure_future(self._watch_sentinels())
         try:
             return await asyncio.wait_for(node.ready(), self.timeout)
         except TimeoutError:
@@ -488,6 +510,9 @@ class Wire:
                 node.close()
         for task in list(self._background):
             task.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
 
 
 def _not_carried_out(exc: ResponseError) -> bool:
