@@ -10,30 +10,34 @@ concurrent voters never overwrite each other. :class:`Messages` is the part of
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from redis.asyncio.client import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError
 
 from shared import keys
 from shared.codecs import json_dumps, json_loads, pack, pack_open_map, unpack
 from shared.models import CallbackRecord, FileRecord, MessageRecord
+from shared.store.client import Client
 from shared.store.fields import as_bytes, as_text, text_fields
 from shared.store.outbox import Outbox
+from shared.store.scripts import lua_source
 from shared.store.wire import Wire
 
 __all__ = ["Messages"]
 
 POLL_CLOSED_FIELD = "~closed"
+_CAST_VOTE = lua_source("cast_vote")
+_CAST_VOTE_SHA = hashlib.sha1(_CAST_VOTE.encode()).hexdigest()
 
 
 class Messages:
     """Messages, reactions, polls, files and callback queries; the base of
     :class:`~shared.store.entities.Entities`."""
 
-    def __init__(self, *, redis: Redis, wire: Wire, outbox: Outbox) -> None:
+    def __init__(self, *, redis: Client, wire: Wire, outbox: Outbox) -> None:
         self._redis = redis
         self._wire = wire
         self._outbox = outbox
@@ -150,24 +154,15 @@ class Messages:
         self, chat_id: int, message_id: int, member: str, option_ids: list[int]
     ) -> tuple[bool, list[int]]:
         """Record a vote unless the poll is closed: (accepted, previous option ids)."""
-        key = keys.poll_votes(chat_id, message_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    closed, old = await pipe.hmget(key, [POLL_CLOSED_FIELD, member])
-                    if closed is not None:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
-                        return False, []
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    if option_ids:
-                        pipe.hset(key, member, json_dumps(option_ids))
-                    else:
-                        pipe.hdel(key, member)
-                    await pipe.execute()
-                    return True, list(json_loads(old)) if old else []
-                except WatchError:
-                    continue  # a concurrent vote or close: look again
+        args = [member, json_dumps(option_ids) if option_ids else "", POLL_CLOSED_FIELD]
+        command = (1, keys.poll_votes(chat_id, message_id), *args)
+        try:
+            accepted, old = await self._wire.call("EVALSHA", _CAST_VOTE_SHA, *command)
+        except NoScriptError:  # Redis restarted or was flushed: EVAL loads it again
+            accepted, old = await self._wire.call("EVAL", _CAST_VOTE, *command)
+        if not int(accepted):
+            return False, []
+        return True, list(json_loads(old)) if old else []
 
     async def close_poll(self, chat_id: int, message_id: int) -> bool:
         """Close a poll; False if it was closed already."""
