@@ -123,6 +123,7 @@ class Scene:
     as_bot: Caller
     private: str = ""  # the private chat as the first user knows it
     bot_chat: str = ""  # the same chat as the bot knows it
+    start: str = ""  # the id of the private chat's first message, its /start
     group: str = ""
 
     inboxes: dict[str, Inbox] = field(default_factory=dict)
@@ -176,6 +177,7 @@ async def build_scene(
         taken = await scene.updates()
         if private:
             scene.bot_chat = taken[0]["message"]["chat"]["id"]
+            scene.start = taken[0]["message"]["message_id"]
     return scene
 
 

@@ -1,8 +1,9 @@
 """getChatHistory: paged chat history, for agents that need the conversation.
 
-Pages by message id (message ids are a per-chat sequence): ``before`` returns the
-newest ``limit`` messages older than that id, ``since`` the oldest ``limit``
-messages newer than it (both exclusive; with both, the newest of the range).
+Pages by message id (strictly increasing per chat, time-ordered, not dense: the
+store keeps the chat's ids in order): ``before`` returns the newest ``limit``
+messages older than that id, ``since`` the oldest ``limit`` messages newer than it
+(both exclusive; with both, the newest of the range).
 Results are always oldest first, so a reader pages back with ``before`` = the first
 id it got, or forward with ``since`` = the last. ``sender_id`` keeps one sender's
 messages; deleted messages are skipped.
@@ -28,6 +29,7 @@ __all__ = ["BOT", "CLIENT", "read_history"]
 
 MAX_LIMIT = 100
 _CHUNK = 200  # message ids read per round trip
+_ABOVE_EVERY_ID = 2**53
 
 
 async def read_history(
@@ -49,26 +51,26 @@ async def read_history(
         if seen.since is None:
             return []  # not a member (any more): it sees nothing there
         low = max(low, seen.since + 1)  # nothing from before it joined
-    floor, high = await db.history_bounds(chat.id)
-    low = max(low, floor)  # the older ones were trimmed (cap, retention)
-    if before is not None:
-        high = min(high, before - 1)
+    high = _ABOVE_EVERY_ID if before is None else before - 1
     forward = since is not None and before is None
     found: list[MessageRecord] = []
-    cursor = low if forward else high
-    while low <= cursor <= high and len(found) < limit:
+    while low <= high and len(found) < limit:
+        # the next ids stored (trimmed and deleted ones are not), in reading order
+        ids = await db.message_ids(chat.id, low, high, limit=_CHUNK, newest_first=not forward)
+        if not ids:
+            break
         if forward:
-            first, last = cursor, min(high, cursor + _CHUNK - 1)
-            cursor = last + 1
+            low = ids[-1] + 1
         else:
-            first, last = max(low, cursor - _CHUNK + 1), cursor
-            cursor = first - 1
-        batch = await db.get_message_range(chat.id, first, last)
+            high = ids[-1] - 1
+        batch = await db.get_messages(chat.id, ids)
         if sender is not None:
             batch = [m for m in batch if m.sender == sender]
         if seen is not None:
             batch = await visibility.visible(db, seen, batch)
-        found.extend(batch if forward else reversed(batch))
+        found.extend(batch)
+        if len(ids) < _CHUNK:
+            break
     found = found[:limit]
     return found if forward else found[::-1]
 

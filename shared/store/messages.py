@@ -1,11 +1,15 @@
 """Messages and what hangs off them, as stored in Redis: reactions, poll votes,
 files and the messages that carry them, callback queries.
 
-Messages are msgpack blobs in one hash per chat, keyed by the per-chat message id;
-a new one is written through the chat's outbox with the updates it causes.
-Reactions and poll votes live in their own hashes (one field per voter) so
-concurrent voters never overwrite each other. :class:`Messages` is the part of
-``store.entities`` that keeps them.
+Messages are msgpack blobs in one hash per chat, keyed by the message id, and
+their ids are in a sorted set beside it, which orders, pages and trims the
+history. A new message is written through the chat's outbox with the updates it
+causes (``lua/chat_write.lua``), which gives it its id: strictly increasing per
+chat and time-ordered (``ms * 1024 + n``), so sparse, and never issued twice,
+even by a primary that lost the newest writes in a failover. Reactions and poll
+votes live in their own hashes (one field per voter) so concurrent voters never
+overwrite each other. :class:`Messages` is the part of ``store.entities`` that
+keeps them.
 """
 
 from __future__ import annotations
@@ -47,26 +51,9 @@ class Messages:
 
     # -- messages -------------------------------------------------------------
 
-    async def next_message_id(self, chat_id: int) -> int:
-        return int(await self._redis.incr(keys.chat_sequence(chat_id)))
-
     async def last_message_id(self, chat_id: int) -> int:
+        """The newest id the chat has issued (0 before its first message)."""
         return int(await self._redis.get(keys.chat_sequence(chat_id)) or 0)
-
-    async def history_bounds(self, chat_id: int) -> tuple[int, int]:
-        """(lowest, highest) message id the chat's history may hold, in one round
-        trip; (1, 0) when it holds none (never written, or expired)."""
-        floor, last, held = await self._wire.calls(
-            [
-                ("HGET", keys.chat_history(chat_id), "floor"),
-                ("GET", keys.chat_sequence(chat_id)),
-                ("EXISTS", keys.chat_messages(chat_id)),
-            ],
-            retry=True,
-        )
-        if not int(held):
-            return 1, 0
-        return int(floor or 1), int(last or 0)
 
     async def add_message(
         self, message: MessageRecord, *, idempotency_key: str | None = None
@@ -90,8 +77,9 @@ class Messages:
         return message
 
     async def save_message(self, message: MessageRecord) -> None:
-        await self._redis.hset(
-            keys.chat_messages(message.chat_id), message.id, pack(message.to_storage())
+        """Store an edited message, unless it was trimmed or deleted meanwhile."""
+        await self._outbox.write(
+            message.chat_id, mode="save", message=pack(message.to_storage()), message_id=message.id
         )
 
     async def get_message(self, chat_id: int, message_id: int) -> MessageRecord | None:
@@ -105,15 +93,47 @@ class Messages:
         return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
 
     async def delete_message(self, chat_id: int, message_id: int) -> bool:
-        return bool(await self._redis.hdel(keys.chat_messages(chat_id), message_id))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(keys.chat_messages(chat_id), message_id)
+        pipe.zrem(keys.chat_message_ids(chat_id), message_id)
+        deleted, _ = await pipe.execute()
+        return bool(deleted)
 
-    async def get_message_range(self, chat_id: int, first: int, last: int) -> list[MessageRecord]:
-        """The messages with ids ``first`` to ``last`` (inclusive) that exist, in id order."""
+    async def message_ids(
+        self,
+        chat_id: int,
+        first: int,
+        last: int,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[int]:
+        """The ids from ``first`` to ``last`` (inclusive) of the chat's stored
+        messages, oldest first (or ``newest_first``), at most ``limit`` of them."""
+        key = keys.chat_message_ids(chat_id)
+        if newest_first:
+            command: list[str | int] = ["ZREVRANGEBYSCORE", key, last, first]
+        else:
+            command = ["ZRANGEBYSCORE", key, first, last]
+        if limit is not None:
+            command += ["LIMIT", 0, limit]
+        return [int(member) for member in await self._wire.call(*command, retry=True)]
+
+    async def get_message_range(
+        self,
+        chat_id: int,
+        first: int,
+        last: int,
+        *,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[MessageRecord]:
+        """The stored messages with ids ``first`` to ``last`` (inclusive), oldest
+        first (or ``newest_first``), at most ``limit`` of them."""
         if last < first:
             return []
-        ids = list(range(first, last + 1))
-        raws = await self._redis.hmget(keys.chat_messages(chat_id), ids)
-        return [MessageRecord.from_storage(unpack(as_bytes(r))) for r in raws if r is not None]
+        ids = await self.message_ids(chat_id, first, last, limit=limit, newest_first=newest_first)
+        return await self.get_messages(chat_id, ids)
 
     # -- reactions ------------------------------------------------------------
 

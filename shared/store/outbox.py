@@ -141,6 +141,7 @@ class Outbox:
                 keys.chat_history(chat_id),
                 keys.chat_history_hours(chat_id),
                 keys.chat_rate(chat_id),
+                keys.chat_message_ids(chat_id),
             ],
             args=[
                 mode,

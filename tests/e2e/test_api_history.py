@@ -48,48 +48,56 @@ def ids(messages: list[dict[str, Any]]) -> list[int]:
 async def test_paging_backwards_and_forwards(scene: Scene) -> None:
     as_bot, username, bot_id = await scene.bot()
     chat = (await scene.as_user("startBot", username=username))["id"]
-    for i in range(1, 8):
-        await scene.as_user("sendMessage", chat_id=chat, text=f"m{i}")
-    bot_chat = (await as_bot("getUpdates", timeout=0))[0]["message"]["chat"]["id"]
-    reply = await as_bot("sendMessage", chat_id=bot_chat, text="bot", reply_to_message_id=3)
-    assert reply["message_id"] == "9"
+    sent = [await scene.as_user("sendMessage", chat_id=chat, text=f"m{i}") for i in range(1, 8)]
+    start = (await as_bot("getUpdates", timeout=0))[0]["message"]
+    bot_chat = start["chat"]["id"]
+    # m[0] is /start, m[1] to m[7] the user's m1 to m7, m[8] the bot's reply
+    m = ids([start, *sent])
+    reply = await as_bot("sendMessage", chat_id=bot_chat, text="bot", reply_to_message_id=m[2])
+    m.append(int(reply["message_id"]))
+    assert m == sorted(m) and len(set(m)) == 9  # increasing, not dense
 
     newest = await as_bot("getChatHistory", chat_id=bot_chat, limit=3)
-    assert ids(newest) == [7, 8, 9]
+    assert ids(newest) == m[6:9]
     assert newest[-1]["reply_to_message"]["text"] == "m2"
     assert newest[0]["chat"]["id"] == bot_chat and newest[0]["from"]["id"] == bot_chat
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=3, before=7)) == [4, 5, 6]
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=3, before=3)) == [1, 2]
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=2, since=5)) == [6, 7]
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, since=9)) == []
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, since=2, before=6, limit=2)) == [
-        4,
-        5,
-    ]
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=3, before=m[6])) == m[3:6]
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=3, before=m[2])) == m[0:2]
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, limit=2, since=m[4])) == m[5:7]
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, since=m[8])) == []
+    between = await as_bot("getChatHistory", chat_id=bot_chat, since=m[1], before=m[5], limit=2)
+    assert ids(between) == m[3:5]
+    # ids between messages' (ids are sparse) bound the pages all the same
+    below, above = (m[2] + m[3] + 1) // 2, (m[7] + m[8]) // 2
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, before=below)) == m[0:3]
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, since=above)) == m[8:]
     everything = await as_bot("getChatHistory", chat_id=bot_chat)
-    assert ids(everything) == list(range(1, 10))
+    assert ids(everything) == m
     assert everything[0]["text"] == "/start"
 
     only_bot = await as_bot("getChatHistory", chat_id=bot_chat, sender_id=bot_id)
-    assert ids(only_bot) == [9]
+    assert ids(only_bot) == [m[8]]
     only_user = await as_bot("getChatHistory", chat_id=bot_chat, sender_id=bot_chat, limit=2)
-    assert ids(only_user) == [7, 8]
+    assert ids(only_user) == m[6:8]
     assert await error(as_bot, "getChatHistory", chat_id=bot_chat, sender_id=4242) == (
         400,
         "USER_NOT_FOUND",
     )
 
-    await scene.as_user("deleteMessage", chat_id=chat, message_id=5)
-    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, before=7, limit=2)) == [4, 6]
+    await scene.as_user("deleteMessage", chat_id=chat, message_id=str(m[4]))
+    assert ids(await as_bot("getChatHistory", chat_id=bot_chat, before=m[6], limit=2)) == [
+        m[3],
+        m[5],
+    ]
 
     users = await scene.as_user("getChatHistory", chat_id=chat, limit=2)
-    assert ids(users) == [8, 9] and users[0]["chat"]["id"] == chat
+    assert ids(users) == m[7:9] and users[0]["chat"]["id"] == chat
     response = await scene.http.get(
         "/client/getChatHistory",
-        params={"chat_id": chat, "limit": "2", "before": "3"},
+        params={"chat_id": chat, "limit": "2", "before": str(m[2])},
         headers={"Authorization": scene.as_user.auth},
     )
-    assert ids(response.json()["result"]) == [1, 2]
+    assert ids(response.json()["result"]) == m[0:2]
 
     for bad in ({"limit": 101}, {"limit": 0}, {"before": "x"}):
         status, code = await error(as_bot, "getChatHistory", chat_id=bot_chat, **bad)
@@ -101,7 +109,7 @@ async def test_a_bot_sees_only_what_it_could_receive(scene: Scene) -> None:
     open_bot, open_name, open_id = await scene.bot()
     await scene.as_manage("editBot", bot_id=open_id, privacy_mode=False)
     group = (await scene.as_user("createGroup", title="Mixed"))["id"]
-    await scene.as_user("sendMessage", chat_id=group, text="before any bot joined")
+    first = await scene.as_user("sendMessage", chat_id=group, text="before any bot joined")
     for name in (private_name, open_name):
         await scene.as_user("addChatMember", chat_id=group, username=name)
     plain = await scene.as_user("sendMessage", chat_id=group, text="just chatting")
@@ -118,7 +126,7 @@ async def test_a_bot_sees_only_what_it_could_receive(scene: Scene) -> None:
     seen_open = ids(await open_bot("getChatHistory", chat_id=group))
     assert seen_open == ids([plain, mention, other, reply, command])
     seen_user = ids(await scene.as_user("getChatHistory", chat_id=group))
-    assert seen_user == [1, *ids([plain, mention, own, other, reply, command])]
+    assert seen_user == ids([first, plain, mention, own, other, reply, command])
 
     await private_bot("leaveChat", chat_id=group)
     assert await error(private_bot, "getChatHistory", chat_id=group) == (403, "CHAT_FORBIDDEN")

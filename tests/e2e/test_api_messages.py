@@ -53,7 +53,7 @@ async def test_send_message_stores_and_returns_a_telegram_message(world: Scene) 
         text="<b>Hello</b> @someone, see https://e.org",
         parse_mode="HTML",
         reply_markup=KEYBOARD,
-        reply_parameters={"message_id": 1},
+        reply_parameters={"message_id": world.start},
         link_preview_options={"is_disabled": True},
     )
     message = tg.Message.model_validate(sent)
@@ -67,7 +67,8 @@ async def test_send_message_stores_and_returns_a_telegram_message(world: Scene) 
     assert sent["reply_to_message"]["text"] == "/start"
     assert sent["reply_markup"] == KEYBOARD
     stored = (await history(world, world.private))[-1]
-    assert stored["message_id"] == sent["message_id"] == "2"
+    assert stored["message_id"] == sent["message_id"]
+    assert int(sent["message_id"]) > int(world.start)
     assert stored["text"] == message.text and stored["reply_markup"] == KEYBOARD
     assert stored["chat"]["id"] == world.private  # the user's own id of the chat
     assert await world.updates() == []  # a bot never receives its own messages
@@ -188,11 +189,15 @@ async def test_a_users_edit_becomes_edited_message(world: Scene) -> None:
         {"type": "bot_command", "offset": 6, "length": 5}
     ]
     status, body = await failure(
-        world.as_user, "editMessageText", chat_id=world.private, message_id=1, text="/start"
+        world.as_user,
+        "editMessageText",
+        chat_id=world.private,
+        message_id=world.start,
+        text="/start",
     )
     assert body["code"] == "MESSAGE_NOT_MODIFIED"
     status, body = await failure(
-        world.as_other, "editMessageText", chat_id=world.private, message_id=1, text="x"
+        world.as_other, "editMessageText", chat_id=world.private, message_id=world.start, text="x"
     )
     assert (status, body["code"]) == (404, "CHAT_NOT_FOUND")
 
@@ -212,13 +217,13 @@ async def test_delete_messages(world: Scene) -> None:
     )
     assert body["code"] == "MESSAGE_NOT_FOUND"
     # in its private chat a bot may delete the user's messages too
-    assert await world.as_bot("deleteMessage", chat_id=world.bot_chat, message_id=1)
+    assert await world.as_bot("deleteMessage", chat_id=world.bot_chat, message_id=world.start)
     # users delete their own; the group's creator anyone's
     assert await world.as_user("deleteMessage", chat_id=world.group, message_id=users["message_id"])
     assert [m["text"] for m in await history(world, world.group)] == []
     assert await history(world, world.private) == []
     status, body = await failure(
-        world.as_other, "deleteMessage", chat_id=world.private, message_id=1
+        world.as_other, "deleteMessage", chat_id=world.private, message_id=world.start
     )
     assert status == 404
 
@@ -260,7 +265,11 @@ async def test_forward_and_copy(world: Scene) -> None:
     )
     assert body["code"] == "MESSAGE_NOT_FOUND"
     status, body = await failure(
-        world.as_bot, "copyMessage", chat_id=world.bot_chat, from_chat_id="123", message_id=1
+        world.as_bot,
+        "copyMessage",
+        chat_id=world.bot_chat,
+        from_chat_id="123",
+        message_id=world.start,
     )
     assert status == 400
     assert body["code"] == "CHAT_NOT_FOUND"

@@ -269,14 +269,15 @@ async def test_chat_history_is_capped(settings: Settings, store: Store, small_lo
         owner = await create_user(settings, unique("hc"))
         user = client_api(http, owner)
         group = str((await user("createGroup", title="capped"))["id"])
-        for n in range(120):
-            await user("sendMessage", chat_id=group, text=f"h{n}")
+        sent = [await user("sendMessage", chat_id=group, text=f"h{n}") for n in range(120)]
         held = await store.redis.hlen(keys.chat_messages(int(group)))
         assert held == 50  # BOTGW_CHAT_HISTORY_MAX_MESSAGES
         history = await user("getChatHistory", chat_id=group, limit=100)
         assert [m["text"] for m in history] == [f"h{n}" for n in range(70, 120)]
         oldest = history[0]["message_id"]
-        too_old = await user.raw("editMessageText", chat_id=group, message_id=1, text="x")
+        assert oldest == sent[70]["message_id"]
+        first = sent[0]["message_id"]
+        too_old = await user.raw("editMessageText", chat_id=group, message_id=first, text="x")
         assert too_old.json()["code"] == "MESSAGE_NOT_FOUND"
         assert (await user("getChatHistory", chat_id=group, before=oldest)) == []
 
@@ -291,20 +292,23 @@ async def test_chat_history_retention_trims_the_hours_past_it(store: Store) -> N
         from shared.models import MessageRecord
 
         chat_id = int(time.time() * 1000) % 1_000_000_000 + 10_000_000
-        for n in range(5):
-            await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="u1", date=n))
+        old = [
+            (await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="u1", date=n))).id
+            for n in range(5)
+        ]
         hours = keys.chat_history_hours(chat_id)
         assert await kept.redis.zcard(hours) == 1
         # the hour these five were written in is moved back two days
         now_hour = int(time.time() // 3600)
         await kept.redis.delete(hours)
-        await kept.redis.zadd(hours, {"1": now_hour - 48})
+        await kept.redis.zadd(hours, {str(old[0]): now_hour - 48})
         await kept.redis.hdel(keys.chat_history(chat_id), "hour", "horizon")  # as an hour on
-        await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="u1", date=9))
-        assert [m.id for m in await db.get_message_range(chat_id, 1, 10)] == [6]
-        assert await db.history_bounds(chat_id) == (6, 6)
-        ttl = await kept.redis.pttl(keys.chat_messages(chat_id))
-        assert 86_400_000 < ttl <= 86_400_000 + 2 * 3_600_000  # idle chats expire whole
+        new = await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="u1", date=9))
+        assert [m.id for m in await db.get_message_range(chat_id, 1, 2**53)] == [new.id]
+        assert await kept.redis.zcard(keys.chat_message_ids(chat_id)) == 1
+        for key in (keys.chat_messages(chat_id), keys.chat_message_ids(chat_id)):
+            ttl = await kept.redis.pttl(key)
+            assert 86_400_000 < ttl <= 86_400_000 + 2 * 3_600_000  # idle chats expire whole
     finally:
         await kept.close()
 

@@ -127,10 +127,12 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         chat = start["chat"]["id"]
         keyboard = {"inline_keyboard": [[{"text": "Go", "callback_data": "go"}]]}
         sent = await bot("sendMessage", chat_id=chat, text="*hi*", parse_mode="MarkdownV2")
-        await user(
+        asked = await user(
             "sendMessage", chat_id=private, text="/help", reply_to_message_id=sent["message_id"]
         )
-        await user("editMessageText", chat_id=private, message_id=3, text="/help me")
+        await user(
+            "editMessageText", chat_id=private, message_id=asked["message_id"], text="/help me"
+        )
         await bot(
             "editMessageText",
             chat_id=chat,
@@ -176,7 +178,7 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         await bot(
             "setMessageReaction",
             chat_id=group,
-            message_id=1,
+            message_id=poll["message_id"],
             reaction=[{"type": "emoji", "emoji": "👀"}],
         )
         await bot("sendChatAction", chat_id=group, action="typing")
@@ -195,7 +197,7 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         await user("getChats")
         await user("getChatMembers", chat_id=group)
         await bot("deleteMessage", chat_id=group, message_id=poll["message_id"])
-        await user("deleteMessage", chat_id=private, message_id=3)
+        await user("deleteMessage", chat_id=private, message_id=asked["message_id"])
         await user("removeChatMember", chat_id=group, username=other.username)
         await bot("leaveChat", chat_id=group)
         await manage("revokeBot", bot_id=created["id"])

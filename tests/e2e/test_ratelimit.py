@@ -68,7 +68,8 @@ async def test_private_chat_limit_and_a_client_that_honours_it(
         assert honoured == 2
         history = await as_user("getChatHistory", chat_id=private)
         assert [m["text"] for m in history][4:] == [f"h{i}" for i in range(sent)]
-        assert [int(m["message_id"]) for m in history] == list(range(1, 5 + sent))
+        ids = [int(m["message_id"]) for m in history]
+        assert len(ids) == 4 + sent and ids == sorted(set(ids))  # each stored once, in order
 
 
 async def test_group_limit(stack: Stack, settings: Settings) -> None:
@@ -100,10 +101,12 @@ async def test_overall_limit_is_per_bot(slow_rest: str, settings: Settings) -> N
         await client_api(http, user)(
             "addChatMember", chat_id=group, username=(await as_bot("getMe"))["username"]
         )
-        assert (await as_bot.raw("sendMessage", chat_id=chat, text="first")).status_code == 200
+        first = await as_bot.raw("sendMessage", chat_id=chat, text="first")
+        assert first.status_code == 200
         wait = retry_after_of(await as_bot.raw("sendMessage", chat_id=group, text="second"))
         assert 10 <= wait <= 20  # 0.05 messages per second overall
-        params: dict[str, Any] = {"chat_id": chat, "from_chat_id": chat, "message_id": 1}
+        message_id = first.json()["result"]["message_id"]
+        params: dict[str, Any] = {"chat_id": chat, "from_chat_id": chat, "message_id": message_id}
         retry_after_of(await as_bot.raw("forwardMessage", **params))
         retry_after_of(await as_bot.raw("copyMessage", **params))
         # another bot is not slowed by this one

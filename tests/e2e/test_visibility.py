@@ -148,8 +148,9 @@ class Scene:
     ids: dict[str, int]  # the users' messages by name
 
     def hidden(self, agent: Agent) -> set[int]:
-        """Every message id of the group the bot was not given."""
-        return set(range(1, max(self.markers) + 1)) - agent.given
+        """Every message id of the group the bot was not given (the scene wrote every
+        message of the group, each with its marker)."""
+        return set(self.markers) - agent.given
 
     def other(self, agent: Agent) -> Agent:
         return self.b if agent is self.a else self.a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -64,32 +65,44 @@ async def test_reactions_replace_per_member(store: Store) -> None:
 
 async def test_message_ranges_skip_deleted_messages(store: Store) -> None:
     chat_id, db = random_id(), store.entities
+    ids = []
     for _ in range(5):
-        message_id = await db.next_message_id(chat_id)
-        await db.save_message(MessageRecord(id=message_id, chat_id=chat_id, sender="u1", date=0))
-    await db.delete_message(chat_id, 3)
-    assert [m.id for m in await db.get_message_range(chat_id, 2, 5)] == [2, 4, 5]
-    assert await db.get_message_range(chat_id, 5, 4) == []
+        message = MessageRecord(id=0, chat_id=chat_id, sender="u1", date=0)
+        ids.append((await db.add_message(message)).id)
+    assert await db.delete_message(chat_id, ids[2])
+    assert not await db.delete_message(chat_id, ids[2])
+    # an edit saved after the delete does not bring it back
+    await db.save_message(MessageRecord(id=ids[2], chat_id=chat_id, sender="u1", date=1))
+    assert await db.get_message(chat_id, ids[2]) is None
+    kept = [ids[1], ids[3], ids[4]]
+    assert [m.id for m in await db.get_message_range(chat_id, ids[1], ids[4])] == kept
+    assert await db.message_ids(chat_id, ids[1], ids[4], limit=2) == kept[:2]
+    assert await db.message_ids(chat_id, 1, ids[4], limit=2, newest_first=True) == [ids[4], ids[3]]
+    assert await db.get_message_range(chat_id, ids[4], ids[3]) == []
 
 
-async def test_new_messages_take_the_next_id_of_their_chat_in_one_call(store: Store) -> None:
+async def test_new_messages_take_a_time_ordered_id_in_one_call(store: Store) -> None:
     chat_id, db = random_id(), store.entities
     sent = [
         MessageRecord(id=0, chat_id=chat_id, sender="u1", date=5, text="a" * n, extra={"k": n})
         for n in (1, 200, 70_000)  # the id follows strings and maps of every width
     ]
+    before = int(time.time() * 1000)
     ids = [m.id for m in await asyncio.gather(*(db.add_message(m) for m in sent))]
-    assert sorted(ids) == [1, 2, 3] and [m.id for m in sent] == ids
+    after = int(time.time() * 1000)
+    assert len(set(ids)) == 3 and [m.id for m in sent] == ids
+    # ms * 1024 + n by Redis' clock (this machine's): below 2^53, far from small
+    assert all(before * 1024 <= i < (after + 1_000) * 1024 < 2**53 for i in ids)
     for message in sent:
         assert await db.get_message(chat_id, message.id) == message
-    for _ in range(300):  # ids past 127, 255 and 65 535 encode wider: checked at 301
-        await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="b2", date=6))
-    last = await db.get_message(chat_id, 303)
-    assert last is not None and (last.id, last.sender) == (303, "b2")
-    await store.redis.set(f"botgw:{{c{chat_id}}}:seq", 70_000)
-    big = MessageRecord(id=0, chat_id=chat_id, sender="u1", date=7, text="x")
-    assert (await db.add_message(big)).id == 70_001
-    assert await db.get_message(chat_id, 70_001) == big
+    more = [
+        (await db.add_message(MessageRecord(id=0, chat_id=chat_id, sender="b2", date=6))).id
+        for _ in range(20)
+    ]
+    assert more == sorted(more) and more[0] > max(ids)  # strictly increasing per chat
+    assert await db.last_message_id(chat_id) == more[-1]
+    last = await db.get_message(chat_id, more[-1])
+    assert last is not None and (last.id, last.sender) == (more[-1], "b2")
 
 
 async def test_file_records_and_the_chats_they_were_sent_to(store: Store) -> None:

@@ -117,5 +117,5 @@ async def test_a_write_with_an_idempotency_key_is_stored_once(store: Store) -> N
     again = await _write(store, chat_id, [bot_id], "once", idempotency_key="k1")
     assert again.replayed and again.message_id == first.message_id and again.seq == 0
     other = await _write(store, chat_id, [bot_id], "twice", idempotency_key="k2")
-    assert other.message_id == first.message_id + 1
+    assert other.message_id > first.message_id
     assert await store.outbox.pending_count(chat_id) == 2
