@@ -205,8 +205,8 @@ def chat_message_ids(chat_id: int) -> str:
 
 
 def chat_history(chat_id: int) -> str:
-    """Hash: the bounds of the chat's history (``floor``, the lowest message id it
-    may still hold, and what ``chat_write.lua`` needs to trim it)."""
+    """Hash: what ``chat_write.lua`` keeps to trim the chat's history by retention
+    (the hour its marks hold last, the retention's horizon and its first kept id)."""
     return f"{PREFIX}{{c{chat_id}}}:history"
 
 
