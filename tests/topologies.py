@@ -324,6 +324,17 @@ class LocalCluster:
 
         _wait(f"slot {slot} moves to {to_port}", moved, timeout)
 
+    def replicas_of(self, port: int) -> list[int]:
+        """The ports of the running replicas of the primary at ``port``."""
+        found = []
+        for node in self.nodes:
+            if node.role == "replica":
+                with _client(node.port) as client:
+                    role = client.execute_command("ROLE")
+                if int(role[2]) == port:
+                    found.append(node.port)
+        return found
+
     def kill(self, port: int) -> None:
         """SIGKILL the node at ``port``."""
         self.servers[port].kill()
