@@ -186,6 +186,12 @@ class SlotMap:
             node = self.node(Address(host=host, port=int(primary[1])))
             for slot in range(start, end + 1):
                 slots[slot] = node
+        for old, new in zip(self.slots, slots, strict=True):
+            if old is not None and new is not None and new is not old and new.current is None:
+                # a slot went to a node we do not talk to yet: a replica promoted
+                # when its primary failed (a reshard goes to a primary we already
+                # talk to). It may lack the newest writes: check before using it.
+                new.needs_check = True
         self.slots = slots
         missing = sum(1 for node in slots if node is None)
         if missing:

@@ -298,6 +298,8 @@ class Node:
         self._conn: Connection | None = None
         self._opening: asyncio.Future[Connection] | None = None
         self.run_id: bytes | None = None  # of the server behind the last connection
+        # set when it took over slots of a failed node (a promoted replica)
+        self.needs_check = False
 
     def __repr__(self) -> str:
         return f"Node({self.address})"
@@ -347,10 +349,12 @@ class Node:
             if role and (not role[0] or role[0][0] != b"master"):
                 raise RedisConnectionError(f"{self.address} is not the primary (yet)")
             run_id = _run_id(info)
-            if self.run_id is not None and run_id != self.run_id and self._on_new_server:
+            changed = self.run_id is not None and run_id != self.run_id
+            if (changed or self.needs_check) and self._on_new_server:
                 # a failover or a restart: whatever must happen before anything
                 # else is sent to the new server happens here
                 await self._on_new_server(self, conn)
+            self.needs_check = False
             self.run_id = run_id
         except BaseException:
             conn.lose(RedisConnectionError("the connection to Redis was refused"))

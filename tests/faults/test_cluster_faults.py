@@ -592,15 +592,4 @@ async def test_a_killed_primary_loses_only_what_a_gap_announces(
     assert reissued(load) == 0
     # the promise: every acknowledged update delivered, or covered by a gap told
     uncovered = {name: c.uncovered for name, c in counts.items() if c.uncovered}
-    if uncovered:
-        pytest.xfail(
-            f"a cluster failover ({replica} replica) loses acknowledged updates silently: "
-            + ", ".join(
-                f"{name} lost {len(c.lost)} of {len(load.acked)}, {len(c.uncovered)} with no "
-                f"gap told ({len(c.announced)} told)"
-                for name, c in counts.items()
-            )
-            + f"; the processes noticed {noticed} (shared/store/tails.py checks a node whose "
-            "run_id changed; the promoted replica is another node, never checked)"
-        )
-    assert uncovered == {}
+    assert uncovered == {}, (uncovered, noticed)
