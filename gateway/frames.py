@@ -406,10 +406,12 @@ def ready_frame(
 def result_frame(
     request_id: str, *, ok: bool, result: Any = None, error: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """``result``: the answer to a ``request``, its result or the REST error envelope."""
+    """``result``: the answer to a ``request``, its result or the REST error envelope
+    without its ``ok`` (docs/protocol.md §6.5): the frame's ``ok`` says it."""
     if ok:
         return {"op": "result", "id": request_id, "ok": True, "result": result}
-    return {"op": "result", "id": request_id, "ok": False, "error": error}
+    envelope = {key: value for key, value in (error or {}).items() if key != "ok"}
+    return {"op": "result", "id": request_id, "ok": False, "error": envelope}
 
 
 def too_many_requests(request_id: str, max_pending_requests: int) -> dict[str, Any]:

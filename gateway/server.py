@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import signal
+from dataclasses import replace
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import ServerConnection as WebSocket
@@ -26,6 +27,7 @@ from gateway import metrics
 from gateway.worker import Worker, http_response, json_response
 from gateway.wsconn import Connection
 from shared.errors import error_envelope
+from shared.ids import tokens_equal
 from shared.settings import Settings
 from shared.store import Store
 
@@ -70,6 +72,14 @@ async def process_request(
     if scheme.lower() in ("bot", "bearer") and token.strip():
         try:
             found = await worker.store.entities.bot_for_token(token.strip())
+            if found is not None:
+                # the stored credentials, not a cached record: a bot revoked or a
+                # token rotated a moment ago is refused here, not after identify
+                (stored,) = await worker.store.entities.bot_credentials([found[0].id])
+                if stored is None or not tokens_equal(found[1], stored[0]):
+                    found = None
+                elif not stored[1]:
+                    found = (replace(found[0], active=False), found[1])
         except Exception:
             log.exception("token lookup failed")
             worker.release_unidentified(connection)

@@ -521,6 +521,7 @@ class Session:
             start = await self._gap(gap, epoch=epoch, hole_end=hole_end)
             if start is None:
                 return
+            resumed = False  # delivery does not continue the previous position (§6.2)
         else:
             start = found.update_id
             if start > 0 and after:

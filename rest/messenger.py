@@ -36,19 +36,23 @@ from shared.settings import Settings
 from shared.store import Store, StoreError
 from shared.store.outbox import MESSAGE_ID_PLACEHOLDER, Pending, Written
 
-__all__ = ["Messenger", "Outgoing", "now"]
+__all__ = ["NO_CHAT", "Messenger", "Outgoing", "now"]
 
 log = logging.getLogger("botgw.messenger")
 
 
 @dataclass(slots=True)
 class Outgoing:
-    """An update for one bot: type, chat id as the bot sees it, body without update_id."""
+    """An update for one bot: type, chat id as the bot sees it (:data:`NO_CHAT` for
+    an update that names none, e.g. ``poll``), body without update_id."""
 
     bot_id: int
     kind: str
     chat_id: int
     body: dict[str, Any]
+
+
+NO_CHAT = 0  # the chat of an update that names none: shard 0 (docs/protocol.md §9)
 
 
 def now() -> int:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from rest import visibility
-from rest.messenger import Messenger, Outgoing
+from rest.messenger import NO_CHAT, Messenger, Outgoing
 from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
@@ -142,12 +142,8 @@ async def stop_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     poll = await messenger.view(call.bot.id).poll(chat, message)
     await messenger.publish(
         [
-            Outgoing(
-                bot_id=call.bot.id,
-                kind="poll",
-                chat_id=messenger.bot_chat_id(call.bot.id, chat),
-                body={"poll": poll},
-            )
+            # a poll update names no chat: it goes to shard 0 (docs/protocol.md §9)
+            Outgoing(bot_id=call.bot.id, kind="poll", chat_id=NO_CHAT, body={"poll": poll})
         ]
     )
     return poll
@@ -183,7 +179,6 @@ async def answer_poll(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     bot = await messenger.bot_in_chat(bot_id, chat) if bot_id is not None else None
     if bot is not None and old != chosen:
         view = messenger.view(bot.id)
-        bot_chat_id = messenger.bot_chat_id(bot.id, chat)
         updates = []
         if not spec["is_anonymous"]:
             answer = {
@@ -192,9 +187,10 @@ async def answer_poll(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
                 "option_ids": chosen,
                 "option_persistent_ids": [str(i) for i in chosen],
             }
-            updates.append(Outgoing(bot.id, "poll_answer", bot_chat_id, {"poll_answer": answer}))
+            updates.append(Outgoing(bot.id, "poll_answer", NO_CHAT, {"poll_answer": answer}))
         poll = await view.poll(chat, message)
-        updates.append(Outgoing(bot.id, "poll", bot_chat_id, {"poll": poll}))
+        # neither update names a chat: both go to shard 0 (docs/protocol.md §9)
+        updates.append(Outgoing(bot.id, "poll", NO_CHAT, {"poll": poll}))
         await messenger.publish(updates)
     return await messenger.view(None).poll(chat, message)
 

@@ -119,9 +119,36 @@ async def test_cursor_older_than_retention_gets_a_gap(
     assert frame["op"] == "gap" and frame["action"] == "oldest"
     ready = await recv_frame(ws)
     assert ready["op"] == "ready"
+    assert ready["resumed"] is False  # after a gap delivery does not continue (§6.2)
     updates = await collect(ws, info.length)
     assert int(updates[0]["update_id"]) == info.oldest
     assert seq_of(updates[-1]) == 600
+    await ws.close()
+
+
+async def test_a_cursor_beyond_the_head_is_a_gap_not_a_silent_skip(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    """A cursor naming updates the log does not have (lost by a failover, or made
+    up) is told as ``tail_lost``; delivery goes on after it (docs/protocol.md §8)."""
+    bot = await new_bot(settings, "bh")
+    head = await ingest(store, bot.bot_id, 1)
+    epoch = await store.log.epoch(bot.bot_id)
+    beyond = {"epoch": epoch, "update_id": str(head + 5 * 1024)}  # 5 ms past the head
+    ws, frame = await open_raw(stack.ws_url, bot.token, cursor=beyond)
+    assert frame["op"] == "gap" and frame["reason"] == "tail_lost"
+    assert (await recv_frame(ws))["code"] == 4504
+    ws, frame = await open_raw(stack.ws_url, bot.token, cursor=beyond, on_gap="newest")
+    assert frame["op"] == "gap" and frame["reason"] == "tail_lost"
+    ready = await recv_frame(ws)
+    assert ready["op"] == "ready" and ready["resumed"] is False
+    assert ready["cursor"]["update_id"] == beyond["update_id"]
+    # the next update comes: ids are time-ordered, so a later one is above the cursor
+    await asyncio.sleep(0.05)
+    later = await ingest(store, bot.bot_id, 2)
+    assert later > int(beyond["update_id"])
+    got = await collect(ws, 1)
+    assert seq_of(got[0]) == 2
     await ws.close()
 
 
@@ -498,3 +525,74 @@ async def test_a_socket_closed_while_identifying_takes_nothing_over(tmp_path: Pa
             await second.close()
     finally:
         redis.stop()
+
+
+async def test_poll_updates_name_no_chat_and_go_to_shard_zero(
+    stack: Stack, settings: Settings
+) -> None:
+    """``poll`` and ``poll_answer`` carry no chat, so a client cannot shard them by
+    one: they go to shard 0 whatever the group's id (docs/protocol.md §9), and the
+    group's messages to the shard of its id."""
+    from tests.api import scene_at
+
+    async with scene_at(stack.rest_url, settings, "ps", users=1, group="Shards") as scene:
+        sent = await scene.as_bot(
+            "sendPoll", chat_id=scene.group, question="?", options=["a", "b"], is_anonymous=False
+        )
+        wanted = ["message", "poll", "poll_answer"]
+        shards = [
+            (
+                await open_raw(
+                    stack.ws_url,
+                    scene.bot.token,
+                    consumer="ps",
+                    shard=[i, 2],
+                    allowed_updates=wanted,
+                )
+            )[0]
+            for i in range(2)
+        ]
+        await scene.as_user(
+            "answerPoll", chat_id=scene.group, message_id=sent["message_id"], option_ids=[1]
+        )
+        # a command to the bot: it has privacy mode on and gets only those of the group
+        command = f"/after@{scene.bot.username}"
+        await scene.as_user("sendMessage", chat_id=scene.group, text=command)
+        group_shard = int(scene.group) % 2
+        if group_shard == 0:
+            # every update on shard 0: the message last, after both poll updates
+            got = await collect(shards[0], 3)
+        else:
+            got = await collect(shards[0], 2)
+            message = await collect(shards[1], 1)
+            assert message[0]["message"]["text"] == command
+        kinds = [next(k for k in u if k != "update_id") for u in got]
+        assert kinds[:2] == ["poll_answer", "poll"]
+        for ws in shards:
+            await ws.close()
+
+
+async def test_a_failed_request_carries_the_envelope_without_ok(
+    stack: Stack, settings: Settings
+) -> None:
+    """docs/protocol.md §6.5: ``error`` is the REST envelope without ``ok``, for the
+    REST service's errors and the gateway's own alike."""
+    bot = await new_bot(settings, "er")
+    ws, ready = await open_raw(stack.ws_url, bot.token)
+    assert ready["op"] == "ready"
+    await ws.send(
+        json.dumps(
+            {"op": "request", "id": "r1", "method": "sendMessage", "params": {"chat_id": "1"}}
+        )
+    )
+    await ws.send(json.dumps({"op": "request", "id": "r2", "method": "getUpdates"}))
+    results: dict[str, dict[str, Any]] = {}
+    while len(results) < 2:
+        frame = await recv_frame(ws)
+        if frame["op"] == "result":
+            results[frame["id"]] = frame
+    for frame in results.values():
+        assert frame["ok"] is False and "ok" not in frame["error"]
+        assert frame["error"]["error_code"] >= 400 and frame["error"]["description"]
+    assert results["r2"]["error"]["code"] == "METHOD_NOT_ALLOWED_HERE"
+    await ws.close()

@@ -169,6 +169,22 @@ async def test_a_token_changed_without_any_announcement_is_found_within_the_inte
     print(f"both sockets closed {elapsed * 1000:.0f} ms after the unannounced change")
 
 
+async def test_an_unannounced_revocation_is_refused_at_the_upgrade(
+    stack: Stack, settings: Settings, store: Store
+) -> None:
+    """The worker holds the bot's record (a socket of it is open) and hears of no
+    change: the upgrade still checks the stored credentials, so a revoked bot gets
+    412 there, not a socket that closes 4505 after identify (docs/protocol.md §2)."""
+    bot = await new_bot(settings, "ur")
+    header, ready = await open_raw(stack.ws_url, bot.token)
+    assert ready["op"] == "ready"
+    await store.redis.hset(keys.bot_info(bot.bot_id), "active", "0")  # not announced
+    refused = await refusal(stack.ws_url, bot.token)
+    assert refused.response.status_code == 412
+    assert envelope(refused)["code"] == "BOT_INACTIVE"
+    await header.close()
+
+
 async def test_revoking_a_bot_closes_its_sockets_and_refuses_its_upgrades(
     stack: Stack, settings: Settings
 ) -> None:
