@@ -134,6 +134,7 @@ async def test_a_cursor_beyond_the_head_is_a_gap_not_a_silent_skip(
     bot = await new_bot(settings, "bh")
     head = await ingest(store, bot.bot_id, 1)
     epoch = await store.log.epoch(bot.bot_id)
+    assert epoch is not None
     beyond = {"epoch": epoch, "update_id": str(head + 5 * 1024)}  # 5 ms past the head
     ws, frame = await open_raw(stack.ws_url, bot.token, cursor=beyond)
     assert frame["op"] == "gap" and frame["reason"] == "tail_lost"
