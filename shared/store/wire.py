@@ -65,7 +65,16 @@ PAUSE_S = 0.05  # between retries of what Redis did not carry out
 SENTINEL_POLL_S = 1.0  # how often the sentinels are asked where the primary is
 PROBLEM_S = 60.0  # how long a configuration error fails readiness (and is not logged again)
 _TRANSIENT = ("LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS")
-_CONFIG = ("NOAUTH", "WRONGPASS", "NOPERM", "CROSSSLOT", "ERR unknown command")
+_CONFIG = (
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "CROSSSLOT",
+    "ERR unknown command",
+    "ERR AUTH",
+    "ERR invalid password",
+    "ERR DB index is out of range",
+)
 
 # commands that change data: with wait_replicas, their replies wait for replicas
 WRITES = frozenset(
@@ -394,6 +403,12 @@ class Wire:
             self._watching = asyncio.ensure_future(self._watch_sentinels())
         try:
             return await asyncio.wait_for(node.ready(), self.timeout)
+        except ResponseError as exc:  # refused while logging in: AUTH, SELECT
+            if str(exc).startswith(_CONFIG):
+                raise self.misconfigured(
+                    f"Redis at {node.address} refused the login: {exc}"
+                ) from None
+            raise RedisConnectionError(f"Redis at {node.address} refused the login: {exc}") from exc
         except TimeoutError:
             raise StoreTimeout(
                 f"Redis at {node.address} did not answer within {self.timeout:g} s"
