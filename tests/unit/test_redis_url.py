@@ -59,5 +59,5 @@ def test_a_password_is_never_echoed() -> None:
 
 
 def test_settings_refuse_a_bad_url_with_the_parsers_message() -> None:
-    with pytest.raises(SettingsError, match="BOTGW_REDIS_URL=.*unknown scheme"):
+    with pytest.raises(SettingsError, match=r"BOTGW_REDIS_URL=.*unknown scheme"):
         Settings.from_env({"BOTGW_REDIS_URL": "memcache://h"})
