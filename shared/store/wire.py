@@ -267,12 +267,14 @@ class Wire:
         asking = False
         deadline: float | None = None
         while True:
-            try:
-                conn = await self._connection(node)
-            except RedisConnectionError as exc:  # nothing was sent: again, within the timeout
-                self._lost(node)
-                deadline = await self._pause(deadline, exc)
-                continue
+            conn = node.current  # the fast path: no coroutine of its own
+            if conn is None:
+                try:
+                    conn = await self._connection(node)
+                except RedisConnectionError as exc:  # nothing was sent: again, in time
+                    self._lost(node)
+                    deadline = await self._pause(deadline, exc)
+                    continue
             future = conn.send(command, asking=asking)
             commit = conn.durable() if durable else None
             try:
@@ -303,11 +305,14 @@ class Wire:
             return []
         durable = self.wait_replicas > 0 and any(self._durable(c) for c in commands)
         try:
-            nodes = [await self.node_for(command) for command in commands]
+            if self.node is not None:
+                nodes = [self.node] * len(commands)
+            else:
+                nodes = [await self.node_for(command) for command in commands]
             conns: dict[int, Connection] = {}
             for node in nodes:
                 if id(node) not in conns:
-                    conns[id(node)] = await self._connection(node)
+                    conns[id(node)] = node.current or await self._connection(node)
         except (RedisConnectionError, ResponseError):
             # not sent: one by one, each with its own retries
             return await self._one_by_one(commands, retry=retry)
