@@ -3,7 +3,8 @@
 ``make bench-quick`` (small sizes, one repetition, under two minutes) and
 ``make bench`` (the budgets' sizes, three repetitions, under ten minutes) print
 a table of every figure with its budget, its ratio to the same-run ceiling and to
-the peer, and pass/fail. The exit status is 1 when a budget is missed or a
+the peer (for the figures on a 3-primary Redis Cluster, to the same figure on one
+Redis node), and pass/fail. The exit status is 1 when a budget is missed or a
 correctness check failed.
 """
 

@@ -5,6 +5,8 @@
 in flight per bot so that a bot's sequence numbers follow its log order. For the
 Socket.IO peer it emits the same updates through a write-only
 ``AsyncRedisManager``; for the write-path ceiling it pipelines the append script.
+It can hold a store per Redis topology (``setup`` names it: ``node`` by default,
+``cluster`` for the 3-primary cluster) and every command writes to the one named.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from importlib import resources
 from typing import Any
 
 from bench.checks import body_text
@@ -42,23 +43,32 @@ def message_body(seq: int, chat_id: int, sent_ns: int) -> dict[str, Any]:
 
 class Appender:
     def __init__(self) -> None:
-        self.store: Store | None = None
+        self.stores: dict[str, Store] = {}
+        self.shas: dict[str, str] = {}
         self.sio: Any = None
         self.seqs: dict[int, int] = {}
-        self.sha = ""
 
-    def _store(self) -> Store:
-        assert self.store is not None, "setup first"
-        return self.store
+    def _store(self, name: str) -> Store:
+        assert name in self.stores, f"setup store {name!r} first"
+        return self.stores[name]
 
     async def cmd_setup(self, p: dict[str, Any]) -> None:
+        name = str(p.get("store", "node"))
         settings = Settings.from_env({}, redis_url=p["redis_url"], secret="bench")
-        self.store = Store.connect(settings)
-        await self.store.redis.ping()
-        source = (resources.files("shared.store") / "lua" / "append_update.lua").read_text()
-        self.sha = await self.store.redis.script_load(source)
+        if name in self.stores:
+            await self.stores.pop(name).close()
+        store = self.stores[name] = Store.connect(settings)
+        await store.redis.ping()
+        # the store's own script: on a cluster its wake-up is a shard publish
+        self.shas[name] = await store.scripts["append_update"].load()
         if p.get("sio"):
             self.sio = _collecting_manager(p["redis_url"])
+
+    async def cmd_forget(self, p: dict[str, Any]) -> None:
+        """Close the store named ``store`` (before its Redis goes away)."""
+        store = self.stores.pop(str(p["store"]), None)
+        if store is not None:
+            await store.close()
 
     def _next(self, bot_id: int) -> int:
         seq = self.seqs.get(bot_id, 0)
@@ -68,7 +78,7 @@ class Appender:
     async def cmd_reset(self, p: dict[str, Any]) -> None:
         self.seqs.clear()
 
-    async def _send(self, batch: list[tuple[int, int]], *, peer: bool) -> int:
+    async def _send(self, batch: list[tuple[int, int]], *, peer: bool, name: str) -> int:
         """Append one update to each (bot, chat) of ``batch``, pipelined on one connection.
 
         Each is the script call ``store.log.append`` makes (for the peer: the
@@ -77,7 +87,7 @@ class Appender:
         written into the updates.
         """
         sent = time.monotonic_ns()
-        store = self._store()
+        store = self._store(name)
         if peer:
             for bot_id, chat_id in batch:
                 seq = self._next(bot_id)
@@ -93,16 +103,17 @@ class Appender:
             (bot_id, chat_id, message_body(self._next(bot_id), chat_id, sent))
             for bot_id, chat_id in batch
         ]
-        await self._pipelined(await _script_calls(store, updates))
+        await self._pipelined(await _script_calls(store, name, updates), name)
         return sent
 
-    async def _pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> None:
+    async def _pipelined(self, calls: list[tuple[list[str], list[Any]]], name: str) -> None:
         """The append script calls written together on the store's pipelined
         connection (as the REST process sends them), by sha (loaded once at setup)."""
-        store = self._store()
+        store = self._store(name)
+        sha = self.shas[name]
         await store.wire.calls(
             [
-                ("EVALSHA", self.sha, len(call_keys), *call_keys, *call_args)
+                ("EVALSHA", sha, len(call_keys), *call_keys, *call_args)
                 for call_keys, call_args in calls
             ]
         )
@@ -112,11 +123,12 @@ class Appender:
         n = int(p["n"])
         depth = int(p.get("depth", 50))
         peer = bool(p.get("peer"))
+        name = str(p.get("store", "node"))
         bots = [(int(b), int(c)) for b, c in p["bots"]]
         first = 0
         for start in range(0, n, depth):
             batch = [bot for bot in bots for _ in range(min(depth, n - start))]
-            sent = await self._send(batch, peer=peer)
+            sent = await self._send(batch, peer=peer, name=name)
             first = first or sent
         return {"first_ns": first, "last_ns": time.monotonic_ns(), "appended": n * len(bots)}
 
@@ -129,6 +141,7 @@ class Appender:
         bots = [(int(b), int(c)) for b, c in p["bots"]]
         rate = float(p["rate"])
         peer = bool(p.get("peer"))
+        name = str(p.get("store", "node"))
         total = int(rate * float(p["seconds"]))
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.05
@@ -143,7 +156,7 @@ class Appender:
                 continue
             lags.append(now - (start + done / rate))
             batch = [bots[k % len(bots)] for k in range(done, due)]
-            sent = await self._send(batch, peer=peer)
+            sent = await self._send(batch, peer=peer, name=name)
             first_ns = first_ns or sent
             done = due
         elapsed = loop.time() - start
@@ -162,7 +175,8 @@ class Appender:
 
     async def cmd_prefill(self, p: dict[str, Any]) -> int:
         """``n`` updates per bot through a pipeline (setup for readers, not measured)."""
-        store = self._store()
+        name = str(p.get("store", "node"))
+        store = self._store(name)
         n = int(p["n"])
         total = 0
         for bot_id, chat_id in p["bots"]:
@@ -170,13 +184,14 @@ class Appender:
             for _ in range(n):
                 body = message_body(self._next(bot_id), chat_id, time.monotonic_ns())
                 updates.append((bot_id, chat_id, body))
-            await self._pipelined(await _script_calls(store, updates))
+            await self._pipelined(await _script_calls(store, name, updates), name)
             total += n
         return total
 
     async def cmd_write_ceiling(self, p: dict[str, Any]) -> dict[str, Any]:
         """The append script pipelined ``depth`` deep for ``seconds``: the write path's ceiling."""
-        store = self._store()
+        name = str(p.get("store", "node"))
+        store = self._store(name)
         depth = int(p.get("depth", 100))
         bots = [(int(b), int(c)) for b, c in p["bots"]]
         deadline = time.monotonic() + float(p["seconds"])
@@ -190,7 +205,7 @@ class Appender:
                 i += 1
                 body = message_body(self._next(bot_id), chat_id, time.monotonic_ns())
                 updates.append((bot_id, chat_id, body))
-            await self._pipelined(await _script_calls(store, updates))
+            await self._pipelined(await _script_calls(store, name, updates), name)
             total += depth
         elapsed = time.monotonic() - started
         return {"appended": total, "seconds": elapsed, "rate": total / elapsed}
@@ -223,21 +238,23 @@ class _Capture:
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
         self.calls.append((keys, args))
-        return [b"1-0", b"bench", b"0-0", 0]
+        return [b"1-0", b"bench", b"0-0", 0, 0]
 
 
-_TEMPLATES: dict[tuple[int, int], tuple[list[str], list[Any], int]] = {}
+_TEMPLATES: dict[tuple[str, int, int], tuple[list[str], list[Any], int]] = {}
 _MARK = {"bench": "payload-mark"}
 
 
-async def _template(store: Store, bot_id: int, chat_id: int) -> tuple[list[str], list[Any], int]:
+async def _template(
+    store: Store, name: str, bot_id: int, chat_id: int
+) -> tuple[list[str], list[Any], int]:
     """The script call ``store.log.append`` makes for a bot's messages, learnt once.
 
     Only the payload differs from one update to the next (the candidate epoch is
     used only by a bot's very first append, so reusing one is harmless); the
     index of the payload among the arguments is found with a marker body.
     """
-    found = _TEMPLATES.get((bot_id, chat_id))
+    found = _TEMPLATES.get((name, bot_id, chat_id))
     if found is None:
         capture = _Capture()
         real = store.scripts["append_update"]
@@ -248,17 +265,17 @@ async def _template(store: Store, bot_id: int, chat_id: int) -> tuple[list[str],
             store.scripts["append_update"] = real
         ((call_keys, call_args),) = capture.calls
         index = call_args.index(pack(_MARK))
-        found = _TEMPLATES[(bot_id, chat_id)] = (call_keys, call_args, index)
+        found = _TEMPLATES[(name, bot_id, chat_id)] = (call_keys, call_args, index)
     return found
 
 
 async def _script_calls(
-    store: Store, updates: list[tuple[int, int, dict[str, Any]]]
+    store: Store, name: str, updates: list[tuple[int, int, dict[str, Any]]]
 ) -> list[tuple[list[str], list[Any]]]:
     """The append script calls ``store.log.append`` would make for ``updates``."""
     calls = []
     for bot_id, chat_id, body in updates:
-        call_keys, call_args, index = await _template(store, bot_id, chat_id)
+        call_keys, call_args, index = await _template(store, name, bot_id, chat_id)
         args = list(call_args)
         args[index] = pack(body)
         calls.append((call_keys, args))
@@ -269,6 +286,7 @@ def handlers(args: argparse.Namespace) -> dict[str, Handler]:
     appender = Appender()
     return {
         "setup": appender.cmd_setup,
+        "forget": appender.cmd_forget,
         "reset": appender.cmd_reset,
         "burst": appender.cmd_burst,
         "rate": appender.cmd_rate,

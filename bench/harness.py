@@ -4,6 +4,11 @@ A :class:`Run` owns every process it starts (see :mod:`bench.procs`) and the
 Unix socket its load generators report to. Servers are started as real
 processes: the botgw gateway and REST service through ``python -m botgw``,
 the ceiling and the peer through their modules here.
+
+The store is one Redis node (``node``, started with the run) or, for the cluster
+variants of the workloads, a local 3-primary Redis Cluster (``cluster``, started
+by :meth:`Run.start_cluster` and stopped by :meth:`Run.stop_cluster`). A botgw
+server, the bots it serves and the appenders' writes all name the same store.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from bench.cluster import BenchCluster
 from bench.config import Scale
 from bench.control import ControlServer, Remote
 from bench.procs import Child, CpuSample, Pinning, Processes
@@ -48,6 +54,7 @@ class Server:
     child: Child
     port: int
     compression: bool = False
+    store: str = "node"  # the Redis it runs on: "node" or "cluster"
 
     @property
     def ws_url(self) -> str:
@@ -91,6 +98,7 @@ class Run:
         self.control = ControlServer(self.dir / "control.sock")
         self.redis_port = 0
         self.redis: Child | None = None
+        self.cluster: BenchCluster | None = None
         self.agents: list[Remote] = []
         self.appenders: list[Remote] = []
         self._names = 0
@@ -98,6 +106,20 @@ class Run:
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def store_url(self, store: str = "node") -> str:
+        """The ``BOTGW_REDIS_URL`` of ``store`` (the cluster must be started)."""
+        if store == "node":
+            return self.redis_url
+        assert store == "cluster" and self.cluster is not None, f"no {store} store"
+        return self.cluster.url
+
+    def redis_ports(self, store: str = "node") -> list[int]:
+        """The ports of the Redis nodes of ``store`` (each primary of the cluster)."""
+        if store == "node":
+            return [self.redis_port]
+        assert store == "cluster" and self.cluster is not None, f"no {store} store"
+        return self.cluster.ports
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -137,13 +159,33 @@ class Run:
             await asyncio.sleep(0.05)
         raise RuntimeError(f"redis-server did not start:\n{self.redis.tail()}")
 
-    def settings(self) -> Settings:
-        return Settings.from_env({}, redis_url=self.redis_url, secret=SECRET)
+    async def start_cluster(self) -> BenchCluster:
+        """Start the local 3-primary cluster (once) and give the appenders a store on it."""
+        if self.cluster is None:
+            cluster = BenchCluster(self.procs, self.dir / self._name("cluster"))
+            self.cluster = await cluster.start()
+        for remote in self.appenders:
+            await remote.call("setup", redis_url=self.cluster.url, store="cluster")
+        return self.cluster
 
-    def botgw_env(self, **extra: str) -> dict[str, str]:
+    async def stop_cluster(self) -> None:
+        if self.cluster is None:
+            return
+        for remote in self.appenders:
+            # on the way out of a failed workload too: an appender that died is no reason
+            # to leave the nodes running
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(remote.call("forget", store="cluster"), timeout=10)
+        self.cluster.stop()
+        self.cluster = None
+
+    def settings(self, store: str = "node") -> Settings:
+        return Settings.from_env({}, redis_url=self.store_url(store), secret=SECRET)
+
+    def botgw_env(self, store: str = "node", **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOTGW_")}
         env.update(
-            BOTGW_REDIS_URL=self.redis_url,
+            BOTGW_REDIS_URL=self.store_url(store),
             BOTGW_SECRET=SECRET,
             BOTGW_DATA_DIR=str(self.dir / "data"),
             # the workloads put up to 1 000 connections on one bot and identify
@@ -195,7 +237,9 @@ class Run:
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"{child.name} did not answer {url}:\n{child.tail()}")
 
-    async def gateway(self, *, compression: bool = False, **env: str) -> Server:
+    async def gateway(
+        self, *, compression: bool = False, store: str = "node", **env: str
+    ) -> Server:
         port = free_port()
         child = self._server(
             "gateway",
@@ -209,13 +253,13 @@ class Run:
                 "--log-level",
                 "warning",
             ],
-            self.botgw_env(BOTGW_WS_COMPRESSION="true" if compression else "false", **env),
+            self.botgw_env(store, BOTGW_WS_COMPRESSION="true" if compression else "false", **env),
         )
-        server = Server("botgw", child, port, compression)
+        server = Server("botgw", child, port, compression, store=store)
         await self._healthy(child, f"{server.http_url}/healthz")
         return server
 
-    async def rest(self, *, workers: int = 1, **env: str) -> Server:
+    async def rest(self, *, workers: int = 1, store: str = "node", **env: str) -> Server:
         port = free_port()
         child = self._server(
             "rest",
@@ -231,9 +275,9 @@ class Run:
                 "--log-level",
                 "warning",
             ],
-            self.botgw_env(**env),
+            self.botgw_env(store, **env),
         )
-        server = Server("rest", child, port)
+        server = Server("rest", child, port, store=store)
         await self._healthy(child, f"{server.http_url}/healthz")
         return server
 
@@ -294,6 +338,8 @@ class Run:
             self.appenders = await self.workers("appender", self.scale.appender_procs, "appender")
             for remote in self.appenders:
                 await remote.call("setup", redis_url=self.redis_url)
+                if self.cluster is not None:
+                    await remote.call("setup", redis_url=self.cluster.url, store="cluster")
 
     async def stop_workers(self, remotes: Sequence[Remote]) -> None:
         for remote in remotes:
@@ -306,12 +352,12 @@ class Run:
 
     # -- fixtures -------------------------------------------------------------
 
-    async def bots(self, count: int) -> list[Bot]:
-        """``count`` fresh bots with one owner (created directly in the store)."""
+    async def bots(self, count: int, store: str = "node") -> list[Bot]:
+        """``count`` fresh bots with one owner (created directly in ``store``)."""
         from botgw.admin import messenger_session
         from shared.ids import random_id
 
-        async with messenger_session(self.settings()) as messenger:
+        async with messenger_session(self.settings(store)) as messenger:
             owner, _ = await messenger.accounts.create_user(f"bench{random_id() % 10**12}")
             out: list[Bot] = []
             for start in range(0, count, 100):

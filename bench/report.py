@@ -3,6 +3,8 @@
 A figure is the median of its repetitions, with the spread (min..max) beside it.
 A row fails when its budget is missed or when any repetition's correctness check
 found a lost, duplicated or reordered update: a fast wrong run is a failure.
+A figure measured on the 3-primary cluster carries the same figure on one Redis
+node (``node``) and is shown with its ratio to it, in a column of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Row:
     correct: bool = True
     problems: list[str] = field(default_factory=list)
     note: str = ""
+    node: list[float] | None = None  # the same figure on one Redis node (cluster rows)
 
     @property
     def summary(self) -> Summary:
@@ -70,6 +73,10 @@ class Row:
     def peer_ratio(self) -> float:
         return self._ratio(self.peer)
 
+    @property
+    def node_ratio(self) -> float:
+        return self._ratio(self.node or [])
+
     def passed(self) -> bool | None:
         if not self.correct:
             return False
@@ -82,7 +89,7 @@ class Row:
         # the fan-out budget also asks for a share of the same-run ceiling
         return self.budget != "fanout" or BUDGETS["fanout_ratio"].met(self.ceiling_ratio)
 
-    def cells(self) -> list[str]:
+    def cells(self, *, node_column: bool = False) -> list[str]:
         s = self.summary
         figure = f"{fmt(s.median, self.unit)} {self.unit}".strip()
         if len(self.values) > 1:
@@ -97,7 +104,12 @@ class Row:
         verdict = {True: "pass", False: "FAIL", None: "-"}[self.passed()]
         if not self.correct:
             verdict = "FAIL (" + "; ".join(self.problems)[:60] + ")"
-        return [self.name, figure, budget, ceiling, peer, verdict]
+        if not node_column:
+            return [self.name, figure, budget, ceiling, peer, verdict]
+        node = "-"
+        if self.node:
+            node = f"{fmt(Summary(self.node).median, self.unit)} ({self.node_ratio:.2f}x)"
+        return [self.name, figure, budget, ceiling, peer, node, verdict]
 
 
 HEADERS = [
@@ -108,6 +120,7 @@ HEADERS = [
     "peer (ratio)",
     "result",
 ]
+NODE_HEADER = "one node (ratio)"  # before "result", when the table has cluster rows
 
 
 @dataclass
@@ -118,9 +131,20 @@ class Table:
     def add(self, row: Row) -> None:
         self.rows.append(row)
 
+    @property
+    def headers(self) -> list[str]:
+        if any(r.node is not None for r in self.rows):
+            return [*HEADERS[:-1], NODE_HEADER, HEADERS[-1]]
+        return HEADERS
+
+    def _cells(self) -> list[list[str]]:
+        node_column = len(self.headers) > len(HEADERS)
+        return [r.cells(node_column=node_column) for r in self.rows]
+
     def text(self) -> str:
-        cells = [HEADERS] + [r.cells() for r in self.rows]
-        widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+        headers = self.headers
+        cells = [headers, *self._cells()]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
         lines = []
         for n, row in enumerate(cells):
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -129,9 +153,10 @@ class Table:
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        for row in self.rows:
-            out.append("| " + " | ".join(row.cells()) + " |")
+        headers = self.headers
+        out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        for cells in self._cells():
+            out.append("| " + " | ".join(cells) + " |")
         return "\n".join(out)
 
     def failed(self) -> bool:

@@ -2,7 +2,9 @@
 
 The REST service runs as one uvicorn worker pinned to its own CPU, so its
 requests/s are requests/s per core. Load comes from ``bench.http_load``
-processes; updates for the pollers from ``bench.appender``.
+processes; updates for the pollers from ``bench.appender``. Every workload runs
+on the store of the REST server it is given (``server.store``): one Redis node,
+or the 3-primary cluster for the cluster variant of sendMessage.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from bench.control import Remote
 from bench.harness import Bot, Run, Server, split
@@ -31,14 +35,14 @@ class Chats:
     bot_items: list[list[Any]]
 
 
-async def make_chats(run: Run, n_bots: int, n_users: int) -> Chats:
+async def make_chats(run: Run, n_bots: int, n_users: int, store: str = "node") -> Chats:
     from botgw.admin import messenger_session
     from shared.ids import random_id
 
-    bots = await run.bots(n_bots)
+    bots = await run.bots(n_bots, store)
     client_items: list[list[Any]] = []
     bot_items: list[list[Any]] = []
-    async with messenger_session(run.settings()) as messenger:
+    async with messenger_session(run.settings(store)) as messenger:
         records = {b.id: await messenger.db.get_bot(b.id) for b in bots}
         for i in range(n_users):
             bot = bots[i % len(bots)]
@@ -57,22 +61,26 @@ async def make_chats(run: Run, n_bots: int, n_users: int) -> Chats:
     return Chats(bots=bots, client_items=client_items, bot_items=bot_items)
 
 
-async def redis_commands(run: Run) -> int:
-    """Commands Redis has executed so far (INFO commandstats), scripts' inner calls included."""
+async def redis_commands(run: Run, store: str = "node") -> int:
+    """Commands the Redis nodes of ``store`` have executed so far (INFO commandstats
+    of each, summed), scripts' inner calls included."""
+    total = 0
+    for port in run.redis_ports(store):
+        client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        try:
+            stats = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        total += sum(
+            int(v["calls"]) for v in stats.values() if isinstance(v, dict) and "calls" in v
+        )
+    return total
+
+
+async def _log_lengths(run: Run, bots: list[Bot], store_name: str) -> int:
     from shared.store import Store
 
-    store = Store.connect(run.settings())
-    try:
-        stats = await store.redis.info("commandstats")
-    finally:
-        await store.close()
-    return sum(int(v["calls"]) for k, v in stats.items() if isinstance(v, dict) and "calls" in v)
-
-
-async def _log_lengths(run: Run, bots: list[Bot]) -> int:
-    from shared.store import Store
-
-    store = Store.connect(run.settings())
+    store = Store.connect(run.settings(store_name))
     try:
         total = 0
         for bot in bots:
@@ -89,8 +97,8 @@ async def rest_ingress(
     scale = run.scale
     items = chats.client_items if which == "client" else chats.bot_items
     parts = split(items, len(loaders))
-    before = await _log_lengths(run, chats.bots)
-    commands = await redis_commands(run)
+    before = await _log_lengths(run, chats.bots, server.store)
+    commands = await redis_commands(run, server.store)
     marks = run.cpu_marks()
     replies = await asyncio.gather(
         *(
@@ -106,8 +114,8 @@ async def rest_ingress(
     )
     seconds = max(r["seconds"] for r in replies)
     window = run.window(marks)
-    commands = await redis_commands(run) - commands
-    after = await _log_lengths(run, chats.bots)
+    commands = await redis_commands(run, server.store) - commands
+    after = await _log_lengths(run, chats.bots, server.store)
     ok = sum(r["ok"] for r in replies)
     errors: dict[str, int] = {}
     for r in replies:
@@ -175,9 +183,12 @@ def _poll_totals(replies: list[dict[str, Any]], expected: dict[int, int]) -> Res
 async def long_poll(run: Run, server: Server, loaders: list[Remote]) -> Result:
     """getUpdates calls/s: every poller drains its pre-filled log one update per call."""
     scale = run.scale
-    bots = await run.bots(scale.poll_bots)
+    bots = await run.bots(scale.poll_bots, server.store)
     await run.appenders[0].call(
-        "prefill", bots=[[b.id, b.chat_id] for b in bots], n=scale.poll_prefill
+        "prefill",
+        bots=[[b.id, b.chat_id] for b in bots],
+        n=scale.poll_prefill,
+        store=server.store,
     )
     expected = {b.id: scale.poll_prefill for b in bots}
     parts = split(bots, len(loaders))
@@ -212,7 +223,7 @@ async def long_poll(run: Run, server: Server, loaders: list[Remote]) -> Result:
 async def wake_up(run: Run, server: Server, loaders: list[Remote]) -> Result:
     """Waiting long-polls woken by appends: append-to-response latency."""
     scale = run.scale
-    bots = await run.bots(scale.wake_bots)
+    bots = await run.bots(scale.wake_bots, server.store)
     parts = split(bots, len(loaders))
     # the appender goes round-robin: bot k gets total // n updates, one more if k < total % n
     total = int(scale.wake_rate * scale.wake_seconds)
@@ -240,6 +251,7 @@ async def wake_up(run: Run, server: Server, loaders: list[Remote]) -> Result:
         bots=[[b.id, b.chat_id] for b in bots],
         rate=scale.wake_rate,
         seconds=scale.wake_seconds,
+        store=server.store,
     )
     seconds = time.monotonic() - started
     window = run.window(marks)

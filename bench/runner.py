@@ -3,6 +3,16 @@
 Repetitions of the fan-out and latency workloads alternate between botgw, the
 ceiling and the peer (all three running), so that a change in the machine's load
 during the run touches all of them alike.
+
+The cluster variants (``latency-cluster``, ``rest-cluster``) run the same
+workload code against botgw whose store is a local 3-primary Redis Cluster. The
+run starts the cluster and the server on it just before the workload (after
+fan-out; before sendMessage), alternates their repetitions with botgw's on one
+node, and stops both before the next single-node workload (idle memory, the write
+path's ceiling, long-poll). They have no budget: the table gives each figure's
+ratio to the same figure on one node, and a wrong run (lost, duplicated or
+reordered updates, errors) fails as everywhere. Without Redis 7 they are skipped,
+with the reason printed under the table.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import orjson
 
 from bench import rest_workloads as rw
 from bench import ws_workloads as ww
+from bench.cluster import cluster_missing
 from bench.config import Scale
 from bench.control import Remote
 from bench.harness import Run, Server
@@ -33,8 +44,18 @@ from bench.stats import Summary
 
 __all__ = ["WORKLOADS", "run_bench"]
 
-WORKLOADS = ("fanout", "latency", "memory", "storm", "rest", "poll")
+WORKLOADS = (
+    "fanout",
+    "latency",
+    "latency-cluster",
+    "memory",
+    "storm",
+    "rest",
+    "rest-cluster",
+    "poll",
+)
 TARGETS = ("botgw", "ceiling", "peer")
+CLUSTER = "3-primary cluster"
 
 Results = dict[str, Any]
 
@@ -89,6 +110,18 @@ class Bench:
         self.wanted = wanted
         self.profiler = profiler
         self.results: Results = {"loadavg": {}}
+        self.skipped: list[str] = []
+
+    def on_cluster(self, workload: str) -> bool:
+        """``workload`` (a cluster variant) is wanted and a cluster can run here."""
+        if workload not in self.wanted:
+            return False
+        missing = cluster_missing()
+        if missing is not None:
+            self.skipped.append(f"{workload}: {missing}")
+            say(f"  {workload} skipped: {missing}")
+            return False
+        return True
 
     def note_load(self, workload: str) -> None:
         self.results["loadavg"].setdefault(workload, []).append(round(loadavg(), 2))
@@ -123,29 +156,44 @@ class Bench:
     async def gateway_figures(self) -> None:
         run = self.run
         await run.ensure_load()
+        on_node = self.targets if self.wanted & {"fanout", "latency"} else ()
         sio: list[Remote] = []
-        if "peer" in self.targets:
+        if "peer" in on_node:
             sio = await run.workers("sio_agents", self.scale.agent_procs, "sio")
             for appender in run.appenders:
                 await appender.call("setup", redis_url=run.redis_url, sio=True)
         starts = {"botgw": run.gateway, "ceiling": run.ceiling, "peer": run.peer}
-        servers = {target: await starts[target]() for target in self.targets}
+        servers = {target: await starts[target]() for target in on_node}
         try:
             for workload, fn in (("fanout", ww.fanout), ("latency", ww.latency)):
-                if workload not in self.wanted:
+                targets = list(on_node) if workload in self.wanted else []
+                if workload == "latency" and self.on_cluster("latency-cluster"):
+                    say(f"  starting a {CLUSTER} and a gateway on it")
+                    await run.start_cluster()
+                    servers["cluster"] = await run.gateway(store="cluster")
+                    targets.append("cluster")
+                if not targets:
                     continue
-                out = self.results.setdefault(workload, {t: [] for t in TARGETS})
+                out: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+                if workload in self.wanted:
+                    out = self.results.setdefault(workload, out)
                 for rep in range(self.scale.reps):
-                    for target in self.targets:
+                    for target in targets:
                         server = servers[target]
                         remotes = sio if target == "peer" else run.agents
-                        self.note_load(workload)
+                        label = f"{workload}-cluster" if target == "cluster" else workload
+                        self.note_load(label)
                         say(f"  {workload} {target} rep {rep + 1}/{self.scale.reps}")
                         body = fn(run, server, remotes, rep)
-                        out[target].append(await self._measure(workload, server, rep, body))
+                        measured = await self._measure(label, server, rep, body)
+                        if target == "cluster":
+                            self.results.setdefault("latency_cluster", []).append(measured)
+                        else:
+                            out[target].append(measured)
         finally:
             for server in servers.values():
                 run.stop(server)
+            await run.stop_cluster()
             await run.stop_workers(sio)
 
     # -- idle memory and the reconnect storm --------------------------------------------
@@ -188,27 +236,45 @@ class Bench:
         run = self.run
         await run.ensure_load()
         loaders = await run.workers("http_load", self.scale.http_procs, "http")
-        server = await run.rest()
+        servers = {}
+        if self.wanted & {"rest", "poll"}:
+            servers["node"] = await run.rest()
         try:
-            if "rest" in self.wanted:
-                chats = await rw.make_chats(run, 20, self.scale.rest_chats)
+            stores = ["node"] if "rest" in self.wanted else []
+            if self.on_cluster("rest-cluster"):
+                say(f"  starting a {CLUSTER} and a REST worker on it")
+                await run.start_cluster()
+                servers["cluster"] = await run.rest(store="cluster")
+                stores.append("cluster")
+            chats = {}
+            for store in stores:
+                chats[store] = await rw.make_chats(run, 20, self.scale.rest_chats, store)
                 # warm the worker up (imports, pools) before measuring
                 await loaders[0].call(
                     "requests",
-                    base=server.http_url,
-                    items=chats.client_items[:10],
+                    base=servers[store].http_url,
+                    items=chats[store].client_items[:10],
                     concurrency=4,
                     seconds=0.5,
                 )
-                for which in ("client", "bot"):
-                    out = self.results.setdefault(f"rest_{which}", [])
-                    for rep in range(self.scale.reps):
-                        self.note_load("rest")
-                        say(f"  REST {which} sendMessage rep {rep + 1}/{self.scale.reps}")
-                        body = rw.rest_ingress(run, server, loaders, chats, which)
-                        out.append(await self._measure(f"rest-{which}", server, rep, body))
+            for which in ("client", "bot"):
+                for rep in range(self.scale.reps):
+                    for store in stores:
+                        cluster = "" if store == "node" else "-cluster"
+                        on = "" if store == "node" else f", {CLUSTER}"
+                        label = f"rest-{which}{cluster}"
+                        out = self.results.setdefault(label.replace("-", "_"), [])
+                        self.note_load(f"rest{cluster}")
+                        say(f"  REST {which} sendMessage{on} rep {rep + 1}/{self.scale.reps}")
+                        server = servers[store]
+                        body = rw.rest_ingress(run, server, loaders, chats[store], which)
+                        out.append(await self._measure(label, server, rep, body))
+            if "cluster" in servers:
+                run.stop(servers.pop("cluster"))
+                await run.stop_cluster()
+            if "rest" in self.wanted:
                 self.results["write_ceiling"] = [
-                    await rw.write_ceiling(run, chats) for _ in range(self.scale.reps)
+                    await rw.write_ceiling(run, chats["node"]) for _ in range(self.scale.reps)
                 ]
             if "poll" in self.wanted:
                 for name, fn in (("poll", rw.long_poll), ("wake", rw.wake_up)):
@@ -216,10 +282,12 @@ class Bench:
                     for rep in range(self.scale.reps):
                         self.note_load("poll")
                         say(f"  long-poll {name} rep {rep + 1}/{self.scale.reps}")
-                        body = fn(run, server, loaders)
-                        out.append(await self._measure(name, server, rep, body))
+                        body = fn(run, servers["node"], loaders)
+                        out.append(await self._measure(name, servers["node"], rep, body))
         finally:
-            run.stop(server)
+            for server in servers.values():
+                run.stop(server)
+            await run.stop_cluster()
             await run.stop_workers(loaders)
 
 
@@ -289,6 +357,16 @@ def build_table(results: Results, scale: Scale) -> Table:
         row(f"{title} p99.9", "ms", "p999_ms", lat, None, lower_is_better=True)
         row("  latency server CPU", "%", "server_cpu_pct", lat, None, check=False)
         row("  latency load generators' CPU", "%", "load_cpus_pct", lat, None, check=False)
+    on_cluster = results.get("latency_cluster")
+    if on_cluster:
+        node = lat["botgw"] if lat else []
+        title = f"latency {scale.latency_bots} bots @ {scale.latency_rate}/s, {CLUSTER}"
+        for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
+            cluster_row(table, f"{title} {name}", "ms", key, on_cluster, node, check=name == "p50")
+        cluster_row(
+            table, "  latency (cluster) server CPU", "%", "server_cpu_pct", on_cluster, node
+        )
+        cluster_row(table, "  latency (cluster) Redis CPU", "s", "redis_cpu_s", on_cluster, node)
     mem = results.get("memory")
     if mem:
         for mode, budget in (("off", "idle_memory"), ("on", None)):
@@ -341,6 +419,21 @@ def build_table(results: Results, scale: Scale) -> Table:
                 problems=problems_of(data),
             )
         )
+    for which in ("client", "bot"):
+        data = results.get(f"rest_{which}_cluster")
+        if not data:
+            continue
+        node = results.get(f"rest_{which}", [])
+        title = f"REST {which} sendMessage, 1 worker, {CLUSTER}"
+        cluster_row(table, title, "/s", "requests_per_s", data, node, check=True)
+        cluster_row(
+            table,
+            f"  REST {which} (cluster) Redis commands per request",
+            "",
+            "redis_commands_per_request",
+            data,
+            node,
+        )
     poll = results.get("poll")
     if poll:
         row("long-poll getUpdates (1 update per call)", "/s", "calls_per_s", poll, "poll_rate")
@@ -358,6 +451,33 @@ def build_table(results: Results, scale: Scale) -> Table:
             "  long-poll wake-up p50", "ms", "p50_ms", wake, None, check=False, lower_is_better=True
         )
     return table
+
+
+def cluster_row(
+    table: Table,
+    name: str,
+    unit: str,
+    key: str,
+    data: list[dict[str, Any]],
+    node: list[dict[str, Any]],
+    *,
+    check: bool = False,
+) -> None:
+    """A figure measured on the cluster, beside the same figure on one node; no
+    budget, but a wrong run (lost, duplicated, reordered, errors) fails the row.
+    ``unit`` "ms", "s" and "" (counts) are lower-is-better."""
+    problems = problems_of(data) if check else []
+    table.add(
+        Row(
+            name=name,
+            unit=unit,
+            values=_values(data, key),
+            node=_values(node, key),
+            lower_is_better=unit != "/s",
+            correct=not problems,
+            problems=problems,
+        )
+    )
 
 
 async def run_bench(
@@ -384,11 +504,11 @@ async def run_bench(
         if profile_dir is not None and not profiler.enabled:
             say("  --profile: py-spy not found (pip install py-spy); running without it")
         bench = Bench(run, wanted, profiler, targets)
-        if wanted & {"fanout", "latency"}:
+        if wanted & {"fanout", "latency", "latency-cluster"}:
             await bench.gateway_figures()
         if wanted & {"memory", "storm"}:
             await bench.memory_figures()
-        if wanted & {"rest", "poll"}:
+        if wanted & {"rest", "rest-cluster", "poll"}:
             await bench.rest_figures()
         pinning = run.pinning_note()
     results = bench.results
@@ -410,6 +530,13 @@ async def run_bench(
     print(table.text())
     print()
     print("ratio = botgw / ceiling (or / peer); for latency and memory lower is better.")
+    if any(r.node is not None for r in table.rows):
+        print(
+            f"one node (ratio) = botgw on the {CLUSTER} / botgw on one Redis node, same run; "
+            "no budget (informational)."
+        )
+    for skipped in bench.skipped:
+        print(f"not run: {skipped}")
     if json_path is not None:
         document = {
             "scale": scale.__dict__,
@@ -418,6 +545,7 @@ async def run_bench(
             "loadavg_before": load_before,
             "seconds": elapsed,
             "results": results,
+            "skipped": bench.skipped,
             "table": [
                 {
                     "figure": r.name,
@@ -428,6 +556,8 @@ async def run_bench(
                     "peer": r.peer,
                     "ceiling_ratio": None if math.isnan(r.ceiling_ratio) else r.ceiling_ratio,
                     "peer_ratio": None if math.isnan(r.peer_ratio) else r.peer_ratio,
+                    "node": r.node,
+                    "node_ratio": None if math.isnan(r.node_ratio) else r.node_ratio,
                     "passed": r.passed(),
                 }
                 for r in table.rows

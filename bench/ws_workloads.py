@@ -126,14 +126,18 @@ async def fanout(run: Run, server: Server, remotes: Sequence[Remote], rep: int) 
     """A burst of updates to one bot with ``fanout_conns`` connections."""
     scale = run.scale
     burst = scale.peer_burst if server.kind == "peer" else scale.fanout_burst
-    (bot,) = await run.bots(1)
+    (bot,) = await run.bots(1, server.store)
     conns = [[i, bot.id, bot.token, f"fan{rep}-{i}"] for i in range(scale.fanout_conns)]
     await connect(remotes, server, conns)
     await asyncio.gather(*(r.call("mark") for r in remotes))
     appender = run.appenders[0]
     marks = run.cpu_marks()
     sent = await appender.call(
-        "burst", bots=[[bot.id, bot.chat_id]], n=burst, peer=server.kind == "peer"
+        "burst",
+        bots=[[bot.id, bot.chat_id]],
+        n=burst,
+        peer=server.kind == "peer",
+        store=server.store,
     )
     expected = {bot.id: burst}
     waits = await asyncio.gather(
@@ -160,11 +164,14 @@ async def fanout(run: Run, server: Server, remotes: Sequence[Remote], rep: int) 
 
 
 async def latency(run: Run, server: Server, remotes: Sequence[Remote], rep: int) -> Result:
-    """``latency_bots`` bots, one connection each, ``latency_rate`` appends/s in total."""
+    """``latency_bots`` bots, one connection each, ``latency_rate`` appends/s in total.
+
+    The same on a botgw gateway whose store is the cluster (``server.store``): the
+    bots are created there and the appenders write there."""
     scale = run.scale
     peer = server.kind == "peer"
     rate = scale.peer_latency_rate if peer else scale.latency_rate
-    bots = await run.bots(scale.latency_bots)
+    bots = await run.bots(scale.latency_bots, server.store)
     conns = [[i, b.id, b.token, f"lat{rep}"] for i, b in enumerate(bots)]
     await connect(remotes, server, conns, latency=True)
     await asyncio.gather(*(r.call("mark", latency=True) for r in remotes))
@@ -179,6 +186,7 @@ async def latency(run: Run, server: Server, remotes: Sequence[Remote], rep: int)
                 rate=rate / len(run.appenders),
                 seconds=scale.latency_seconds,
                 peer=peer,
+                store=server.store,
             )
             for a, part in zip(run.appenders, parts, strict=True)
         )
