@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "INDEX_BUCKETS",
+    "backlog_leader",
     "bot_appended",
     "bot_chats",
     "bot_cursors",
@@ -312,6 +313,12 @@ def call_result(caller: str, key: str) -> str:
 def callback_answers(query_id: str) -> str:
     """Hash: a callback query (who pressed what) and its one answer, with a TTL."""
     return f"{PREFIX}{{q{query_id}}}:callback"
+
+
+def backlog_leader() -> str:
+    """String: the process that measures every consumer's backlog for ``/metrics``
+    (with a TTL; shared/store/backlog.py)."""
+    return f"{PREFIX}{{lag}}:leader"
 
 
 def server_secret() -> str:
