@@ -134,6 +134,7 @@ class Settings:
     ws_max_unidentified: int = _setting(10_000, _int(1, 10_000_000))
     # how often open sockets' tokens are compared with the stored ones
     ws_credentials_recheck_seconds: float = _setting(2.0, _float(0.05, 3600))
+    backlog_interval_seconds: float = _setting(10.0, _float(0.1, 3600))
     rate_global_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
     rate_private_per_second: float = _setting(1.0, _float(0.01, 1_000_000))
     rate_private_burst: int = _setting(3, _int(1, 1_000_000))
