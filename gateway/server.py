@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 from dataclasses import replace
 
@@ -24,6 +25,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from gateway import metrics
+from gateway.backlog import BacklogExporter
 from gateway.worker import Worker, http_response, json_response
 from gateway.wsconn import Connection
 from shared.errors import error_envelope
@@ -115,6 +117,12 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
     store = Store.connect(settings, role="gateway")
     worker = Worker(settings, store)
     await worker.start()
+    backlogs = BacklogExporter(
+        store,
+        store.wire.name or f"gateway-{os.getpid()}",
+        interval=settings.backlog_interval_seconds,
+    )
+    backlogs.start()
     stop = asyncio.Event()
     signals = 0
 
@@ -159,5 +167,6 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
     server.close(close_connections=True)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), timeout=5)
+    await backlogs.stop()
     await worker.stop()
     await store.close()

@@ -551,6 +551,10 @@ class Session:
             worker.reader_ttl,
             encode_control(Takeover(self.consumer_key, self.generation, self.connection_id)),
         )
+        if committed is None and event.cursor is None and start == 0:
+            # a consumer new to the log: its empty position is committed, so its
+            # backlog is measured even if it never acks (gateway/backlog.py)
+            await store.log.commit_cursor(self.bot_id, self.consumer_key, Cursor(epoch, 0))
         self.core.accept(
             bot_id=self.bot_id,
             bot_username=self.bot.username,

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from shared import keys
 from shared.redis_url import parse_redis_url
 from shared.settings import Settings
+from shared.store.backlog import Backlog, BacklogReader
 from shared.store.calls import CallResults
 from shared.store.client import Client
 from shared.store.entities import Entities
@@ -36,6 +37,7 @@ from shared.store.wire import NotReplicated, StoreMisconfigured, StoreTimeout, W
 
 __all__ = [
     "AppendResult",
+    "Backlog",
     "LogInfo",
     "NotReplicated",
     "Store",
@@ -70,6 +72,7 @@ class Store:
         self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)
+        self.backlog = BacklogReader(wire=wire, count_after=self.scripts["count_after"])
 
     @classmethod
     def connect(cls, settings: Settings, *, url: str | None = None, role: str = "botgw") -> Store:
