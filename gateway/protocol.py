@@ -100,7 +100,7 @@ class Limits:
     frame_burst: int = 100
     max_pending_requests: int = 32
     max_connections_per_bot: int = 100
-    identify_per_minute: int = 60
+    identify_per_minute: int = 120
     retention_s: int = 86400
 
     def __post_init__(self) -> None:
@@ -379,7 +379,8 @@ class ServerConnection:
         if it is empty). With ``"fail"`` the connection closes 4504; otherwise
         delivery goes on where :func:`gateway.resume.after_gap` says. Called before
         accept() (the resolved start goes into accept's cursor) or while delivering
-        (the slow reader fell out of retention, or the log was replaced).
+        (the slow reader fell out of retention, the log was replaced, or a lost
+        tail was met: nothing to skip then, delivery goes on after the lost ones).
         """
         policy = self._on_gap
         if self._state is State.CLOSED:
@@ -393,7 +394,7 @@ class ServerConnection:
         if policy == "fail":
             self._close(CloseCode.CURSOR_GAP, f"cursor is not in the retained log ({reason})")
             return policy
-        if self._state is State.IDENTIFYING:
+        if self._state is State.IDENTIFYING or reason == "tail_lost":
             return policy
         assert self._delivered is not None
         position = after_gap(policy, oldest=oldest, newest=newest)

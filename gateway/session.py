@@ -215,13 +215,14 @@ class Session:
         if reason == "retention" and await log_.gap_reason(self.bot_id, position) != "trimmed":
             reason = "tail_lost"
         info = await log_.info(self.bot_id)
+        epoch = epoch or info.epoch or self.epoch
         policy = self.core.signal_gap(
-            reason=reason,
-            oldest=info.oldest,
-            newest=info.newest,
-            epoch=epoch or info.epoch or self.epoch,
+            reason=reason, oldest=info.oldest, newest=info.newest, epoch=epoch
         )
         await self.flush()
+        if reason == "epoch":
+            self.epoch = epoch
+            position = 0  # ids of the old epoch mean nothing in the new one
         return after_gap(
             policy,
             oldest=info.oldest,
@@ -232,9 +233,18 @@ class Session:
         )
 
     def log_replaced(self) -> None:
-        """The bot's log began a new epoch under us: close so the client resumes."""
-        self.core.close(CloseCode.INTERNAL_ERROR, "the update log was replaced; resume")
-        self.wake()
+        """The bot's log began a new epoch under us: tell the client the gap (§8) and,
+        unless its ``on_gap`` is ``fail``, go on in the new epoch on this connection."""
+        self.live = False
+        self._spawn(self._go_on_in_new_epoch())
+
+    async def _go_on_in_new_epoch(self) -> None:
+        position = await self._gap("epoch")
+        if position is None:
+            self.wake()  # closing (4504): send the close
+            return
+        self.position = position
+        self._start_catch_up()
 
     def wake(self) -> None:
         """Tick the core and flush soon (after an outside state change or a deadline)."""

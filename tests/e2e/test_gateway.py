@@ -332,15 +332,30 @@ async def test_drain_sends_reconnect_then_closes_1012(
 async def test_a_log_replaced_under_a_live_connection_leads_to_a_gap(
     stack: Stack, settings: Settings, store: Store
 ) -> None:
+    """§8: the client is told on the same connection, and per its on_gap goes on
+    in the new epoch there (or closes 4504 with "fail")."""
     bot = await new_bot(settings, "lr")
     last = await ingest(store, bot.bot_id, 1)
     old_epoch = await store.log.epoch(bot.bot_id)
-    ws, _ = await open_raw(stack.ws_url, bot.token)
+    ws, _ = await open_raw(stack.ws_url, bot.token, on_gap="oldest", consumer="goes-on")
+    failing, _ = await open_raw(stack.ws_url, bot.token, consumer="fails")
     assert [seq_of(u) for u in await collect(ws, 1)] == [1]
+    assert [seq_of(u) for u in await collect(failing, 1)] == [1]
     await store.redis.delete(keys.bot_log(bot.bot_id))
     await ingest(store, bot.bot_id, 2)
-    closing = await recv_frame(ws)
-    assert closing["op"] == "close" and closing["resumable"] is True
+    new_epoch = await store.log.epoch(bot.bot_id)
+    assert new_epoch != old_epoch
+    frame = await recv_frame(ws)
+    assert frame["op"] == "gap" and frame["reason"] == "epoch"
+    assert frame["epoch"] == new_epoch and frame["action"] == "oldest"
+    assert [seq_of(u) for u in await collect(ws, 1)] == [2]  # the new epoch, same socket
+    await ingest(store, bot.bot_id, 3)
+    assert [seq_of(u) for u in await collect(ws, 1)] == [3]
+    frame = await recv_frame(failing)
+    assert frame["op"] == "gap" and frame["action"] == "fail"
+    closing = await recv_frame(failing)
+    assert closing["op"] == "close" and closing["code"] == 4504
+    await ws.close()
     ws, frame = await open_raw(
         stack.ws_url, bot.token, cursor={"epoch": old_epoch, "update_id": str(last)}
     )

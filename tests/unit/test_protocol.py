@@ -233,7 +233,7 @@ def test_hello_advertises_limits() -> None:
         "frame_burst": 100,
         "max_pending_requests": 32,
         "max_connections_per_bot": 100,
-        "identify_per_minute": 60,
+        "identify_per_minute": 120,
     }
 
 

@@ -62,13 +62,6 @@ CLIENT_OPS = {"identify", "ack", "heartbeat", "request"}
 
 # Sessions that describe behaviour the reference core does not have yet, with the
 # reason; strict, so that each is noticed the moment the core does it.
-PENDING: dict[str, str] = {
-    "gap-live-tail-lost-newest": (
-        "the core disagrees with §8: after a live tail_lost gap with on_gap newest it moves "
-        "its delivered mark to gap.newest, so the updates right after the lost ones cannot "
-        "be delivered (ServerConnection.signal_gap ignores the reason)"
-    ),
-}
 
 
 def validator(definition: str) -> Any:
@@ -295,15 +288,7 @@ def read_session(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return header, steps
 
 
-def session_params() -> Iterator[Any]:
-    for path in SESSIONS:
-        marks = []
-        if path.stem in PENDING:
-            marks.append(pytest.mark.xfail(reason=PENDING[path.stem], strict=True))
-        yield pytest.param(path, id=path.stem, marks=marks)
-
-
-@pytest.mark.parametrize("path", list(session_params()))
+@pytest.mark.parametrize("path", SESSIONS, ids=[path.stem for path in SESSIONS])
 def test_session(path: Path) -> None:
     header, steps = read_session(path)
     player = Player(header)
