@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from gateway.protocol import ServerConnection
 from shared.codecs import json_dumps, pack, unpack
 from shared.control import Control, Takeover
 from shared.dialect import native_ids
+from shared.ids import SEQ_PER_MS
 from shared.store import Store, StoredUpdate, Wakeup, Wakeups
 
 __all__ = ["Feed", "Hub", "Subscriber", "encode_update"]
@@ -300,6 +302,7 @@ class Hub(Generic[S]):
             key = (session.encoding, session.shard, session.allowed, start)
             groups.setdefault(key, []).append(session)
         feed.position = last
+        delivered: set[int] = set()  # entries sent to at least one connection
         for (encoding, _, _, start), sessions in groups.items():
             first = sessions[0]
             indexes = [
@@ -320,8 +323,15 @@ class Hub(Generic[S]):
                 for session in open_sessions:
                     session.core.updates_sent(sent_last)
                 metrics.DELIVERIES.inc(len(indexes) * len(open_sessions))
+                if open_sessions:
+                    delivered.update(indexes)
             for session in sessions:
                 session.position = max(session.position, last)
+        if delivered:  # once per update, however many connections it went to
+            now_ms = time.time() * 1000
+            for i in delivered:
+                appended_ms = entries[i].update_id // SEQ_PER_MS
+                metrics.DELIVERY_LATENCY.observe(max(now_ms - appended_ms, 0) / 1000)
         metrics.FEED_READS.inc()
 
     async def _sweep(self) -> None:

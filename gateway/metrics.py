@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "ACKS",
@@ -10,6 +10,7 @@ __all__ = [
     "CONNECTIONS",
     "CREDENTIAL_CHECKS",
     "DELIVERIES",
+    "DELIVERY_LATENCY",
     "DRAINS",
     "FEEDS",
     "FEED_READS",
@@ -38,6 +39,11 @@ CREDENTIAL_CHECKS = Counter(
     "botgw_gateway_credential_checks_total", "sweeps comparing open sessions' tokens with the store"
 )
 FEED_READS = Counter("botgw_gateway_feed_reads_total", "batches read by feeds")
+DELIVERY_LATENCY = Histogram(
+    "botgw_gateway_delivery_latency_seconds",
+    "from an update's append (its id's time) to its live delivery by this worker",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 LAG = Gauge(
     "botgw_gateway_consumer_lag_seconds",
     "age difference between the newest update the worker has seen and the consumer's ack",

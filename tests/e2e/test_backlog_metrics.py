@@ -1,7 +1,8 @@
 """The backlog of every consumer on /metrics, measured in Redis: a consumer that
 stops acking and one whose agent disconnected both keep their series, and both
 grow (count, then age) from one measurement to the next; a consumer that keeps
-up shows none. The alert on them is tested by tests/unit/test_alert_rules.py."""
+up shows none. The alert on them is tested by tests/unit/test_alert_rules.py.
+Beside them, the delivery latency and Redis command histograms have samples."""
 
 from __future__ import annotations
 
@@ -122,6 +123,14 @@ async def test_a_stuck_and_a_gone_consumer_both_show_a_growing_backlog(tmp_path:
                 # acks were not committed yet at the second measurement)
                 assert first[(updates, "keeps_up")] == 0
                 assert second[(updates, "keeps_up")] <= 2
+                # the histograms beside them: live delivery latency, Redis commands
+                text = (await http_get(f"{gateway.url}/metrics")).text
+                for name in (
+                    "botgw_gateway_delivery_latency_seconds",
+                    "botgw_redis_command_seconds",
+                ):
+                    count = re.search(rf"^{name}_count (\S+)$", text, re.MULTILINE)
+                    assert count is not None and float(count.group(1)) > 0, name
                 for ws in sockets.values():
                     await ws.close()
     finally:
