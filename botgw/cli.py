@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,44 @@ def _settings(**overrides: Any) -> Settings:
         return Settings.from_env(os.environ, **overrides)
     except SettingsError as exc:
         raise SystemExit(f"botgw: {exc}") from None
+
+
+def _logged(process: str, level: str, *, fmt: str | None = None, **overrides: Any) -> Settings:
+    """The settings of a server process, its logging set up first: a bad setting is
+    logged as such (in the format BOTGW_LOG_FORMAT names, if it can be read)."""
+    from botgw.run import configure_logging
+
+    try:
+        settings = Settings.from_env(os.environ, **overrides)
+    except SettingsError as exc:
+        wanted = os.environ.get("BOTGW_LOG_FORMAT", "").strip().lower()
+        fallback = fmt or ("text" if wanted == "text" else "json")
+        configure_logging(process, level=level, fmt=fallback)
+        logging.getLogger("botgw").critical("botgw: %s", exc)
+        raise SystemExit(1) from None
+    configure_logging(process, level=level, fmt=fmt or settings.log_format, quiet=_QUIET[process])
+    return settings
+
+
+# chatty libraries, heard from warnings up
+_QUIET: dict[str, tuple[str, ...]] = {
+    "rest": (),
+    "gateway": ("websockets",),
+    "webhooks": ("httpx",),
+    "run": (),
+    "admin": (),
+}
+
+
+def _exits_logged(run: Callable[[], int]) -> int:
+    """``run()``, with a refusal to start (SystemExit with a message) logged."""
+    try:
+        return run()
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        logging.getLogger("botgw").critical("%s", exc.code)
+        return 1
 
 
 def _store_settings(data_dir: str | None = None) -> Settings:
@@ -42,8 +81,6 @@ def _store_settings(data_dir: str | None = None) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from botgw.devstack import run_dev_stack
-
     overrides: dict[str, Any] = {"data_dir": args.data_dir}
     if args.rest_port is not None:
         overrides["rest_port"] = args.rest_port
@@ -51,43 +88,51 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["gateway_port"] = args.gateway_port
     if args.metrics_port is not None:
         overrides["rest_metrics_port"] = args.metrics_port
-    return run_dev_stack(_settings(**overrides))
+    # the dev stack is read by people: text, unless BOTGW_LOG_FORMAT says otherwise
+    fmt = "json" if os.environ.get("BOTGW_LOG_FORMAT", "").strip().lower() == "json" else "text"
+    settings = _logged("run", "info", fmt=fmt, **overrides)
+    from botgw.devstack import run_dev_stack
+
+    return run_dev_stack(settings)
 
 
 def cmd_rest(args: argparse.Namespace) -> int:
+    settings = _logged("rest", args.log_level)
     from rest.serve import serve
 
-    settings = _settings()
-    return serve(
-        settings,
-        host=args.host or settings.rest_host,
-        port=args.port if args.port is not None else settings.rest_port,
-        workers=args.workers,
-        log_level=args.log_level,
+    return _exits_logged(
+        lambda: serve(
+            settings,
+            host=args.host or settings.rest_host,
+            port=args.port if args.port is not None else settings.rest_port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
     )
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from botgw.run import run_process
-    from gateway.server import serve_worker
-
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["gateway_host"] = args.host
     if args.port is not None:
         overrides["gateway_port"] = args.port
-    settings = _settings(**overrides)
-    return run_process(serve_worker(settings), log_level=args.log_level, quiet=("websockets",))
+    settings = _logged("gateway", args.log_level, **overrides)
+    from botgw.run import run_process
+    from gateway.server import serve_worker
+
+    return _exits_logged(lambda: run_process(serve_worker(settings)))
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
+    settings = _logged("webhooks", args.log_level)
+    if not settings.redis_url:
+        logging.getLogger("botgw").critical("botgw: no Redis URL: set BOTGW_REDIS_URL")
+        return 1
     from botgw.run import run_process
     from webhooks.dispatcher import main
 
-    settings = _settings()
-    if not settings.redis_url:
-        raise SystemExit("botgw: no Redis URL: set BOTGW_REDIS_URL")
-    return run_process(main(settings), log_level=args.log_level, quiet=("httpx",))
+    return _exits_logged(lambda: run_process(main(settings, host=args.host, port=args.port)))
 
 
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:
@@ -97,7 +142,12 @@ async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> i
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
+    from botgw.run import configure_logging
+
     settings = _store_settings()
+    # what the store may log (a Redis failover, say); the command's own answers
+    # and refusals are for people, on stdout and as the exit message
+    configure_logging("admin", level="warning", fmt=settings.log_format)
     return asyncio.run(_admin(settings, args.action, args))
 
 
@@ -117,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "webhooks":
             p.add_argument("--host")
             p.add_argument("--port", type=int)
+        else:
+            p.add_argument("--host", default="127.0.0.1", help="where --port listens")
+            p.add_argument(
+                "--port",
+                type=int,
+                help="serve /healthz, /readyz and /metrics on this port (default: not served)",
+            )
         if name == "rest":
             p.add_argument("--workers", type=int, default=1)
         p.add_argument("--log-level", default="info")

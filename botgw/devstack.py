@@ -9,7 +9,8 @@ stops every child.
 The ports are settled before any child starts (a port of 0 becomes a free one;
 REST's metrics get a free port unless ``BOTGW_REST_METRICS_PORT`` names one) and
 every child gets all of them as ``BOTGW_*`` variables, so the gateway forwards
-socket requests to this stack's REST and not to a default port.
+socket requests to this stack's REST and not to a default port. The children log
+text lines unless ``BOTGW_LOG_FORMAT`` asks for JSON, and drain for a second.
 """
 
 from __future__ import annotations
@@ -204,6 +205,9 @@ def run_dev_stack(settings: Settings) -> int:
         "BOTGW_WEBHOOK_ALLOW": allow,
         # Ctrl-C should not wait out a production-length drain
         "BOTGW_DRAIN_SECONDS": os.environ.get("BOTGW_DRAIN_SECONDS", "1"),
+        "BOTGW_REST_DRAIN_SECONDS": os.environ.get("BOTGW_REST_DRAIN_SECONDS", "1"),
+        # people read these logs: lines of text, unless JSON is asked for
+        "BOTGW_LOG_FORMAT": os.environ.get("BOTGW_LOG_FORMAT") or "text",
         **_ports(settings),
     }
     # what every child reads: one source for the ports (the command line options

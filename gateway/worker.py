@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import http
 import logging
@@ -33,7 +34,7 @@ from gateway.protocol import Limits, State
 from gateway.session import Session
 from gateway.timers import Deadlines
 from gateway.wsconn import Connection
-from shared import keys
+from shared import keys, logs
 from shared.codecs import json_dumps
 from shared.errors import error_envelope
 from shared.ids import SEQ_PER_MS, Cursor
@@ -73,6 +74,15 @@ def http_response(
 def json_response(status: int, value: Any, retry_after: int | None = None) -> Response:
     """An HTTP answer with a JSON body (an error envelope or a status)."""
     return http_response(status, json_dumps(value), retry_after=retry_after)
+
+
+def _log_fields(session: Session) -> dict[str, Any]:
+    """A connection's fields in the log, as they are when a record is made."""
+    return {
+        "connection_id": session.connection_id,
+        "bot_id": session.bot_id or None,
+        "consumer": session.consumer_key if session.epoch else None,
+    }
 
 
 def _peer(connection: WebSocket) -> str:
@@ -256,6 +266,8 @@ class Worker:
             ws.request.headers.clear()
         ws.response = None
         session = Session(self, ws, bot=bot, token=token)
+        # what this task and the connection's tasks log says which connection
+        logs.bind_scope(functools.partial(_log_fields, session))
         if isinstance(ws, Connection):
             ws.session = session
         if self.draining:

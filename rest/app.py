@@ -1,4 +1,9 @@
-"""The REST application: routes, error handling, health, metrics and lifespan."""
+"""The REST application: routes, error handling, health, metrics and lifespan.
+
+Every request has a request id, logged with what is logged while it runs and sent
+back in ``X-Request-Id``: the client's own ``X-Request-Id`` when it sends a
+well-formed one (:func:`shared.logs.request_id_from`), else a new one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -30,12 +36,14 @@ from rest.dispatch import (
 from rest.downloads import client_download_route, download_route
 from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
+from rest.methods.updates import end_waiting_polls
 from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.schema import Method
-from rest.serve import metrics_registry
+from rest.serve import DRAIN_STATE, Drain, metrics_registry
 from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
+from shared import logs
 from shared.errors import ApiError
 from shared.files import open_blob_store
 from shared.settings import Settings
@@ -239,7 +247,14 @@ class RestApp(Starlette):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "POST"):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # each request runs in a task of its own: what is bound here stays with it
+        # (and with uvicorn's own record of a failure, logged in the same task)
+        request_id = logs.request_id_from(_header(scope, b"x-request-id"))
+        logs.bind(request_id=request_id, bot_id=None, consumer=None)
+        if scope["method"] in ("GET", "POST"):
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
@@ -255,26 +270,37 @@ class RestApp(Starlette):
                 except Exception as exc:
                     response = await _handler(exc)(request, exc)
                 count_request(api, method, response.status_code)
+                response.raw_headers.append((b"x-request-id", request_id.encode()))
                 await response(scope, receive, send)
                 return
-        if scope["type"] != "http" or _telegram_call(scope) is not None:
-            await super().__call__(scope, receive, send)
-            return
-        await super().__call__(scope, receive, _counting(scope, send))
+        counting = _telegram_call(scope) is None
+        await super().__call__(scope, receive, _answering(scope, send, request_id, counting))
 
 
-def _counting(scope: Scope, send: Send) -> Send:
-    """``send``, counting the answer's status under the labels of its path."""
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of header ``name`` (lower case) of a request, if it has one."""
+    for key, value in scope["headers"]:
+        if key == name:
+            found: bytes = value
+            return found
+    return None
+
+
+def _answering(scope: Scope, send: Send, request_id: str, counting: bool) -> Send:
+    """``send``, with the request id in the answer's headers and, if ``counting``,
+    the answer's status counted under the labels of its path."""
     api, method = request_labels(scope)
+    header = (b"x-request-id", request_id.encode())
 
-    async def counted_send(message: Message) -> None:
+    async def answer(message: Message) -> None:
         if message["type"] == "http.response.start":
             status: int = message["status"]
-            if api != "other" or status >= 400:
+            if counting and (api != "other" or status >= 400):
                 count_request(api, method, status)
+            message = {**message, "headers": [*message.get("headers", ()), header]}
         await send(message)
 
-    return counted_send
+    return answer
 
 
 def _register_labels() -> None:
@@ -290,22 +316,29 @@ def create_app(settings: Settings) -> Starlette:
     """The REST app; Redis is connected in the lifespan."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         store = Store.connect(settings, role="rest")
         secret = await store.entities.server_secret(settings.secret)
         wakeups = store.wakeups()
         store.entities.enable_cache(wakeups)
         wakeups.start()
-        app.state.services = Services(
+        services = Services(
             settings=settings,
             store=store,
             messenger=Messenger(store, settings, secret),
             wakeups=wakeups,
             files=open_blob_store(settings.files_path),
         )
+        app.state.services = services
+
+        def start_drain() -> None:
+            services.draining = True  # /readyz: 503; a poll that starts now waits not
+            answered = end_waiting_polls(services)
+            log.info("draining: %d waiting long polls answered now", answered)
+
         replay = asyncio.create_task(store.outbox.replay_forever())
         try:
-            yield
+            yield {DRAIN_STATE: Drain(start_drain)}
         finally:
             replay.cancel()
             await wakeups.stop()

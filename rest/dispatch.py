@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
 from rest.schema import Method, validate_params
+from shared import logs
 from shared.codecs import CodecError, json_dumps, json_loads
 from shared.dialect import native_ids
 from shared.errors import ApiError, ok_envelope
@@ -263,6 +264,9 @@ async def call_method(
     from_text: bool = False,
 ) -> JSONResponse:
     """Validate and run one method; the envelope in the requested id dialect."""
+    bot = getattr(context, "bot", None)
+    if bot is not None:
+        logs.bind(bot_id=bot.id)  # what the call logs is about this bot
     method = methods.get(name)
     if method is None:
         raise ApiError(404, "METHOD_NOT_FOUND", f"there is no method called '{name}'")

@@ -26,6 +26,16 @@ Every close and refusal is counted in
 ``botgw_rest_connections_closed_total{reason}`` (``header_timeout``,
 ``body_timeout``, ``overloaded``, ``invalid_http``).
 
+Draining (SIGTERM or SIGINT, in each worker: :class:`RestServer`): the app's
+:class:`Drain`, which it puts in its lifespan state, starts at once: ``/readyz``
+answers 503 ``DRAINING`` and every waiting ``getUpdates`` is answered now with what
+it has (normally nothing), as if its timeout had passed. Idle keep-alive
+connections are closed, and every answer from then on closes its connection. The
+worker keeps listening while the requests that were running at the signal
+finish, so probes and load balancers see the 503 and a client that has not
+noticed yet is still served; then it stops accepting, waits for what is left and
+exits. ``rest_drain_grace`` bounds all of it: what still runs then is cancelled.
+
 Metrics: with ``rest_metrics_port`` set, :func:`serve` answers ``/metrics`` on that
 port from a thread of the serving process. With several workers the counters are
 kept in prometheus_client's multiprocess files (a directory made for the run
@@ -36,13 +46,18 @@ of all workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
+import signal
 import socket
 import socketserver
 import tempfile
 import threading
 from asyncio import TimerHandle
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -52,13 +67,29 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import multiprocess as uvicorn_multiprocess
 
 from rest.dispatch import count_error
+from shared import logs
 from shared.codecs import json_dumps
 from shared.errors import error_envelope
 from shared.settings import Settings
 
-__all__ = ["RestConfig", "RestProtocol", "metrics_registry", "serve", "start_metrics_server"]
+__all__ = [
+    "DRAIN_STATE",
+    "Drain",
+    "RestConfig",
+    "RestProtocol",
+    "RestServer",
+    "metrics_registry",
+    "serve",
+    "start_metrics_server",
+]
+
+log = logging.getLogger("botgw.rest")
+
+# the key of the app's Drain in its lifespan state
+DRAIN_STATE = "botgw.drain"
 
 CLOSED = Counter(
     "botgw_rest_connections_closed_total",
@@ -99,11 +130,32 @@ async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _OVERLOADED_BODY})
 
 
+class Drain:
+    """A worker's drain, as its app takes part in it.
+
+    The app puts one in its lifespan state under :data:`DRAIN_STATE`;
+    :class:`RestServer` starts it when it is told to stop, and the protocol reads
+    ``active`` to close every connection after its answer.
+    """
+
+    def __init__(self, on_start: Callable[[], None]) -> None:
+        self.active = False
+        self._on_start = on_start
+
+    def start(self) -> None:
+        """Start draining (once): ``on_start`` answers what waits, at once."""
+        if not self.active:
+            self.active = True
+            self._on_start()
+
+
 class RestConfig(uvicorn.Config):
-    """uvicorn's configuration with the REST deadlines and cap.
+    """uvicorn's configuration with the REST deadlines and cap, the drain's grace
+    period and botgw's logging.
 
     The configuration is what uvicorn hands to each worker (pickled, with several
-    workers), so the protocol reads its limits from here.
+    workers), so the protocol reads its limits from here, and each worker sets up
+    its logging from it (uvicorn calls :meth:`configure_logging` in every worker).
     """
 
     def __init__(
@@ -113,12 +165,24 @@ class RestConfig(uvicorn.Config):
         header_timeout: float = 10.0,
         body_timeout: float = 30.0,
         max_connections: int = 0,
+        drain_seconds: float = 5.0,
+        log_format: str = "json",
         **kwargs: Any,
     ) -> None:
+        # read by configure_logging, which uvicorn's __init__ calls
+        self.log_format = log_format
+        # uvicorn's own handlers would write plain text: records go to the root's
+        kwargs.setdefault("log_config", None)
         super().__init__(app, **kwargs)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_connections = max_connections
+        self.drain_seconds = drain_seconds
+
+    def configure_logging(self) -> None:
+        super().configure_logging()  # without log_config: only uvicorn's levels
+        level = self.log_level if isinstance(self.log_level, str) else "info"
+        logs.configure("rest", level=level, fmt=self.log_format)
 
 
 class RestProtocol(HttpToolsProtocol):
@@ -183,8 +247,11 @@ class RestProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
             finally:
                 self.app = app
-            return
-        super().on_headers_complete()
+        else:
+            super().on_headers_complete()
+        drain = self.app_state.get(DRAIN_STATE)
+        if drain is not None and drain.active and self.cycle is not None:
+            self.cycle.keep_alive = False  # draining: every answer closes its connection
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
@@ -293,7 +360,8 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, log_level: 
             lifespan="on",
             http=RestProtocol,
             ws="none",
-            timeout_graceful_shutdown=5,
+            drain_seconds=settings.rest_drain_grace,
+            log_format=settings.log_format,
             # longer than clients' pool expiry (httpx: 5 s), so a client never reuses
             # a connection the server is closing at that very moment
             timeout_keep_alive=settings.rest_keepalive_timeout,
@@ -311,12 +379,96 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, log_level: 
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
+def _signalled_again(signum: int, frame: FrameType | None) -> None:
+    """Where uvicorn's SIGTERM, raised again once it has shut down, ends up."""
+
+
+class RestServer(uvicorn.Server):
+    """uvicorn's server that drains on SIGTERM (or SIGINT) as the module says."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn raises the signal again once it has shut down, to its previous
+        # handler: the default one would kill the process before its own cleanup
+        # (the metrics files, the log's last lines), so it finds a harmless one
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _signalled_again) if main else None
+        try:
+            with super().capture_signals():
+                yield
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        assert isinstance(config, RestConfig)
+        loop = asyncio.get_running_loop()
+        grace = config.drain_seconds
+        deadline = loop.time() + grace
+        state = self.server_state
+        running = set(state.tasks)
+        drain = self.lifespan.state.get(DRAIN_STATE)
+        log.info("draining: %d requests running, grace period %g s", len(running), grace)
+        if isinstance(drain, Drain):
+            drain.start()
+        for connection in list(state.connections):
+            connection.shutdown()  # idle: closed now; busy: closed after the answer
+        # listening on while the requests of the moment finish: probes and load
+        # balancers see /readyz answer 503, a client that has not yet is served
+        # (a bounded poll, which a second Ctrl-C, force_exit, ends too)
+        while running & state.tasks and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(state.connections):
+            connection.shutdown()  # those accepted meanwhile
+        try:
+            async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
+                await self._wait_tasks_to_complete()
+        except TimeoutError:
+            log.error(
+                "the grace period (%g s) is over: cancelling %d requests",
+                grace,
+                len(state.tasks),
+            )
+            for task in state.tasks:
+                task.cancel(msg="the grace period of the drain is over")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+class _WorkerProcess(uvicorn_multiprocess.Process):
+    """A worker of uvicorn's supervisor that runs a :class:`RestServer`."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = RestServer(config=self.config)
+        return self._server
+
+
+@contextlib.contextmanager
+def _draining_workers() -> Iterator[None]:
+    """uvicorn's supervisor, starting :class:`_WorkerProcess` workers meanwhile (it
+    names its worker class in its module; each worker is pickled with its class)."""
+    original = uvicorn_multiprocess.Process
+    setattr(uvicorn_multiprocess, "Process", _WorkerProcess)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(uvicorn_multiprocess, "Process", original)  # noqa: B010
+
+
 def _run(config: RestConfig) -> int:
     """What ``uvicorn.run`` does with a configuration, for one given here."""
-    server = uvicorn.Server(config=config)
+    server = RestServer(config=config)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            with _draining_workers():
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             server.run()
     except KeyboardInterrupt:

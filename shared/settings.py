@@ -84,6 +84,14 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _log_format(text: str) -> str:
+    """json or text"""
+    value = text.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError
+    return value
+
+
 def _setting(default: Any, parse: Callable[[str], Any]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
@@ -110,6 +118,9 @@ class Settings:
     rest_metrics_port: int | None = _setting(None, _int(1, 65535))
     rest_metrics_host: str | None = _setting(None, _str)
     rest_metrics_on_api_port: bool = _setting(False, _bool)
+    # SIGTERM: how long the requests in flight may take to finish before they are
+    # cut (unset: the long-poll maximum plus 5 s, see rest_drain_grace)
+    rest_drain_seconds: float | None = _setting(None, _float(0.0, 3600))
     gateway_host: str = _setting("127.0.0.1", _str)
     gateway_port: int = _setting(8081, _int(0, 65535))
     public_rest_url: str | None = _setting(None, _str)
@@ -151,6 +162,8 @@ class Settings:
     webhook_retry_delays: tuple[float, ...] = _setting((5.0, 15.0, 45.0), _delays)
     webhook_allow: tuple[str, ...] = _setting((), _networks)
     long_poll_max_timeout: float = _setting(60.0, _float(0, 3600))
+    # one JSON object per log line, or a readable line (development)
+    log_format: str = _setting("json", _log_format)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
@@ -173,6 +186,14 @@ class Settings:
                 expected = (parse.__doc__ or "a valid value").strip()
                 raise SettingsError(f"{var}={raw!r} is not valid: expected {expected}") from None
         return cls(**values)
+
+    @property
+    def rest_drain_grace(self) -> float:
+        """How long a draining REST worker lets its requests finish: the setting, or
+        enough for the longest long poll a client may ask for, and a margin."""
+        if self.rest_drain_seconds is not None:
+            return self.rest_drain_seconds
+        return self.long_poll_max_timeout + 5.0
 
     @property
     def files_path(self) -> str:

@@ -16,6 +16,7 @@ with a count of the cluster tests.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -31,6 +32,7 @@ import pytest
 
 from botgw.devstack import wait_http_ok
 from botgw.local_redis import LocalRedis, free_port
+from shared.logs import REQUIRED_FIELDS
 from shared.settings import Settings
 from shared.store import Store
 from tests.topologies import LocalCluster, redis_7_missing, require_redis_7
@@ -159,9 +161,29 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
+def assert_json_log(path: Path) -> list[dict[str, Any]]:
+    """Every line of a process's log, each checked to be one JSON object with the
+    fields every line has (``shared.logs.REQUIRED_FIELDS``)."""
+    if not path.exists():
+        return []
+    lines: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        assert isinstance(record, dict), f"{path}:{number} is not a JSON object: {line[:500]}"
+        missing = [name for name in REQUIRED_FIELDS if name not in record]
+        assert not missing, f"{path}:{number} has no {', '.join(missing)}: {line[:500]}"
+        lines.append(record)
+    return lines
+
+
 @dataclass
 class Process:
-    """A botgw child process (``python -m botgw ...``) with its log file."""
+    """A botgw child process (``python -m botgw ...``) with its log file, which is
+    checked when the process is stopped: every line one JSON object
+    (:func:`assert_json_log`)."""
 
     name: str
     args: list[str]
@@ -217,12 +239,16 @@ class Process:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        assert_json_log(self.log_path)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+        assert_json_log(self.log_path)
 
 
 # The suite's users type faster than people: the users' send limits are tested on

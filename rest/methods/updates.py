@@ -36,6 +36,10 @@ rotated or the bot revoked meanwhile, it answers 401 ``UNAUTHORIZED`` or 412
 A long poll waits on the process's wake-up subscription (one pub/sub connection
 per worker), never on a blocking Redis call, so one worker holds thousands of
 them with a bounded connection pool.
+
+Draining (``rest.serve``): :func:`end_waiting_polls` answers every poll waiting in
+the worker at once, with what it would answer at its timeout (normally ``[]``),
+and a poll that starts while the worker drains does not wait.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from dataclasses import replace
 from typing import Any
 
 from rest.schema import Method, Param
-from rest.services import BotCall
+from rest.services import BotCall, Services
+from shared import logs
 from shared.codecs import unpack
 from shared.control import Control, PollStarted, Takeover, WebhookChanged
 from shared.errors import ApiError
@@ -62,6 +67,7 @@ __all__ = [
     "UPDATE_TYPES",
     "check_update_types",
     "conflict",
+    "end_waiting_polls",
     "gap_marker",
     "render_update",
 ]
@@ -71,6 +77,17 @@ READ_BATCH = 100
 # "look again"): a waiting poll also looks at the log and at who owns its consumer
 # this often, as a safety net for anything else that goes missing.
 RECHECK_S = 5.0
+
+# the polls of this process that may still wait (a drain ends them)
+_WAITING: set[LongPoll] = set()
+
+
+def end_waiting_polls(services: Services) -> int:
+    """Answer every poll waiting on ``services`` now, as at its timeout; how many."""
+    polls = [poll for poll in _WAITING if poll.services is services]
+    for poll in polls:
+        poll.end_now()
+    return len(polls)
 
 
 def gap_marker(gap: Gap) -> dict[str, Any]:
@@ -248,6 +265,11 @@ class LongPoll:
         if not credentials[1]:
             raise ApiError(412, "BOT_INACTIVE", "this bot was revoked by its owner")
 
+    def end_now(self) -> None:
+        """Stop waiting: read once more and answer, as when the timeout passes."""
+        self.deadline = self.not_before = time.monotonic()
+        self.woken.set()
+
     def close(self) -> None:
         if self.listening:
             self.services.wakeups.remove(self.bot_id, self.on_wakeup)
@@ -319,6 +341,9 @@ class LongPoll:
         return found
 
     async def run(self, offset: int | None) -> list[dict[str, Any]]:
+        _WAITING.add(self)
+        if self.services.draining:
+            self.end_now()  # the drain began while the poll was starting
         try:
             found: list[dict[str, Any]] = []
             if offset is not None and offset < 0:
@@ -350,13 +375,17 @@ class LongPoll:
                 await self.reauthenticate()
             return found
         finally:
+            _WAITING.discard(self)
             self.close()
 
 
 async def get_updates(call: BotCall, p: dict[str, Any]) -> list[dict[str, Any]]:
     consumer: str = p["consumer"]
+    logs.bind(consumer=consumer)
     offset: int | None = p["offset"] or None
     timeout = min(float(p["timeout"]), call.services.settings.long_poll_max_timeout)
+    if call.services.draining:
+        timeout = 0.0  # answered at once: the worker is going away
     start = await call.services.store.readers.begin_poll(
         call.bot.id,
         consumer,
