@@ -20,14 +20,13 @@ import {
   CloseCode,
   decodeFrame,
   encodeFrame,
-  heartbeatFrame,
   ackFrame,
+  heartbeatFrame,
   identifyFrame,
   idNumber,
   messageBytes,
   requestFrame,
   type ClientFrame,
-  type CloseFrame,
   type Encoding,
   type ErrorEnvelope,
   type GapFrame,
@@ -49,147 +48,13 @@ import {
   HEALTHY_AFTER_MS,
   refusalIsTerminal,
 } from "./policy.js";
+import { Link, type PendingRequest, type Queued } from "./link.js";
+import { normaliseCursor, type Cursor, type GatewayClientOptions, type Logger, type RequestOptions } from "./options.js";
 import { UpdateQueue } from "./queue.js";
 import { randomHex } from "./random.js";
-import { canSendHeaders, openSocket, type Socket, type WebSocketConstructor } from "./transport.js";
-
-/** A position in the log: the last update processed, in one epoch. */
-export interface Cursor {
-  epoch: string;
-  updateId: number;
-}
-
-export interface Logger {
-  debug?(message: string, ...details: unknown[]): void;
-  info?(message: string, ...details: unknown[]): void;
-  warn?(message: string, ...details: unknown[]): void;
-  error?(message: string, ...details: unknown[]): void;
-}
-
-export interface GatewayClientOptions {
-  /** The gateway's socket address, e.g. `wss://gw.example/bot/ws`. */
-  url?: string;
-  /** Several addresses (workers, regions), tried in turn on each reconnect. */
-  urls?: readonly string[];
-  /** The bot token, `bot_<id>:<secret>`. */
-  token: string;
-  /** The consumer name (its own committed cursor); `"default"`. */
-  consumer?: string;
-  /** `[i, n]`: only the updates of chats with `chat_id % n == i` (§9). */
-  shard?: [number, number];
-  encoding?: Encoding;
-  /** Update types to receive; all when absent or empty. */
-  allowedUpdates?: readonly UpdateType[];
-  /** What the server does when the position is not in the log (§8); `"fail"`. */
-  onGap?: GapPolicy;
-  /** Start after this position instead of the consumer's committed cursor. */
-  cursor?: Cursor | { epoch: string; update_id: string | number } | [string, string | number];
-  /** Ack each update once the loop asks for the next one; `true`. */
-  autoAck?: boolean;
-  /** Seconds: the longest wait between reconnect attempts; 10. */
-  maxBackoff?: number;
-  /** Seconds: the first reconnect waits up to this, doubling per attempt; 0.5. */
-  backoffBase?: number;
-  /** Updates buffered before the client stops reading the socket; 1000. */
-  queueSize?: number;
-  /** Send the token in `identify` rather than the `Authorization` header (forced in browsers). */
-  tokenInIdentify?: boolean;
-  /** A browser-style WebSocket class to use instead of the `ws` package. */
-  webSocket?: WebSocketConstructor;
-  /** How long acks are coalesced, in ms; 20. */
-  ackDelayMs?: number;
-  /** Upgrade plus `hello`, in ms; 10 000. */
-  connectTimeoutMs?: number;
-  /** Largest server message accepted, in bytes; 16 MiB. */
-  maxMessageBytes?: number;
-  logger?: Logger;
-  /** Every frame in (`"in"`) and out (`"out"`), with the connection's id: for debugging and tests. */
-  trace?: (direction: "in" | "out", frame: ClientFrame | ServerFrame, connectionId: string) => void;
-}
-
-export interface RequestOptions {
-  /** The call's `Idempotency-Key`; a random one when absent. */
-  idempotencyKey?: string;
-}
-
-interface Queued {
-  update: Update;
-  epoch: string;
-  updateId: number;
-}
-
-interface PendingRequest {
-  id: string;
-  method: string;
-  params: Record<string, unknown>;
-  idempotencyKey: string;
-  sends: number;
-  link: Link | null;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-}
-
-type LinkEnd =
-  | { kind: "reconnect" }
-  | { kind: "closed"; code: number; reason: string; retryAfterMs: number | null; gap: GapFrame | null };
-
-/** One connection and what the client learnt from it. */
-class Link {
-  readonly serial: number;
-  readonly url: string;
-  socket: Socket | null = null;
-  hello: HelloFrame | null = null;
-  connectionId: string;
-  ready: ReadyFrame | null = null;
-  readyAt = 0;
-  epoch: string | null = null;
-  high = 0;
-  sent = 0;
-  /** The client opened this connection's replacement (after `reconnect`). */
-  superseded = false;
-  closed = false;
-  budget: FrameBudget;
-  closeFrame: CloseFrame | null = null;
-  lastGap: GapFrame | null = null;
-  readonly pending = new Map<string, PendingRequest>();
-  heartbeatTimer: ReturnType<typeof setTimeout> | null = null;
-  watchdogTimer: ReturnType<typeof setTimeout> | null = null;
-  helloTimer: ReturnType<typeof setTimeout> | null = null;
-  readonly ended: Promise<LinkEnd>;
-  private endResolver!: (end: LinkEnd) => void;
-  private endResolved = false;
-  readonly gone: Promise<void>;
-  goneResolver!: () => void;
-
-  constructor(serial: number, url: string, now: number) {
-    this.serial = serial;
-    this.url = url;
-    this.connectionId = `#${serial}`;
-    this.budget = new FrameBudget(50, 100, now);
-    this.ended = new Promise((resolve) => (this.endResolver = resolve));
-    this.gone = new Promise((resolve) => (this.goneResolver = resolve));
-  }
-
-  end(end: LinkEnd): void {
-    if (!this.endResolved) {
-      this.endResolved = true;
-      this.endResolver(end);
-    }
-  }
-
-  get heartbeatMs(): number {
-    return this.hello?.heartbeat_interval_ms ?? 30_000;
-  }
-}
+import { canSendHeaders, openSocket } from "./transport.js";
 
 const END_OF_SESSION = "the client was closed";
-
-function normaliseCursor(cursor: GatewayClientOptions["cursor"]): Cursor | null {
-  if (cursor === undefined || cursor === null) return null;
-  if (Array.isArray(cursor)) return { epoch: cursor[0], updateId: idNumber(cursor[1]) };
-  if ("updateId" in cursor) return { epoch: cursor.epoch, updateId: idNumber(cursor.updateId) };
-  return { epoch: cursor.epoch, updateId: idNumber(cursor.update_id) };
-}
 
 /** An auto-resuming stream of updates for one bot (consumer, shard). */
 export class GatewayClient implements AsyncIterable<Update> {

@@ -3,7 +3,7 @@
  */
 
 export { GatewayClient } from "./client.js";
-export type { Cursor, GatewayClientOptions, Logger, RequestOptions } from "./client.js";
+export type { Cursor, GatewayClientOptions, Logger, RequestOptions } from "./options.js";
 export { GapError, GatewayError, RequestError, UpgradeRefused } from "./errors.js";
 export { ConnectError } from "./transport.js";
 export type { WebSocketConstructor, WebSocketLike } from "./transport.js";
