@@ -112,6 +112,7 @@ class GatewayClient:
         self._links: set[_Link] = set()
         self._current: _Link | None = None
         self._requests: dict[str, asyncio.Future[Any]] = {}
+        self._current_changed = asyncio.Event()  # set whenever _current changes
         self._closed = False
         self._ack_wakeup = asyncio.Event()
         self._draining_tasks: set[asyncio.Task[None]] = set()
@@ -154,20 +155,47 @@ class GatewayClient:
             self._ack_wakeup.set()
 
     async def request(self, method: str, **params: Any) -> Any:
-        """Call a Bot API method over the socket; raises GatewayError on an error result."""
-        link = self._current
-        if link is None:
-            raise GatewayError(CloseCode.INTERNAL_ERROR, "not connected")
-        request_id = secrets.token_hex(6)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
-        try:
-            await self._send(
-                link, {"op": "request", "id": request_id, "method": method, "params": params}
-            )
-            return await future
-        finally:
-            self._requests.pop(request_id, None)
+        """Call a Bot API method over the socket; raises GatewayError on an error result.
+
+        The request carries an ``idempotency_key``: if its connection closes before
+        the result comes (no result ever comes then, docs/protocol.md §13), it is
+        sent again on the next connection with the same key, so it takes effect once.
+        """
+        key = secrets.token_hex(16)
+        while True:
+            link = self._current
+            if link is None or link.ws.close_code is not None:
+                if self._closed or (self._runner is not None and self._runner.done()):
+                    raise GatewayError(CloseCode.INTERNAL_ERROR, "not connected")
+                await self._next_link()
+                continue
+            request_id = secrets.token_hex(6)
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._requests[request_id] = future
+            closed = asyncio.ensure_future(link.ws.wait_closed())
+            try:
+                frame = {
+                    "op": "request",
+                    "id": request_id,
+                    "method": method,
+                    "params": params,
+                    "idempotency_key": key,
+                }
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send(link, frame)
+                await asyncio.wait((future, closed), return_when=asyncio.FIRST_COMPLETED)
+                if future.done():
+                    return future.result()
+            finally:
+                closed.cancel()
+                self._requests.pop(request_id, None)
+            await self._next_link()
+
+    async def _next_link(self) -> None:
+        """Wait until the current connection changes (or a second passes)."""
+        self._current_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._current_changed.wait(), 1.0)
 
     async def close(self) -> None:
         """Send the last ack, then close every socket."""
@@ -293,6 +321,7 @@ class GatewayClient:
                         self.cursor = (link.epoch, start)
                         self.last_seen = max(self.last_seen, start)
                     self._current = link
+                    self._current_changed.set()
                     self._ack_wakeup.set()
                 elif op == "gap":
                     log.warning("gap in the update log: %s", frame)
@@ -333,6 +362,7 @@ class GatewayClient:
                 self._links.discard(link)
                 if self._current is link:
                     self._current = None
+                    self._current_changed.set()
 
     def _after_close(self, link: _Link, closed: ConnectionClosed) -> GatewayError | None:
         received = closed.rcvd

@@ -135,6 +135,7 @@ class Feed(Generic[S]):
 
     again: bool = False
     woken: bool = False  # a wake-up came since the last sweep
+    early: bool = False  # an update's wake-up came before the feed had its position
     failed: BaseException | None = None
 
 
@@ -181,6 +182,8 @@ class Hub(Generic[S]):
                 feed.ready.set()
                 raise
             feed.ready.set()
+            if feed.early:  # woken while the head was read: it may be newer than that
+                self._schedule(feed)
         else:
             await feed.ready.wait()
             if feed.failed is not None:
@@ -219,6 +222,11 @@ class Hub(Generic[S]):
                 targets = feed.of_consumer(control.consumer_key)  # its consumer only
             for session in tuple(targets):
                 session.on_control(control)
+            return
+        if not feed.ready.is_set():
+            # no position yet: a read now would start at the log's beginning (and
+            # take its first entry for a new epoch); look once the head is known
+            feed.early = True
             return
         if wakeup.update_id is not None and wakeup.update_id <= feed.position:
             return
