@@ -143,7 +143,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Ite
         terminalreporter.write_line(missing)
 
 
+# The suite's Redis command timeout: a loaded test machine can stall a process for
+# longer than the production default (2 s) without anything being wrong; the tests
+# of the timeout itself set theirs (tests/faults/test_redis_stall.py).
+TEST_REDIS_TIMEOUT = 10.0
+
+
 def make_settings(redis_url: str, **overrides: object) -> Settings:
+    overrides.setdefault("redis_timeout", TEST_REDIS_TIMEOUT)
     return Settings.from_env({}, redis_url=redis_url, secret=TEST_SECRET, **overrides)
 
 
@@ -267,6 +274,7 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
         BOTGW_REDIS_URL=redis_url,
         BOTGW_SECRET=TEST_SECRET,
         BOTGW_WEBHOOK_ALLOW="127.0.0.0/8,localhost",
+        BOTGW_REDIS_TIMEOUT=str(TEST_REDIS_TIMEOUT),
         PYTHONUNBUFFERED="1",
         **UNBOUNDED_USERS,
     )

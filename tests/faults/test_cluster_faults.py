@@ -87,9 +87,11 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluste
 @contextmanager
 def stack_on(cluster: LocalCluster, tmp: Path) -> Iterator[Stack]:
     """A REST and a gateway process on ``cluster``, started and healthy."""
-    rest = rest_process(cluster.url, tmp, "rest")
+    rest = rest_process(cluster.url, tmp, "rest", BOTGW_REDIS_TIMEOUT="2")
     stack = Stack(rest=rest, gateway=rest, tmp=tmp, redis_url=cluster.url)
-    stack.gateway = stack.new_gateway("gateway", BOTGW_HEARTBEAT_INTERVAL="5")
+    stack.gateway = stack.new_gateway(
+        "gateway", BOTGW_HEARTBEAT_INTERVAL="5", BOTGW_REDIS_TIMEOUT="2"
+    )
     with running(rest), running(stack.gateway):
         yield stack
 

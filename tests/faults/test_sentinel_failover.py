@@ -116,7 +116,8 @@ async def test_a_sentinel_failover_under_load(
 ) -> None:
     url = sentinel.url
     settings = make_settings(url, redis_wait_replicas=wait_replicas)
-    env = {"BOTGW_REDIS_WAIT_REPLICAS": str(wait_replicas)}
+    # the production timeout: how long a call may hang in a failover is part of it
+    env = {"BOTGW_REDIS_WAIT_REPLICAS": str(wait_replicas), "BOTGW_REDIS_TIMEOUT": "2"}
     rest = rest_process(url, tmp_path, "rest", **env)
     with running(rest), running(_gateway(url, tmp_path, rest, **env)) as gateway:
         owner = await create_user(settings, unique("fo"))
