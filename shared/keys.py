@@ -65,6 +65,8 @@ __all__ = [
     "user_info",
     "user_rate",
     "username_owner",
+    "webhook_dispatchers",
+    "webhook_dispatchers_channel",
     "webhook_index",
 ]
 
@@ -179,6 +181,19 @@ def webhook_index(bucket: int) -> str:
     """Set: the ids of the bots of one bucket (:func:`index_bucket`) with an active
     webhook; dispatchers read all :data:`INDEX_BUCKETS` of them."""
     return f"{PREFIX}{{wh{bucket}}}:bots"
+
+
+def webhook_dispatchers() -> str:
+    """Sorted set: the live webhook dispatchers, each scored by when its membership
+    expires (Redis time, ms) unless it heartbeats again; one small key, written by
+    each dispatcher every third of the lease time (webhooks/dispatcher.py)."""
+    return f"{PREFIX}{{whd}}:dispatchers"
+
+
+def webhook_dispatchers_channel() -> str:
+    """Pub/sub: ``bots`` when the list of bots with a webhook changed (set, deleted,
+    given up), ``members`` when a dispatcher joined or left; every dispatcher listens."""
+    return f"{PREFIX}{{whd}}:changed"
 
 
 def bot_index(bucket: int) -> str:

@@ -3,6 +3,17 @@
 :class:`BotDelivery` runs while the dispatcher (:mod:`webhooks.dispatcher`) holds
 the bot's lease; the delivery contract (headers, order, retries, giving up) is
 described there.
+
+Handing a bot over never repeats a delivered update: :meth:`BotDelivery.leave`
+stops it at a *safe point*, where every update it delivered is committed. A batch
+is delivered in lanes (one per chat); once asked to leave, a lane starts no update
+that comes after every update started so far, in log order, but still delivers the
+ones before it (with their retries). When the lanes end, the done updates form a
+prefix of the batch, so the committed cursor covers them all and the next owner
+starts exactly after them. An attempt is also never started unless the lease is
+sure to outlive it (``lease_ok``): a dispatcher whose renewals fell behind waits
+for the next renewal (a lost lease cancels the delivery instead), rather than
+deliver beside the next owner.
 """
 
 from __future__ import annotations
@@ -12,9 +23,10 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import ssl
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -29,15 +41,31 @@ from shared.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
 from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
 from shared.store.log import Gap, gap_before
 from shared.store.readers import WEBHOOK_CONSUMER, WebhookConfig
+from webhooks import metrics
 
-__all__ = ["BotDelivery", "gap_entry", "render_body", "sign"]
+__all__ = ["BotDelivery", "Failure", "gap_entry", "render_body", "sign", "wait_set"]
 
 log = logging.getLogger("botgw.webhooks")
 
 USER_AGENT = "botgw-webhooks/1"
 READ_BATCH = 100
-RECHECK_S = 5.0  # idle bots look at their log this often besides wake-ups
+# Idle bots look at their log this often besides wake-ups. Wake-ups are reliable but
+# for a subscription that was re-made, which wakes every bot anyway: this is a net
+# under that, and an idle bot's main cost in Redis (6 commands each time).
+RECHECK_S = 30.0
 PAUSED_RECHECK_S = 1.0  # while a live WebSocket holds consumer default
+
+
+async def wait_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; whether it was set. (Not ``wait_for``:
+    in Python 3.11 it swallows a cancellation that comes as the event is set, and a
+    cancelled delivery or loop would go on.)"""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -78,6 +106,14 @@ class Outcome(Enum):
     STOPPED = "stopped"  # another lane of the batch ended it
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt: its ``outcome`` label (metrics) and what went wrong."""
+
+    outcome: str  # http_error, redirect, timeout, connection or refused
+    reason: str
+
+
 class Progress:
     """Which entries of a batch are done; the committable prefix of the log."""
 
@@ -98,17 +134,42 @@ class BotDelivery:
     """Delivers one bot's log to its webhook while this dispatcher holds the lease."""
 
     def __init__(
-        self, settings: Settings, store: Store, wakeups: Wakeups, allow: Allowlist, bot_id: int
+        self,
+        settings: Settings,
+        store: Store,
+        wakeups: Wakeups,
+        allow: Allowlist,
+        bot_id: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        lease_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.store = store
         self.wakeups = wakeups
         self.allow = allow
         self.bot_id = bot_id
+        # one TLS context for every bot: building one loads the CA bundle (~20 ms)
+        self.tls = tls if tls is not None else httpx.create_ssl_context(trust_env=False)
+        self.lease_ok = lease_ok  # whether the lease surely outlives an attempt begun now
+        self.lease_renewed = asyncio.Event()  # set by the dispatcher after each renewal
         self.woken = asyncio.Event()
         self.changed = asyncio.Event()
+        self.leaving = asyncio.Event()
+        self.finished = False  # nothing to deliver: no active webhook any more
         self.address: str | None = None
         self.client: httpx.AsyncClient | None = None
+
+    def leave(self) -> None:
+        """Stop at the next safe point (see the module docstring), then :meth:`run`
+        returns; the dispatcher gives the lease back."""
+        self.leaving.set()
+        self.woken.set()
+
+    def stay(self) -> None:
+        """Take back a :meth:`leave` (the bot was assigned here again meanwhile); it
+        has no effect once the delivery stopped."""
+        self.leaving.clear()
 
     def on_wakeup(self, wakeup: Wakeup) -> None:
         if wakeup.control is not None:
@@ -118,8 +179,7 @@ class BotDelivery:
         self.woken.set()
 
     async def wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.woken.wait(), timeout=seconds)
+        await wait_set(self.woken, seconds)
         self.woken.clear()
 
     async def run(self) -> None:
@@ -132,11 +192,14 @@ class BotDelivery:
             timeout=httpx.Timeout(self.settings.webhook_timeout),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=10),
             trust_env=False,
+            verify=self.tls,
         )
         try:
             await wakeups.subscribed(self.bot_id)
-            while await self.step():
-                pass
+            while not self.leaving.is_set():
+                if not await self.step():
+                    self.finished = True
+                    break
         finally:
             wakeups.remove(self.bot_id, self.on_wakeup)
             await self.client.aclose()
@@ -145,6 +208,8 @@ class BotDelivery:
         """Deliver the next batch (or wait for one); False when there is nothing to do."""
         log_ = self.store.log
         self.changed.clear()
+        if self.leaving.is_set():
+            return True  # run() stops; the webhook itself is still there
         config = await self.store.readers.get_webhook(self.bot_id)
         if config is None or not config.active:
             return False
@@ -175,6 +240,8 @@ class BotDelivery:
                     gap.reason,
                 )
                 entries = [gap_entry(gap)]  # alone: the next batch starts after it
+        if self.leaving.is_set():
+            return True  # before anything of the batch started: a safe point
         outcome = await self.deliver_batch(config, epoch, entries)
         return outcome is not Outcome.GAVE_UP
 
@@ -190,6 +257,10 @@ class BotDelivery:
             if allowed is not None and e.kind not in allowed and e.kind != GAP_KIND
         }
         progress = Progress(entries, done)
+        position = {e.update_id: i for i, e in enumerate(entries)}
+        # the last position started, in log order: once leaving, nothing after it
+        # starts, so what is done ends up a prefix of the batch (a safe point)
+        frontier = -1
         wanted = [e for e in entries if e.update_id not in done]
         lanes: dict[int, list[StoredUpdate]] = {}
         for entry in wanted:
@@ -208,9 +279,13 @@ class BotDelivery:
                 )
 
         async def lane(items: list[StoredUpdate]) -> None:
+            nonlocal frontier
             for entry in items:
                 if stop.is_set():
                     return
+                if self.leaving.is_set() and position[entry.update_id] > frontier:
+                    return  # the other lanes end at or before the frontier too
+                frontier = max(frontier, position[entry.update_id])
                 outcome = await self.deliver(config, entry, slots, stop, target)
                 if outcome is not Outcome.DELIVERED:
                     outcomes.append(outcome)
@@ -248,10 +323,14 @@ class BotDelivery:
             if stop.is_set():
                 return Outcome.STOPPED
             async with slots:
+                await self._lease_sure()
+                began = time.monotonic()
                 failure = await self.attempt(config, entry, body, target)
+                metrics.ATTEMPT_SECONDS.observe(time.monotonic() - began)
+            metrics.ATTEMPTS.labels("delivered" if failure is None else failure.outcome).inc()
             if failure is None:
                 return Outcome.DELIVERED
-            error = failure
+            error = failure.reason
             log.info(
                 "bot %s update %s attempt %d failed: %s",
                 self.bot_id,
@@ -269,8 +348,19 @@ class BotDelivery:
             self.bot_id, config.version, int(time.time()), reason
         ):
             return Outcome.CHANGED
+        metrics.GAVE_UP.inc()
         log.warning("bot %s: webhook inactive: %s", self.bot_id, reason)
         return Outcome.GAVE_UP
+
+    async def _lease_sure(self) -> None:
+        """Return once the lease surely outlasts an attempt begun now: at once, unless
+        the renewals fell behind (a stalled process, a slow Redis); then another
+        dispatcher might take the bot during the attempt, so wait for the next
+        renewal. A lost lease cancels this delivery instead."""
+        while not self.lease_ok():
+            log.warning("bot %s: lease renewals fell behind; waiting for one", self.bot_id)
+            self.lease_renewed.clear()
+            await self.lease_renewed.wait()
 
     async def _pause(self, seconds: float, stop: asyncio.Event) -> None:
         """Sleep before a retry, cut short when the webhook changes or the batch stops."""
@@ -290,14 +380,14 @@ class BotDelivery:
         entry: StoredUpdate,
         body: bytes,
         target: list[WebhookTarget | None],
-    ) -> str | None:
+    ) -> Failure | None:
         """POST once; None on a 2xx answer, else what went wrong."""
         resolved = target[0]
         if resolved is None:
             try:
                 resolved = await resolve_target(config.url, self.allow)
             except UrlRefused as exc:
-                return f"the webhook URL is refused: {exc.reason}"
+                return Failure("refused", f"the webhook URL is refused: {exc.reason}")
             target[0] = resolved
         timestamp = str(int(time.time()))
         headers = {
@@ -314,7 +404,7 @@ class BotDelivery:
         if resolved.scheme == "https":
             extensions["sni_hostname"] = resolved.host
         assert self.client is not None
-        failure = "no address to connect to"
+        failure = Failure("connection", "no address to connect to")
         for address in resolved.addresses:
             try:
                 async with asyncio.timeout(self.settings.webhook_timeout):
@@ -328,19 +418,21 @@ class BotDelivery:
                     response = await self.client.send(request, stream=True)
                     await response.aclose()  # the answer's body is not used
             except httpx.ConnectError as exc:
-                failure = f"could not connect to {address}: {_reason(exc)}"
+                failure = Failure("connection", f"could not connect to {address}: {_reason(exc)}")
                 continue  # the name may have other addresses
             except (TimeoutError, httpx.TimeoutException):
-                return f"no answer within {self.settings.webhook_timeout:g} s"
+                return Failure("timeout", f"no answer within {self.settings.webhook_timeout:g} s")
             except httpx.HTTPError as exc:
-                return f"the connection failed: {_reason(exc)}"
+                return Failure("connection", f"the connection failed: {_reason(exc)}")
             await self._note_address(config, address)
             status = response.status_code
             if 200 <= status < 300:
                 return None
             if 300 <= status < 400:
-                return f"the receiver answered HTTP {status} (redirects are not followed)"
-            return f"the receiver answered HTTP {status}"
+                return Failure(
+                    "redirect", f"the receiver answered HTTP {status} (redirects are not followed)"
+                )
+            return Failure("http_error", f"the receiver answered HTTP {status}")
         return failure
 
     async def _note_address(self, config: WebhookConfig, address: str) -> None:

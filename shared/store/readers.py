@@ -13,7 +13,10 @@ This module keeps
 * the webhook configuration and delivery state of each bot;
 * the bots with an active webhook, in :data:`shared.keys.INDEX_BUCKETS` sets by
   bot id (no slot holds them all), and the per-bot delivery leases that let any
-  number of dispatchers share the work, one dispatcher per bot at a time.
+  number of dispatchers share the work, one dispatcher per bot at a time;
+* the live dispatchers (a heartbeat each, in one small sorted set) from which each
+  dispatcher computes the bots it owns (webhooks/assignment.py), and the channel
+  that tells them the index or the members changed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from shared.store.log import StoredUpdate, UpdateLog, contiguous, raw_entries
 from shared.store.scripts import Script
 
 __all__ = [
+    "DISPATCHERS_BOTS",
+    "DISPATCHERS_MEMBERS",
     "WEBHOOK_CONSUMER",
+    "Membership",
     "PollStart",
     "ReaderStore",
     "WebhookConfig",
@@ -45,6 +51,10 @@ REPEAT_WINDOW_MS = 3000
 REPEAT_TIMEOUT_MS = 3000
 REPEAT_PACE_MS = 1000
 POLL_STATE_TTL_S = 7 * 86_400
+
+# the messages on keys.webhook_dispatchers_channel()
+DISPATCHERS_BOTS = "bots"  # a webhook was set, deleted or gave up: the index changed
+DISPATCHERS_MEMBERS = "members"  # a dispatcher joined or left
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,16 @@ class WebhookConfig:
             last_error_message=data.get("last_error_message") or None,
             ip_address=data.get("ip_address") or None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The live webhook dispatchers after a heartbeat (sorted), and whether the beat
+    made this one a member again (it was not: it just started, or its membership
+    ran out without a beat)."""
+
+    members: tuple[str, ...]
+    joined: bool
 
 
 def _listed(bot_id: int) -> str:
@@ -231,6 +251,8 @@ class ReaderStore:
             fields += ["allowed", ",".join(sorted(set(allowed_updates)))]
         version = await self._config_script("set", bot_id, drop_pending, fields)
         await self._redis.sadd(_listed(bot_id), str(bot_id))
+        # the dispatchers read the index again at once instead of polling it
+        await self._redis.publish(keys.webhook_dispatchers_channel(), DISPATCHERS_BOTS)
         return int(version)
 
     async def delete_webhook(self, bot_id: int, *, drop_pending: bool) -> bool:
@@ -246,6 +268,7 @@ class ReaderStore:
         await self._redis.srem(_listed(bot_id), str(bot_id))
         if await self._redis.hget(keys.bot_webhook(bot_id), "active") == b"1":
             await self._redis.sadd(_listed(bot_id), str(bot_id))
+        await self._redis.publish(keys.webhook_dispatchers_channel(), DISPATCHERS_BOTS)
 
     async def _config_script(
         self, mode: str, bot_id: int, drop_pending: bool, fields: list[str]
@@ -324,6 +347,25 @@ class ReaderStore:
                 if text.isdigit():
                     out.append(int(text))
         return sorted(out)
+
+    async def heartbeat(self, holder: str, ttl_s: float) -> Membership:
+        """Renew ``holder``'s membership of the live dispatchers for ``ttl_s``; the
+        members whose membership ran out are dropped. One command on one small key."""
+        reply = await self._scripts["dispatchers"](
+            keys=[keys.webhook_dispatchers()], args=["beat", holder, int(ttl_s * 1000)]
+        )
+        return Membership(members=tuple(as_text(m) for m in reply[1:]), joined=bool(int(reply[0])))
+
+    async def leave(self, holder: str) -> tuple[str, ...]:
+        """End ``holder``'s membership now; the members left."""
+        reply = await self._scripts["dispatchers"](
+            keys=[keys.webhook_dispatchers()], args=["leave", holder, 0]
+        )
+        return tuple(as_text(m) for m in reply[1:])
+
+    async def announce_dispatchers(self, message: str) -> None:
+        """Tell every dispatcher (``DISPATCHERS_BOTS`` or ``DISPATCHERS_MEMBERS``)."""
+        await self._redis.publish(keys.webhook_dispatchers_channel(), message)
 
     async def acquire_leases(self, bot_ids: Sequence[int], holder: str, ttl_s: float) -> list[int]:
         """Take the free delivery leases among ``bot_ids``; returns the ones taken."""

@@ -4,6 +4,9 @@
 that records every request and answers as told: ``ok`` (200), ``500``, ``hang``
 (never answers), ``reset`` (closes the connection with a TCP reset), ``redirect``
 (302 elsewhere) or ``slow`` (200 after ``slow_s``).
+
+``dispatcher`` makes a ``botgw webhooks`` process serving ``/healthz``, ``/readyz``
+and ``/metrics`` on a port of its own; ``scrape`` reads its metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from botgw.local_redis import free_port
 from tests.conftest import Process, process_env, wait_s
 
 if TYPE_CHECKING:
@@ -165,19 +172,33 @@ class Receiver:
 
 
 def dispatcher(redis_url: str, tmp: Path, name: str, **env: str) -> Process:
-    """A ``botgw webhooks`` process with fast retries (not started)."""
+    """A ``botgw webhooks`` process with fast retries (not started), its health and
+    metrics on a free port."""
     settings = {
         "BOTGW_WEBHOOK_RETRY_DELAYS": FAST_RETRIES,
         "BOTGW_WEBHOOK_TIMEOUT": str(TIMEOUT_S),
         **env,
     }
+    port = free_port()
     return Process(
         name=name,
-        args=["webhooks", "--log-level", "info"],
+        args=["webhooks", "--log-level", "info", "--host", "127.0.0.1", "--port", str(port)],
         env=process_env(redis_url, **settings),
         log_path=tmp / f"{name}.log",
-        port=0,
+        port=port,
     )
+
+
+async def scrape(process: Process) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A process's ``/metrics``: value by (sample name, sorted labels)."""
+    async with httpx.AsyncClient(timeout=wait_s(10)) as client:
+        answer = await client.get(f"{process.url}/metrics")
+    answer.raise_for_status()
+    out = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
 async def webhook_info(s: Scene, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
