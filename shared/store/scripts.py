@@ -32,7 +32,7 @@ SCRIPT_NAMES = tuple(
 )
 
 # scripts whose writes need not survive a failover: reads, rate buckets, leases
-VOLATILE = frozenset({"count_after", "poll_current", "rate_limit", "lease"})
+VOLATILE = frozenset({"count_after", "poll_current", "rate_limit", "lease", "dispatchers"})
 
 
 def lua_source(name: str) -> str:

@@ -14,7 +14,14 @@ from shared import keys
 
 # builders whose single slot is by design: read once per process, a lease taken
 # every few seconds by one process, or channels
-FIXED = {"server_secret", "backlog_leader", "idle_channel", "entities_channel"}
+FIXED = {
+    "server_secret",
+    "backlog_leader",
+    "webhook_dispatchers",
+    "webhook_dispatchers_channel",
+    "idle_channel",
+    "entities_channel",
+}
 NOT_KEYS = {"INDEX_BUCKETS", "index_bucket"}
 PRIMARIES = ((0, 5460), (5461, 10922), (10923, 16383))  # a 3-primary cluster's split
 
