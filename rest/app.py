@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from rest.dispatch import (
+    STARTED,
     JSONResponse,
     auth_token,
     call_method,
@@ -152,7 +154,7 @@ def _count_handled(request: Request, response: Response) -> Response:
     """
     labels = _telegram_call(request.scope)
     if labels is not None:
-        count_request(*labels, response.status_code)
+        count_request(*labels, response.status_code, request.scope.get(STARTED))
     return response
 
 
@@ -252,6 +254,7 @@ class RestApp(Starlette):
             return
         # each request runs in a task of its own: what is bound here stays with it
         # (and with uvicorn's own record of a failure, logged in the same task)
+        scope[STARTED] = started = time.perf_counter()
         request_id = logs.request_id_from(_header(scope, b"x-request-id"))
         logs.bind(request_id=request_id, bot_id=None, consumer=None)
         if scope["method"] in ("GET", "POST"):
@@ -269,7 +272,7 @@ class RestApp(Starlette):
                     response = await endpoint(request)
                 except Exception as exc:
                     response = await _handler(exc)(request, exc)
-                count_request(api, method, response.status_code)
+                count_request(api, method, response.status_code, started)
                 response.raw_headers.append((b"x-request-id", request_id.encode()))
                 await response(scope, receive, send)
                 return
@@ -296,7 +299,7 @@ def _answering(scope: Scope, send: Send, request_id: str, counting: bool) -> Sen
         if message["type"] == "http.response.start":
             status: int = message["status"]
             if counting and (api != "other" or status >= 400):
-                count_request(api, method, status)
+                count_request(api, method, status, scope.get(STARTED))
             message = {**message, "headers": [*message.get("headers", ()), header]}
         await send(message)
 

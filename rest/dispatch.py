@@ -21,10 +21,11 @@ the key of another method is 400 ``IDEMPOTENCY_KEY_REUSED``
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,6 +39,7 @@ from shared.errors import ApiError, ok_envelope
 
 __all__ = [
     "MAX_JSON_BODY",
+    "STARTED",
     "JSONResponse",
     "auth_token",
     "body_limit",
@@ -54,12 +56,20 @@ __all__ = [
 REQUESTS = Counter(
     "botgw_rest_requests_total", "REST calls, errors included", ["api", "method", "status"]
 )
+DURATION = Histogram(
+    "botgw_rest_request_duration_seconds",
+    "from a REST call's arrival to its answer, by API, method and status class (2xx...)",
+    ["api", "method", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+)
+STARTED = "botgw.started"  # the scope key of a request's arrival (time.perf_counter)
 
 # api label -> the method names it is labelled with (by their lower-cased
 # spelling too in the APIs of _ANY_CASE); any other name is labelled "other"
 _KNOWN: dict[str, dict[str, str]] = {}
 _ANY_CASE: set[str] = set()
 _COUNTERS: dict[tuple[str, str, int], Any] = {}
+_DURATIONS: dict[tuple[str, str, int], Any] = {}
 _MAX_CACHED = 4096
 
 
@@ -82,8 +92,9 @@ def _method_label(api: str, method: str) -> str:
     return label or "other"
 
 
-def count_request(api: str, method: str, status: int) -> None:
-    """Count one call in ``botgw_rest_requests_total``.
+def count_request(api: str, method: str, status: int, started: float | None = None) -> None:
+    """Count one call in ``botgw_rest_requests_total`` and, given when it arrived
+    (``time.perf_counter``), its duration in ``botgw_rest_request_duration_seconds``.
 
     ``method`` is labelled with its registered name (see :func:`register_methods`),
     any other name with ``other``, so callers cannot create series.
@@ -96,6 +107,15 @@ def count_request(api: str, method: str, status: int) -> None:
         if label == method and len(_COUNTERS) < _MAX_CACHED:
             _COUNTERS[key] = counter
     counter.inc()
+    if started is None:
+        return
+    timer = _DURATIONS.get(key)
+    if timer is None:
+        label = _method_label(api, method)
+        timer = DURATION.labels(api if api in _KNOWN else "other", label, f"{status // 100}xx")
+        if label == method and len(_DURATIONS) < _MAX_CACHED:
+            _DURATIONS[key] = timer
+    timer.observe(time.perf_counter() - started)
 
 
 def request_labels(scope: Scope) -> tuple[str, str]:
@@ -120,7 +140,7 @@ def count_error(scope: Scope, status: int) -> None:
     """Count an error answered outside the endpoints' own counting (no route,
     a wrong HTTP method, a failure that escaped the endpoint, an overload)."""
     api, method = request_labels(scope)
-    count_request(api, method, status)
+    count_request(api, method, status, scope.get(STARTED))
 
 
 MAX_JSON_BODY = 1 << 20

@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rest.dispatch import (
+    STARTED,
     JSONResponse,
     body_limit,
     call_method,
@@ -303,7 +304,8 @@ async def read_telegram_params(request: Request, method: Method, call: BotCall) 
 async def bot_method(request: Request) -> Response:
     """``GET|POST /bot<token>/<method>``."""
     response = await _bot_method(request)
-    count_request("telegram", request.path_params.get("method", ""), response.status_code)
+    method = request.path_params.get("method", "")
+    count_request("telegram", method, response.status_code, request.scope.get(STARTED))
     return response
 
 

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,11 @@ async def scrape(url: str) -> Samples:
 def requests(samples: Samples, api: str, method: str, status: int) -> float:
     labels = (("api", api), ("method", method), ("status", str(status)))
     return samples.get((REQUESTS, labels), 0.0)
+
+
+def timings(samples: Samples, api: str, method: str, kind: int) -> float:
+    labels = (("api", api), ("method", method), ("status", f"{kind}xx"))
+    return samples.get(("botgw_rest_request_duration_seconds_count", labels), 0.0)
 
 
 def closed(samples: Samples, reason: str) -> float:
@@ -245,6 +251,7 @@ async def test_every_api_error_is_counted(limited: Rest, bot: BotAccount) -> Non
         # and successes, for comparison
         assert (await http.post("/bot/getMe", headers=auth)).status_code == 200
     after = await scrape(limited.metrics_url)
+    classes: Counter[tuple[str, str, int]] = Counter()
     for api, method, status in (
         ("bot", "sendMessage", 400),
         ("bot", "getMe", 401),
@@ -261,6 +268,10 @@ async def test_every_api_error_is_counted(limited: Rest, bot: BotAccount) -> Non
     ):
         counted = requests(after, api, method, status) - requests(before, api, method, status)
         assert counted == 1, (api, method, status)
+        classes[(api, method, status // 100)] += 1
+    for (api, method, kind), expected in classes.items():  # and timed, by status class
+        timed = timings(after, api, method, kind) - timings(before, api, method, kind)
+        assert timed == expected, (api, method, kind)
 
 
 async def test_method_labels_stay_bounded(limited: Rest, bot: BotAccount) -> None:
