@@ -11,6 +11,7 @@ __all__ = [
     "CREDENTIAL_CHECKS",
     "DELIVERIES",
     "DELIVERY_LATENCY",
+    "DRAINING",
     "DRAINS",
     "FEEDS",
     "FEED_READS",
@@ -28,6 +29,10 @@ REPLAYED = Counter("botgw_gateway_replayed_total", "updates sent from the log (r
 ACKS = Counter("botgw_gateway_acks_total", "cumulative acks received")
 CLOSES = Counter("botgw_gateway_closes_total", "connections closed, by close code", ["code"])
 DRAINS = Counter("botgw_gateway_drains_total", "drains started")
+DRAINING = Gauge(
+    "botgw_gateway_draining_connections",
+    "connections a draining worker still holds (0 when not draining): the drain's progress",
+)
 SLOW = Counter("botgw_gateway_fell_behind_total", "live connections that fell behind")
 REFUSED = Counter(
     "botgw_gateway_upgrades_refused_total",

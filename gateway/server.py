@@ -162,8 +162,10 @@ async def serve_worker(settings: Settings, *, ready: asyncio.Event | None = None
     log.info("draining %d connections for %.1f s", len(worker.all_sessions), settings.drain_seconds)
     await worker.drain(settings.drain_seconds)
     deadline = loop.time() + settings.drain_seconds + 5
-    while worker.all_sessions and loop.time() < deadline:  # noqa: ASYNC110 - a bounded poll
+    while worker.all_sessions and loop.time() < deadline:
+        metrics.DRAINING.set(len(worker.all_sessions))
         await asyncio.sleep(0.05)
+    metrics.DRAINING.set(len(worker.all_sessions))
     server.close(close_connections=True)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(server.wait_closed(), timeout=5)

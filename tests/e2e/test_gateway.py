@@ -321,6 +321,13 @@ async def test_drain_sends_reconnect_then_closes_1012(
         assert frame == {"op": "reconnect", "reason": "draining", "deadline_ms": 1500}
         ready = await http_get(f"http://127.0.0.1:{worker.port}/readyz")
         assert ready.status_code == 503 and ready.json()["code"] == "DRAINING"
+        # the drain's progress: the one connection still held
+        for _ in range(int(wait_s(100))):
+            text = (await http_get(f"http://127.0.0.1:{worker.port}/metrics")).text
+            if "botgw_gateway_draining_connections 1.0" in text:
+                break
+            await asyncio.sleep(0.02)
+        assert "botgw_gateway_draining_connections 1.0" in text
         await ingest(store, bot.bot_id, 1)  # still delivered until the deadline
         assert [seq_of(u) for u in await collect(ws, 1)] == [1]
         closing = await recv_frame(ws)
