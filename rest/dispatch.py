@@ -226,8 +226,10 @@ def _guarded(request: Request, limit: int, method: Method) -> Request:
 async def read_params(
     request: Request, method: Method, *, max_body: int = MAX_JSON_BODY
 ) -> tuple[dict[str, Any], bool]:
-    """Raw parameters and whether they came as text (query string or form)."""
-    if request.method == "GET":
+    """Raw parameters and whether they came as text (query string or form). A GET
+    may carry a body too (form or JSON, as some Telegram libraries send it): it is
+    read like a POST's."""
+    if request.method == "GET" and not _has_body(request):
         return dict(request.query_params), True
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     multipart = content_type == "multipart/form-data"
@@ -264,6 +266,13 @@ async def read_params(
     if not isinstance(data, dict):
         raise ApiError(400, "BAD_REQUEST", "the request body must be a JSON object")
     return data, False
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "").strip()
+    if length:
+        return length != "0"
+    return "transfer-encoding" in request.headers
 
 
 async def _close_uploads(params: Mapping[str, Any]) -> None:

@@ -346,3 +346,37 @@ async def test_bad_input_gets_an_envelope_never_a_crash(stack: Stack, settings: 
         assert (await http.head(f"{base}/getMe")).status_code == 200
         # still alive and well
         assert ok(await http.get(f"{base}/getMe"))["id"] == bot.bot_id
+
+
+async def test_a_get_with_a_body_is_read_like_a_post(stack: Stack, settings: Settings) -> None:
+    """Some libraries send every method as GET with a form or JSON body: the body is
+    read (docs/telegram.md, Requests), so getUpdates' offset confirms and getChat
+    finds its chat_id."""
+    user = await create_user(settings, unique("tgg"))
+    bot = await create_bot(settings, user, unique("tgg") + "_bot")
+    base = f"/bot{telegram_token(bot.token)}"
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=wait_s(30)) as http:
+        await client_api(http, user)("startBot", username=bot.username)
+        first = ok(
+            await http.request("GET", f"{base}/getUpdates", content="timeout=5", headers=form)
+        )
+        assert [u["message"]["text"] for u in first] == ["/start"]
+        chat_id = first[0]["message"]["chat"]["id"]
+        offset = f"offset={first[0]['update_id'] + 1}&timeout=0"
+        # the offset in the body confirms the /start: it is not handed out again
+        again = ok(await http.request("GET", f"{base}/getUpdates", content=offset, headers=form))
+        assert again == []
+        chat = ok(
+            await http.request(
+                "GET",
+                f"{base}/getChat",
+                content=json.dumps({"chat_id": chat_id}),
+                headers={"content-type": "application/json"},
+            )
+        )
+        assert chat["id"] == chat_id
+        # a GET without a body still reads its query string
+        assert (
+            ok(await http.get(f"{base}/getChat", params={"chat_id": str(chat_id)}))["id"] == chat_id
+        )
