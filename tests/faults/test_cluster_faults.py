@@ -491,7 +491,10 @@ async def test_resharding_a_busy_bots_slot_loses_repeats_and_reorders_nothing(
         f"message ids reissued={reissued(load)}"
     )
     assert load.refused == []
-    assert len(load.acked) > 100 and sum(during) > 0
+    assert len(load.acked) > 100
+    # the load met the moves: acknowledged while one ran, or redirected by the nodes
+    # (how many land inside a move's window depends on how busy the machine is)
+    assert sum(during) > 0 or sum(seen.values()) > 0, (during, seen)
     for c in counts.values():
         assert c.lost == [] and c.duplicated == 0 and c.reordered == 0 and c.strays == 0
         assert c.announced == []
