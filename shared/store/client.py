@@ -14,6 +14,7 @@ to whichever nodes serve them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -76,11 +77,12 @@ def _flatten(mapping: Mapping[Any, Any]) -> list[Any]:
     return flat
 
 
-class _Commands:
+class _Commands(ABC):
     """The commands, each built once; how they run is the subclass's ``_run``."""
 
+    @abstractmethod
     def _run(self, command: Command, convert: Convert = _same) -> Any:
-        raise NotImplementedError
+        """Run ``command`` (Client) or queue it (Pipeline)."""
 
     def execute_command(self, *command: Any) -> Any:
         return self._run(command)
