@@ -31,7 +31,7 @@ def _settings(**overrides: Any) -> Settings:
 def _logged(process: str, level: str, *, fmt: str | None = None, **overrides: Any) -> Settings:
     """The settings of a server process, its logging set up first: a bad setting is
     logged as such (in the format BOTGW_LOG_FORMAT names, if it can be read)."""
-    from botgw.run import configure_logging
+    from botgw.run import configure_logging, raise_open_files_limit
 
     try:
         settings = Settings.from_env(os.environ, **overrides)
@@ -42,6 +42,7 @@ def _logged(process: str, level: str, *, fmt: str | None = None, **overrides: An
         logging.getLogger("botgw").critical("botgw: %s", exc)
         raise SystemExit(1) from None
     configure_logging(process, level=level, fmt=fmt or settings.log_format, quiet=_QUIET[process])
+    raise_open_files_limit()
     return settings
 
 
