@@ -32,6 +32,7 @@ import pytest
 
 from botgw.devstack import wait_http_ok
 from botgw.local_redis import LocalRedis, free_port
+from botgw.run import raise_open_files_limit
 from shared.logs import REQUIRED_FIELDS
 from shared.settings import Settings
 from shared.store import Store
@@ -66,6 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "run on 'node'",
     )
     config.stash[_CLUSTER_OUTCOMES] = {}
+    # the suite holds a thousand sockets at once (tests/e2e/test_getupdates_thousand.py),
+    # as the servers it starts do (they raise their own limit the same way)
+    raise_open_files_limit()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -104,7 +104,7 @@ class ConnectionSampler:
             self.peak = max(self.peak, used)
             self.peak_server = max(self.peak_server, int(info["connected_clients"]) - 1)
             self.samples += 1
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -155,14 +155,20 @@ async def sampler(worker: Worker) -> AsyncIterator[ConnectionSampler]:
 async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded_pool(
     worker: Worker, sampler: ConnectionSampler
 ) -> None:
+    phases: dict[str, float] = {}  # how long each step took, printed (not asserted)
+    mark = time.monotonic()
     async with messenger_session(worker.settings) as messenger:
         user, user_token = await messenger.accounts.create_user(unique("many"))
-        bots = []
-        for _ in range(POLLS):
-            bot, token = await messenger.accounts.create_bot(
-                user, username=unique("k") + "_bot", name="Poll Bot"
-            )
-            bots.append((bot, token))
+        creating = asyncio.Semaphore(20)
+
+        async def create() -> tuple[Any, str]:
+            async with creating:
+                return await messenger.accounts.create_bot(
+                    user, username=unique("k") + "_bot", name="Poll Bot"
+                )
+
+        bots = await asyncio.gather(*(create() for _ in range(POLLS)))
+    phases["bots created"] = time.monotonic() - mark
 
     sampler.start()
     async with httpx.AsyncClient(base_url=worker.url, timeout=wait_s(60)) as users:
@@ -184,6 +190,7 @@ async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded
         else:
             raise AssertionError("the polls never all subscribed")
         assert not any(t.done() for t in tasks)
+        phases["polls waiting"] = time.monotonic() - mark - sum(phases.values())
 
         began = time.monotonic()
         gate = asyncio.Semaphore(20)
@@ -198,6 +205,7 @@ async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded
                 assert response.status_code == 200, response.text
 
         await asyncio.gather(*(start(bot.username) for bot, _ in bots))
+        phases["bots started"] = time.monotonic() - began
         responses = await asyncio.wait_for(asyncio.gather(*tasks), wait_s(120))
         woke_in = time.monotonic() - began
 
@@ -208,8 +216,10 @@ async def test_one_thousand_long_polls_wake_on_their_bots_updates_with_a_bounded
     assert sampler.samples > 0
     fixed = 2  # the pipelined connection and the wake-up subscription
     assert 0 < sampler.peak <= fixed, f"{sampler.peak} connections (expected at most {fixed})"
+    steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items())
     print(
-        f"\n{POLLS} long polls woken in {woke_in:.2f} s; the worker's peak Redis connections "
+        f"\n{steps}; {POLLS} long polls woken in {woke_in:.2f} s; "
+        f"the worker's peak Redis connections "
         f"{sampler.peak} (Redis saw at most {sampler.peak_server} clients "
         f"including the test's own; {sampler.samples} samples)"
     )
