@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from rest.dialects import ROUTES as DIALECT_ROUTES
 from rest.dispatch import (
     STARTED,
     JSONResponse,
@@ -362,6 +363,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,
+        *DIALECT_ROUTES,
     ]
     app = RestApp(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
     app.state.openapi = openapi_document(
