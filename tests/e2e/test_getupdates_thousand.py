@@ -96,25 +96,27 @@ class ConnectionSampler:
         self.peak_server = 0  # every client Redis sees, but the sampler
         self.samples = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def _run(self) -> None:
-        while True:
+        # it ends between samples when told to, never cancelled inside a command
+        while not self._stopping.is_set():
             used = await asyncio.to_thread(redis_connections, self.pid, self.port)
             info = await self.client.info("clients")
             self.peak = max(self.peak, used)
             self.peak_server = max(self.peak_server, int(info["connected_clients"]) - 1)
             self.samples += 1
-            await asyncio.sleep(0.02)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.02)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.client.aclose()
+            await asyncio.wait_for(self._task, wait_s(30))
+        await asyncio.wait_for(self.client.aclose(), wait_s(30))
 
 
 async def post_json(port: int, path: str, body: Any, authorization: str) -> tuple[int, Any]:
