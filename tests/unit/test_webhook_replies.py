@@ -68,16 +68,6 @@ def test_each_update_has_its_own_key() -> None:
     assert 1 <= len(reply_key(2**53)) <= 255 and reply_key(7).isascii()
 
 
-class _Buffer:
-    """What aiohttp's writers write to."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def write(self, chunk: bytes) -> None:
-        self.data += chunk
-
-
 async def _aiogram_style(fields: dict[str, str], files: dict[str, bytes]) -> tuple[str, bytes]:
     """A multipart answer built as aiogram's webhook handler builds its replies."""
     writer = aiohttp.MultipartWriter("form-data", boundary="webhookBoundaryAbC-12_x")
@@ -85,9 +75,7 @@ async def _aiogram_style(fields: dict[str, str], files: dict[str, bytes]) -> tup
         writer.append(value).set_content_disposition("form-data", name=name)
     for name, content in files.items():
         writer.append(content).set_content_disposition("form-data", name=name, filename=name)
-    buffer = _Buffer()
-    await writer.write(buffer)
-    return writer.content_type, bytes(buffer.data)
+    return writer.content_type, await writer.as_bytes()
 
 
 @pytest.mark.asyncio
