@@ -7,7 +7,11 @@ names and spelling of parameters (:mod:`rest.telegram`), validation and the
 Idempotency-Key (:func:`rest.dispatch.invoke`), and the handlers with their
 visibility rules and send limits. The dispatcher holds no token: the bot is the
 one whose webhook was delivered, read by id, and a revoked bot's replies are
-refused as its calls are.
+refused as its calls are. ``getUpdates`` is refused: its long poll would hold up
+the bot's deliveries (and a webhook's consumer answers it 409 anyway).
+
+The dispatcher runs them with its own settings, so it needs the REST processes'
+``BOTGW_SECRET`` (the scoped ids) and send limits (``BOTGW_RATE_*``).
 
 The composition root hands :func:`reply_runner` to the dispatcher; it builds the
 services over the dispatcher's own store.
@@ -29,10 +33,12 @@ from shared.files import open_blob_store
 from shared.settings import Settings
 from shared.store import Store, Wakeups
 
-__all__ = ["API", "WebhookReplies", "reply_runner"]
+__all__ = ["API", "NOT_REPLIES", "WebhookReplies", "reply_runner"]
 
 # the namespace of the replies' Idempotency-Keys, apart from those of calls over HTTP
 API = "webhook"
+# methods a reply may not name
+NOT_REPLIES = frozenset({"getUpdates"})
 
 
 class WebhookReplies:
@@ -74,6 +80,13 @@ class WebhookReplies:
         method = find_method(name) if telegram else _native_method(name)
         if method is None:
             raise ApiError(404, "METHOD_NOT_FOUND", f"there is no method called '{name[:64]}'")
+        if method.name in NOT_REPLIES:
+            raise ApiError(
+                400,
+                "METHOD_NOT_ALLOWED",
+                f"'{method.name}' cannot be a webhook reply (a long poll would hold up "
+                "the bot's deliveries): call it over HTTP",
+            )
         if telegram:
             params = adapt_params(method, params)
             from_text = True  # as the dialect's calls: numbers and objects as text too

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesParser
@@ -41,6 +42,7 @@ from shared.codecs import CodecError, json_loads
 from shared.errors import ApiError
 from shared.settings import Settings
 from shared.store import Store, StoreError, Wakeups
+from shared.store.calls import RUNNING_TTL_MS
 from webhooks import metrics
 
 __all__ = [
@@ -61,8 +63,8 @@ MAX_REPLY_BYTES = 1 << 20  # as a REST call's JSON body
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-# a reply whose run could not finish (the store failed, or a run of the same key
-# still holds it) is tried this many times, a second apart: it is idempotent
+# a reply whose run failed in the store is tried this many times, a second apart
+# (it is idempotent)
 RUN_TRIES = 3
 RETRY_PAUSE_S = 1.0
 
@@ -219,9 +221,11 @@ async def _run(
         return "unsupported"
     params = {"method": reply.method, **reply.params}
     problem = ""
-    for attempt in range(RUN_TRIES):
-        if attempt:
-            await asyncio.sleep(RETRY_PAUSE_S)
+    store_failures = 0
+    # a run of the same reply by a dispatcher that died holds its key until the
+    # claim expires: wait that long for it
+    in_use_until = time.monotonic() + RUNNING_TTL_MS / 1000 + RETRY_PAUSE_S
+    while True:
         try:
             replayed = await runner(
                 bot_id, dialect, dict(params), from_text=reply.from_text, key=reply_key(update_id)
@@ -229,7 +233,10 @@ async def _run(
         except ApiError as error:
             if error.code == "IDEMPOTENCY_KEY_IN_USE":
                 problem = error.description
-                continue  # a run of the same reply that died: its claim expires
+                if time.monotonic() >= in_use_until:
+                    break
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
             log.warning(
                 "bot %s: the reply %s to update %s was refused: %s %s: %s",
                 bot_id,
@@ -242,6 +249,10 @@ async def _run(
             return "refused"
         except (StoreError, OSError) as exc:
             problem = f"the store failed: {exc}"
+            store_failures += 1
+            if store_failures >= RUN_TRIES:
+                break
+            await asyncio.sleep(RETRY_PAUSE_S)
             continue
         except Exception:  # a bug in a method: the delivery goes on
             log.exception(
