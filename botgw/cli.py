@@ -131,9 +131,12 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         logging.getLogger("botgw").critical("botgw: no Redis URL: set BOTGW_REDIS_URL")
         return 1
     from botgw.run import run_process
+    from rest.webhook_replies import reply_runner
     from webhooks.dispatcher import main
 
-    return _exits_logged(lambda: run_process(main(settings, host=args.host, port=args.port)))
+    return _exits_logged(
+        lambda: run_process(main(settings, host=args.host, port=args.port, replies=reply_runner))
+    )
 
 
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:

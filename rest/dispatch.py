@@ -48,6 +48,7 @@ __all__ = [
     "count_request",
     "error_response",
     "idempotency_key",
+    "invoke",
     "read_params",
     "register_methods",
     "request_labels",
@@ -305,18 +306,26 @@ async def call_method(
         params, from_text = await read_params(request, method, max_body=body_limit(method, context))
     headers: dict[str, str] = {}
     try:
-        args = validate_params(method, params, from_text=from_text)
-        key: str | None = getattr(context, "idempotency_key", None)
-        if key is None or method.getter:
-            result = await method.handler(context, args)
-        else:
-            result, replayed = await _once(context, api, method, key, args)
-            if replayed:
-                headers["Idempotent-Replayed"] = "true"
+        result, replayed = await invoke(method, context, params, api=api, from_text=from_text)
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
     finally:
         await _close_uploads(params)
     body = ok_envelope(native_ids(result) if native else result)
     return JSONResponse(body, headers=headers)
+
+
+async def invoke(
+    method: Method, context: Any, params: Mapping[str, Any], *, api: str, from_text: bool
+) -> tuple[Any, bool]:
+    """Validate ``params`` and run ``method`` for ``context`` (a call with its
+    ``idempotency_key``): (result, whether it was replayed from an earlier call
+    with the key). What a request runs once its parameters are read."""
+    args = validate_params(method, params, from_text=from_text)
+    key: str | None = getattr(context, "idempotency_key", None)
+    if key is None or method.getter:
+        return await method.handler(context, args), False
+    return await _once(context, api, method, key, args)
 
 
 async def _once(

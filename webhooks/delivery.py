@@ -42,8 +42,17 @@ from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
 from shared.store.log import Gap, gap_before
 from shared.store.readers import WEBHOOK_CONSUMER, WebhookConfig
 from webhooks import metrics
+from webhooks.replies import (
+    MAX_REPLY_BYTES,
+    Reply,
+    ReplyRunner,
+    Unreadable,
+    carry_out,
+    parse_reply,
+    wants_body,
+)
 
-__all__ = ["BotDelivery", "Failure", "gap_entry", "render_body", "sign", "wait_set"]
+__all__ = ["BotDelivery", "Delivered", "Failure", "gap_entry", "render_body", "sign", "wait_set"]
 
 log = logging.getLogger("botgw.webhooks")
 
@@ -114,6 +123,13 @@ class Failure:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A 2xx answer, and the Bot API call it carried (:mod:`webhooks.replies`)."""
+
+    reply: Reply | Unreadable | None = None
+
+
 class Progress:
     """Which entries of a batch are done; the committable prefix of the log."""
 
@@ -143,6 +159,7 @@ class BotDelivery:
         *,
         tls: ssl.SSLContext | None = None,
         lease_ok: Callable[[], bool] = lambda: True,
+        replies: ReplyRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -152,6 +169,7 @@ class BotDelivery:
         # one TLS context for every bot: building one loads the CA bundle (~20 ms)
         self.tls = tls if tls is not None else httpx.create_ssl_context(trust_env=False)
         self.lease_ok = lease_ok  # whether the lease surely outlives an attempt begun now
+        self.replies = replies  # runs the Bot API calls receivers answer with
         self.lease_renewed = asyncio.Event()  # set by the dispatcher after each renewal
         self.woken = asyncio.Event()
         self.changed = asyncio.Event()
@@ -325,12 +343,20 @@ class BotDelivery:
             async with slots:
                 await self._lease_sure()
                 began = time.monotonic()
-                failure = await self.attempt(config, entry, body, target)
+                answer = await self.attempt(config, entry, body, target)
                 metrics.ATTEMPT_SECONDS.observe(time.monotonic() - began)
-            metrics.ATTEMPTS.labels("delivered" if failure is None else failure.outcome).inc()
-            if failure is None:
+            if isinstance(answer, Delivered):
+                metrics.ATTEMPTS.labels("delivered").inc()
+                if answer.reply is not None:
+                    # before the commit: a crash repeats the delivery, and the reply's
+                    # key makes the repeated reply a replay
+                    dialect = "telegram" if config.id_format == "number" else "native"
+                    await carry_out(
+                        self.replies, self.bot_id, dialect, entry.update_id, answer.reply
+                    )
                 return Outcome.DELIVERED
-            error = failure.reason
+            metrics.ATTEMPTS.labels(answer.outcome).inc()
+            error = answer.reason
             log.info(
                 "bot %s update %s attempt %d failed: %s",
                 self.bot_id,
@@ -380,8 +406,8 @@ class BotDelivery:
         entry: StoredUpdate,
         body: bytes,
         target: list[WebhookTarget | None],
-    ) -> Failure | None:
-        """POST once; None on a 2xx answer, else what went wrong."""
+    ) -> Failure | Delivered:
+        """POST once; what went wrong, or the 2xx answer with its reply if any."""
         resolved = target[0]
         if resolved is None:
             try:
@@ -416,7 +442,10 @@ class BotDelivery:
                         extensions=extensions,
                     )
                     response = await self.client.send(request, stream=True)
-                    await response.aclose()  # the answer's body is not used
+                    try:
+                        reply = await _read_reply(response)
+                    finally:
+                        await response.aclose()
             except httpx.ConnectError as exc:
                 failure = Failure("connection", f"could not connect to {address}: {_reason(exc)}")
                 continue  # the name may have other addresses
@@ -427,7 +456,7 @@ class BotDelivery:
             await self._note_address(config, address)
             status = response.status_code
             if 200 <= status < 300:
-                return None
+                return Delivered(reply)
             if 300 <= status < 400:
                 return Failure(
                     "redirect", f"the receiver answered HTTP {status} (redirects are not followed)"
@@ -440,6 +469,22 @@ class BotDelivery:
             self.address = address
             with contextlib.suppress(StoreError):
                 await self.store.readers.record_address(self.bot_id, config.version, address)
+
+
+async def _read_reply(response: httpx.Response) -> Reply | Unreadable | None:
+    """The Bot API call in a 2xx answer, if any; no other answer's body is read."""
+    content_type = response.headers.get("content-type")
+    if not 200 <= response.status_code < 300 or not wants_body(content_type):
+        return None
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                return parse_reply(content_type, None)
+    except httpx.HTTPError as exc:
+        return Unreadable("malformed", f"the answer's body broke off: {_reason(exc)}")
+    return parse_reply(content_type, bytes(body))
 
 
 _QUIET_ERRORS = {

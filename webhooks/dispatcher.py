@@ -37,6 +37,8 @@ were not acknowledged (at least once: receivers de-duplicate by
 * body: the update as JSON, ids as decimal strings (``id_format`` ``string``) or
   numbers (``number``, for Telegram clients);
 * ``X-Botgw-Timestamp`` (unix seconds), ``X-Botgw-Update-Id`` (idempotency key);
+* a 2xx answer may carry a Bot API call (``{"method": ...}``), which is carried
+  out once per update before the update is committed (:mod:`webhooks.replies`);
 * with a ``secret_token``: ``X-Botgw-Signature: sha256=<hex HMAC-SHA256 of
   "<timestamp>.<body>" under the secret>`` and Telegram's
   ``X-Telegram-Bot-Api-Secret-Token``.
@@ -80,6 +82,7 @@ from webhooks import metrics
 from webhooks.assignment import owned_by
 from webhooks.delivery import BotDelivery, wait_set
 from webhooks.health import HealthServer
+from webhooks.replies import ReplyRunner, ReplyRunnerFactory
 
 __all__ = ["Dispatcher", "lease_ttl", "main", "run_dispatcher"]
 
@@ -109,7 +112,9 @@ class Running:
 class Dispatcher:
     """One dispatcher process: membership, the bots it owns, their leases, delivery."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, replies: ReplyRunnerFactory | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.allow = Allowlist(settings.webhook_allow)
@@ -118,6 +123,10 @@ class Dispatcher:
         # an attempt starts only while the lease outlives it by this much
         self.lease_margin = min(settings.webhook_timeout, self.lease_ttl / BEATS_PER_TTL)
         self.wakeups: Wakeups = store.wakeups()
+        # without one, replies are counted as unsupported (webhooks.replies)
+        self.replies: ReplyRunner | None = (
+            replies(settings, store, self.wakeups) if replies is not None else None
+        )
         self.tls = httpx.create_ssl_context(trust_env=False)
         self.members: tuple[str, ...] = ()  # as the last heartbeat saw them
         self.bots: set[int] = set()  # with an active webhook, as last read
@@ -340,6 +349,7 @@ class Dispatcher:
             bot_id,
             tls=self.tls,
             lease_ok=lambda: self._lease_ok(bot_id),
+            replies=self.replies,
         )
         task = asyncio.create_task(self._deliver(bot_id, delivery), name=f"webhook-{bot_id}")
         self.running[bot_id] = Running(delivery, task, valid_until)
@@ -373,12 +383,18 @@ async def _none() -> None:
 
 
 async def run_dispatcher(
-    settings: Settings, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    replies: ReplyRunnerFactory | None = None,
 ) -> None:
     """Run one dispatcher until ``stop`` is set; with ``port``, serve ``/healthz``,
-    ``/readyz`` and ``/metrics`` on ``host:port``."""
+    ``/readyz`` and ``/metrics`` on ``host:port``; ``replies`` builds what runs the
+    Bot API calls receivers answer deliveries with (:mod:`webhooks.replies`)."""
     store = Store.connect(settings, role="webhooks")
-    dispatcher = Dispatcher(settings, store)
+    dispatcher = Dispatcher(settings, store, replies=replies)
     health = HealthServer(dispatcher.readiness)
     if port is not None:
         bound = await health.start(host, port)
@@ -393,10 +409,16 @@ async def run_dispatcher(
         await store.close()
 
 
-async def main(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+async def main(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    replies: ReplyRunnerFactory | None = None,
+) -> None:
     """``botgw webhooks``: run a dispatcher until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_dispatcher(settings, stop, host=host, port=port)
+    await run_dispatcher(settings, stop, host=host, port=port, replies=replies)

@@ -15,6 +15,7 @@ __all__ = [
     "LEASE_ATTEMPTS",
     "LEASE_CHANGES",
     "OWNED",
+    "REPLIES",
 ]
 
 ATTEMPTS = Counter(
@@ -47,4 +48,11 @@ LEASE_ATTEMPTS = Counter(
 )
 INDEX_READS = Counter(
     "botgw_webhook_index_reads_total", "reads of the whole list of bots with a webhook"
+)
+REPLIES = Counter(
+    "botgw_webhook_replies_total",
+    "Bot API calls receivers answered deliveries with (webhook replies), by outcome: "
+    "done, replayed (an earlier delivery of the update ran it), refused (invalid, "
+    "or a send limit), malformed, unsupported, failed (the store or a bug)",
+    ["outcome"],
 )

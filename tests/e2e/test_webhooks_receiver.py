@@ -3,7 +3,9 @@
 ``Receiver`` is a small HTTP/1.1 server on 127.0.0.1 (asyncio streams, keep-alive)
 that records every request and answers as told: ``ok`` (200), ``500``, ``hang``
 (never answers), ``reset`` (closes the connection with a TCP reset), ``redirect``
-(302 elsewhere) or ``slow`` (200 after ``slow_s``).
+(302 elsewhere) or ``slow`` (200 after ``slow_s``). A 200 carries the body and
+content type ``reply(delivery)`` gives, if it is set and gives one (a webhook
+reply), else ``ok`` as text.
 
 ``dispatcher`` makes a ``botgw webhooks`` process serving ``/healthz``, ``/readyz``
 and ``/metrics`` on a port of its own; ``scrape`` reads its metrics.
@@ -69,6 +71,7 @@ class Receiver:
     mode: str = "ok"
     slow_s: float = 0.2
     plan: Callable[[str], str] | None = None
+    reply: Callable[[Delivery], tuple[str, bytes] | None] | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -135,7 +138,8 @@ class Receiver:
             headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         answer = self.plan(path) if self.plan is not None else self.mode
-        self.deliveries.append(Delivery(time.monotonic(), path, headers, body, answer))
+        delivery = Delivery(time.monotonic(), path, headers, body, answer)
+        self.deliveries.append(delivery)
         self._changed.set()
         if answer == "reset":
             sock = writer.get_extra_info("socket")
@@ -157,16 +161,24 @@ class Receiver:
                     await asyncio.sleep(self.slow_s)
             finally:
                 self.in_flight -= 1
-            self._write(writer, 200, b"ok")
+            given = self.reply(delivery) if self.reply is not None else None
+            content_type, content = given if given is not None else ("text/plain", b"ok")
+            self._write(writer, 200, content, content_type=content_type)
         await writer.drain()
         return True
 
     @staticmethod
-    def _write(writer: asyncio.StreamWriter, status: int, body: bytes, extra: str = "") -> None:
+    def _write(
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        extra: str = "",
+        content_type: str = "text/plain",
+    ) -> None:
         reason = {200: "OK", 302: "Found", 500: "Internal Server Error"}[status]
         head = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
-            f"Content-Type: text/plain\r\n{extra}\r\n"
+            f"Content-Type: {content_type}\r\n{extra}\r\n"
         )
         writer.write(head.encode() + body)
 
