@@ -3,8 +3,31 @@
 What a file *is* (its file_id, name, type, size) is a record in Redis; its bytes
 live in a :class:`BlobStore` under their SHA-256, so the same content is stored
 once however often it is sent. :class:`LocalBlobStore` keeps them in a directory
-(``<root>/ab/cd/<sha256>``); an S3-compatible store implements the same four
-methods.
+(``<root>/ab/cd/<sha256>``); :class:`shared.blobs_s3.S3BlobStore` in an
+S3-compatible bucket, which every REST replica then shares.
+
+Besides uploads through REST (:meth:`BlobStore.put`), a client may upload
+straight to the store with a presigned URL, and download from one:
+
+1. ``await files.upload_url(key, content_type=..., size=..., expires_in=...)``
+   gives a :class:`PresignedUpload` for one pending upload named ``key``;
+2. the client sends the bytes with ``upload.method`` to ``upload.url`` with
+   ``upload.headers``;
+3. ``await files.claim(key, size=...)`` checks that they arrived (size) and
+   turns them into content (a :class:`Blob`, its SHA-256 computed by the store)
+   for a :class:`shared.models.FileRecord`; ``stat``/``discard`` look at or drop
+   a pending upload;
+4. ``await files.download_url(blob.sha256, expires_in=..., filename=...)`` is a
+   link the client downloads the content from, without a token.
+
+For ``expires_in`` use ``services.settings.files_url_seconds``
+(``BOTGW_FILES_URL_SECONDS``, 900 by default).
+
+In REST the store is ``services.files`` (:class:`rest.services.Services`, from
+``request.app.state.services`` or ``call.services``). A download URL is a
+capability: whoever has it reads the file until it expires, so it is given only
+to a caller that may see the file (:func:`rest.visibility.may_use_file`,
+:func:`rest.downloads.user_may_read`).
 
 Writes are atomic: content goes to a temporary file in the same directory tree
 and is renamed into place, so a reader never sees half a file.
@@ -22,10 +45,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-__all__ = ["Blob", "BlobStore", "LocalBlobStore", "open_blob_store"]
+__all__ = [
+    "MAX_URL_SECONDS",
+    "MEDIA_TYPE_RE",
+    "UPLOAD_KEY_RE",
+    "Blob",
+    "BlobStore",
+    "LocalBlobStore",
+    "PendingUpload",
+    "PresignedUpload",
+    "open_blob_store",
+]
 
 CHUNK = 256 * 1024
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# the name of a pending upload, chosen by the caller (e.g. a media id)
+UPLOAD_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+# a media type without parameters, as presigned uploads take it: "image/png"
+MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,63}$")
+# the longest a presigned URL may live (S3's own limit for signed URLs: 7 days)
+MAX_URL_SECONDS = 7 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +75,44 @@ class Blob:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class PresignedUpload:
+    """Where and how a client uploads one file, without any other credential.
+
+    Send the bytes as the whole body of one ``method`` (``"PUT"``) request to
+    ``url`` with every header in ``headers`` (``Content-Type`` and
+    ``Content-Length``, both signed: another type or size is refused). Until
+    ``expires_at`` (Unix seconds); a second upload to it replaces the first.
+    """
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """What has arrived for a pending upload: its size in bytes and content type."""
+
+    size: int
+    content_type: str
+
+
 class BlobStore(Protocol):
-    """Content-addressed storage of file bytes."""
+    """Content-addressed storage of file bytes, and presigned URLs to them.
+
+    ``put``/``exists``/``size``/``read`` work on content by SHA-256. The
+    presigned operations work on *pending uploads* named by a ``key`` matching
+    :data:`UPLOAD_KEY_RE` that the caller chooses and keeps (e.g. a media id):
+    ``upload_url`` → the client uploads → ``claim`` → content. A pending upload
+    nobody claims is left to expire (``docs/operations.md``, File storage).
+    Arguments out of range (a key, a content type not matching
+    :data:`MEDIA_TYPE_RE`, ``size`` < 1, ``expires_in`` not in 1 ..
+    :data:`MAX_URL_SECONDS`) raise ``ValueError``: check what a client sent
+    first. A store that cannot be reached raises :class:`shared.errors.ApiError`
+    503 ``FILE_STORE_UNAVAILABLE``.
+    """
 
     async def put(self, source: BinaryIO) -> Blob:
         """Store everything readable from ``source`` (from its current position)."""
@@ -51,6 +126,44 @@ class BlobStore(Protocol):
 
     def read(self, sha256: str, *, chunk_size: int = CHUNK) -> AsyncIterator[bytes]:
         """The content in chunks (FileNotFoundError when it is missing)."""
+        ...
+
+    async def upload_url(
+        self, key: str, *, content_type: str, size: int, expires_in: int
+    ) -> PresignedUpload:
+        """A URL for one upload of exactly ``size`` bytes of ``content_type`` to the
+        pending upload ``key``, valid for ``expires_in`` seconds. Stores nothing."""
+        ...
+
+    async def stat(self, key: str) -> PendingUpload | None:
+        """What has been uploaded to ``key`` so far, or None when nothing has."""
+        ...
+
+    async def claim(self, key: str, *, size: int) -> Blob:
+        """The pending upload ``key`` as stored content, when it has exactly
+        ``size`` bytes; the pending upload is gone afterwards (claiming twice
+        finds nothing). Raises :class:`shared.errors.ApiError`: 400
+        ``MEDIA_NOT_UPLOADED`` when nothing was uploaded to ``key``, 400
+        ``MEDIA_SIZE_MISMATCH`` when the upload has another size (and discards it,
+        so the client may upload again to the same URL)."""
+        ...
+
+    async def discard(self, key: str) -> None:
+        """Drop the pending upload ``key``, if there is one."""
+        ...
+
+    async def download_url(
+        self,
+        sha256: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """A URL that downloads the content ``sha256`` (as an attachment named
+        ``filename``, served as ``content_type``; else ``application/octet-stream``)
+        for ``expires_in`` seconds, with no other credential. Give it only to a
+        caller that may see the file; it does not check that the content exists."""
         ...
 
 
