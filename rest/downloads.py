@@ -15,7 +15,6 @@ rendered as a page of the API's origin.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from rest import visibility
 from rest.dispatch import auth_token
 from rest.services import Services
 from shared.errors import ApiError
+from shared.files import attachment_disposition
 from shared.models import BotRecord, FileRecord, UserRecord
 
 __all__ = [
@@ -87,13 +87,7 @@ def _no_file() -> ApiError:
 
 
 def _content_disposition(record: FileRecord) -> str:
-    """``attachment`` with the file's name (RFC 6266: an ASCII fallback and UTF-8)."""
-    name = record.file_name or record.file_path.rsplit("/", 1)[-1]
-    fallback = "".join(
-        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in name
-    )
-    quoted = urllib.parse.quote(name, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+    return attachment_disposition(record.file_name or record.file_path.rsplit("/", 1)[-1])
 
 
 async def file_response(services: Services, file_path: str) -> Response:

@@ -40,6 +40,7 @@ import hashlib
 import os
 import re
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ __all__ = [
     "LocalBlobStore",
     "PendingUpload",
     "PresignedUpload",
+    "attachment_disposition",
     "open_blob_store",
 ]
 
@@ -223,6 +225,15 @@ class LocalBlobStore:
                 yield chunk
         finally:
             await asyncio.to_thread(handle.close)
+
+
+def attachment_disposition(name: str) -> str:
+    """``attachment`` with the file's name (RFC 6266: an ASCII fallback and UTF-8)."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in name
+    )
+    quoted = urllib.parse.quote(name, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
 
 
 def open_blob_store(files_path: str) -> BlobStore:
