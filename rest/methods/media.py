@@ -42,9 +42,9 @@ from rest.schema import (
 from rest.services import BotCall, Services, UserCall
 from rest.text import formatted
 from shared.errors import ApiError
-from shared.models import FileRecord
+from shared.models import FileRecord, member_key
 
-__all__ = ["BOT", "CLIENT", "sniff_image"]
+__all__ = ["BOT", "CLIENT", "sniff_image", "upload_document"]
 
 MAX_CAPTION = 1024
 # room in a multipart body for the other fields besides the file itself
@@ -202,6 +202,17 @@ async def _store_upload(services: Services, checked: _Upload) -> FileRecord:
         created=int(time.time()),
     )
     await services.messenger.db.save_file(record)
+    return record
+
+
+async def upload_document(call: BotCall, upload: UploadFile) -> FileRecord:
+    """Store an upload as a document the bot may send later by its ``file_id``,
+    checked as sendDocument checks it, without sending anything."""
+    checked = await _check_upload(call, "document", upload)
+    record = await _store_upload(call.services, checked)
+    await call.services.messenger.db.note_file_uploader(
+        record.file_id, member_key("b", call.bot.id)
+    )
     return record
 
 
