@@ -36,7 +36,12 @@ from rest.dispatch import (
     register_methods,
     request_labels,
 )
-from rest.downloads import client_download_route, download_route
+from rest.downloads import (
+    client_download_route,
+    download_route,
+    presigned_download_route,
+    presigned_upload_route,
+)
 from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.updates import end_waiting_polls
@@ -331,7 +336,7 @@ def create_app(settings: Settings) -> Starlette:
             store=store,
             messenger=Messenger(store, settings, secret),
             wakeups=wakeups,
-            files=open_blob_store(settings.files_path),
+            files=open_blob_store(settings, secret=secret),
         )
         app.state.services = services
 
@@ -362,6 +367,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
+        Route("/files/upload/{token}", presigned_upload_route, methods=["PUT"]),
+        Route("/files/download/{token}", presigned_download_route, methods=["GET"]),
         *TELEGRAM_ROUTES,
         *DIALECT_ROUTES,
     ]

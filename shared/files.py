@@ -39,12 +39,18 @@ import asyncio
 import hashlib
 import os
 import re
+import secrets
 import tempfile
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from shared.blob_tokens import DownloadGrant, TokenSigner, UploadGrant
+from shared.errors import ApiError
+from shared.settings import Settings
 
 __all__ = [
     "MAX_URL_SECONDS",
@@ -169,11 +175,60 @@ class BlobStore(Protocol):
         ...
 
 
-class LocalBlobStore:
-    """Blobs as files under ``root``; blocking file I/O runs in worker threads."""
+def check_upload_args(key: str, content_type: str, size: int, expires_in: int) -> None:
+    """``ValueError`` when an ``upload_url`` argument is out of range."""
+    if not UPLOAD_KEY_RE.match(key):
+        raise ValueError(f"not an upload key: {key!r}")
+    if not MEDIA_TYPE_RE.match(content_type):
+        raise ValueError(f"not a media type: {content_type!r}")
+    if size < 1:
+        raise ValueError(f"an upload has at least one byte, not {size}")
+    check_expires_in(expires_in)
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+
+def check_expires_in(expires_in: int) -> None:
+    if not 1 <= expires_in <= MAX_URL_SECONDS:
+        raise ValueError(f"expires_in must be 1 to {MAX_URL_SECONDS} seconds, not {expires_in}")
+
+
+def check_sha256(sha256: str) -> None:
+    if not _SHA256_RE.match(sha256):
+        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+
+
+def not_uploaded() -> ApiError:
+    return ApiError(
+        400, "MEDIA_NOT_UPLOADED", "nothing was uploaded to the upload URL: upload the file first"
+    )
+
+
+def size_mismatch(actual: int, size: int) -> ApiError:
+    return ApiError(
+        400,
+        "MEDIA_SIZE_MISMATCH",
+        f"the upload has {actual} bytes, not the {size} announced; upload it again",
+    )
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``; blocking file I/O runs in worker threads.
+
+    Presigned URLs point at REST itself (``<public_url>/files/upload/<token>``,
+    ``/files/download/<token>``, served by :mod:`rest.downloads`), with tokens
+    signed by ``secret`` (:mod:`shared.blob_tokens`): every replica sharing the
+    secret and ``root`` serves them. Pending uploads are ``<root>/uploads/<key>``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        secret: bytes | None = None,
+        public_url: str = "http://127.0.0.1:8080",
+    ) -> None:
         self.root = Path(root)
+        self.signer = TokenSigner(secret if secret is not None else secrets.token_bytes(32))
+        self.public_url = public_url.rstrip("/")
 
     def path(self, sha256: str) -> Path:
         if not _SHA256_RE.match(sha256):
@@ -226,6 +281,161 @@ class LocalBlobStore:
         finally:
             await asyncio.to_thread(handle.close)
 
+    # -- presigned URLs -------------------------------------------------------------
+
+    def _pending(self, key: str) -> Path:
+        if not UPLOAD_KEY_RE.match(key):
+            raise ValueError(f"not an upload key: {key!r}")
+        return self.root / "uploads" / key
+
+    async def upload_url(
+        self, key: str, *, content_type: str, size: int, expires_in: int
+    ) -> PresignedUpload:
+        check_upload_args(key, content_type, size, expires_in)
+        expires_at = int(time.time()) + expires_in
+        grant = UploadGrant(key=key, content_type=content_type, size=size, expires_at=expires_at)
+        return PresignedUpload(
+            url=f"{self.public_url}/files/upload/{self.signer.upload_token(grant)}",
+            method="PUT",
+            headers={"Content-Type": content_type, "Content-Length": str(size)},
+            expires_at=expires_at,
+        )
+
+    async def receive_upload(
+        self,
+        token: str,
+        *,
+        content_type: str,
+        content_length: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> None:
+        """Store the body of a ``PUT /files/upload/<token>`` as the pending upload
+        its token names, or raise the :class:`ApiError` that refuses it (nothing is
+        stored then): 403 ``URL_INVALID``/``URL_EXPIRED``, 400
+        ``CONTENT_TYPE_MISMATCH``, 411 ``LENGTH_REQUIRED``, 413 ``FILE_TOO_LARGE``,
+        400 ``MEDIA_SIZE_MISMATCH``."""
+        grant = self.signer.open_upload(token, now=time.time())
+        target = self._pending(grant.key)
+        sent_type = content_type.split(";")[0].strip().lower()
+        if sent_type != grant.content_type:
+            raise ApiError(
+                400,
+                "CONTENT_TYPE_MISMATCH",
+                f"this URL takes Content-Type {grant.content_type}, not {sent_type or 'none'}",
+            )
+        if content_length is None or not content_length.isdigit():
+            raise ApiError(411, "LENGTH_REQUIRED", "send the upload with its Content-Length")
+        if int(content_length) > grant.size:
+            raise _too_large(grant.size)
+        if int(content_length) != grant.size:
+            raise size_mismatch(int(content_length), grant.size)
+        incoming = self.root / "incoming"
+        await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=incoming)
+        out = os.fdopen(fd, "wb")
+        try:
+            received = 0
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > grant.size:
+                    raise _too_large(grant.size)
+                await asyncio.to_thread(out.write, chunk)
+            if received != grant.size:
+                raise size_mismatch(received, grant.size)
+            await asyncio.to_thread(self._keep_upload, out, tmp_name, target, grant.content_type)
+        except BaseException:
+            out.close()
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+
+    @staticmethod
+    def _keep_upload(out: BinaryIO, tmp_name: str, target: Path, content_type: str) -> None:
+        out.flush()
+        os.fsync(out.fileno())
+        out.close()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = target.with_name(target.name + ".type")
+        meta_tmp = Path(tmp_name + ".type")
+        meta_tmp.write_text(content_type)
+        os.replace(meta_tmp, meta)
+        os.replace(tmp_name, target)
+
+    async def stat(self, key: str) -> PendingUpload | None:
+        return await asyncio.to_thread(self._stat, self._pending(key))
+
+    @staticmethod
+    def _stat(path: Path) -> PendingUpload | None:
+        try:
+            size = path.stat().st_size
+            content_type = path.with_name(path.name + ".type").read_text()
+        except FileNotFoundError:
+            return None
+        return PendingUpload(size=size, content_type=content_type)
+
+    async def claim(self, key: str, *, size: int) -> Blob:
+        return await asyncio.to_thread(self._claim, self._pending(key), size)
+
+    def _claim(self, pending: Path, size: int) -> Blob:
+        incoming = self.root / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        taken = incoming / f"claim-{secrets.token_hex(8)}"
+        try:
+            # taken away first: an upload to the same URL meanwhile is a new one
+            os.replace(pending, taken)
+        except FileNotFoundError:
+            raise not_uploaded() from None
+        pending.with_name(pending.name + ".type").unlink(missing_ok=True)
+        try:
+            actual = taken.stat().st_size
+            if actual != size:
+                raise size_mismatch(actual, size)
+            digest = hashlib.sha256()
+            with taken.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    digest.update(chunk)
+            target = self.path(digest.hexdigest())
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(taken, target)
+        finally:
+            taken.unlink(missing_ok=True)
+        return Blob(sha256=digest.hexdigest(), size=actual)
+
+    async def discard(self, key: str) -> None:
+        pending = self._pending(key)
+        await asyncio.to_thread(pending.unlink, missing_ok=True)
+        await asyncio.to_thread(pending.with_name(pending.name + ".type").unlink, missing_ok=True)
+
+    async def download_url(
+        self,
+        sha256: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        check_sha256(sha256)
+        check_expires_in(expires_in)
+        grant = DownloadGrant(
+            sha256=sha256,
+            filename=filename or sha256,
+            content_type=content_type or "application/octet-stream",
+            expires_at=int(time.time()) + expires_in,
+        )
+        return f"{self.public_url}/files/download/{self.signer.download_token(grant)}"
+
+    def open_download(self, token: str) -> DownloadGrant:
+        """The download a ``GET /files/download/<token>`` may serve, or 403
+        ``URL_INVALID``/``URL_EXPIRED``."""
+        grant = self.signer.open_download(token, now=time.time())
+        check_sha256(grant.sha256)
+        return grant
+
+
+def _too_large(size: int) -> ApiError:
+    return ApiError(413, "FILE_TOO_LARGE", f"this URL takes an upload of {size} bytes, no more")
+
 
 def attachment_disposition(name: str) -> str:
     """``attachment`` with the file's name (RFC 6266: an ASCII fallback and UTF-8)."""
@@ -236,6 +446,15 @@ def attachment_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
 
 
-def open_blob_store(files_path: str) -> BlobStore:
-    """The configured blob store: a local directory (the only kind so far)."""
-    return LocalBlobStore(files_path)
+def open_blob_store(settings: Settings, *, secret: bytes) -> BlobStore:
+    """The configured blob store: an S3 bucket with ``BOTGW_FILES_URL=s3://...``,
+    else the local directory ``settings.files_path``. ``secret`` signs the local
+    store's presigned URLs (the server secret: the same on every replica)."""
+    if settings.files_url is not None:
+        from shared.blobs_s3 import S3BlobStore  # boto3 is needed only then
+
+        return S3BlobStore.from_settings(settings)
+    public_url = settings.files_public_url or settings.public_rest_url
+    if public_url is None:
+        public_url = f"http://{settings.rest_host}:{settings.rest_port}"
+    return LocalBlobStore(settings.files_path, secret=secret, public_url=public_url)
