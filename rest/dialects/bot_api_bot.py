@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 from rest.dialects.bot_api_http import Context, read_json
@@ -54,13 +55,11 @@ def _object(body: Any) -> dict[str, Any]:
 async def _bot_object(context: Context) -> dict[str, Any]:
     me = await context.run("getMe", {})
     description = await context.run("getMyDescription", {})
-    bot = await context.services.messenger.db.get_bot(context.call.bot.id)
-    avatar = bot.avatar if bot is not None else context.call.bot.avatar
     return {
         "id": str(me["id"]),
         "name": me["first_name"],
         "description": description["description"],
-        "avatar": avatar or None,
+        "avatar": context.call.bot.avatar or None,
     }
 
 
@@ -97,8 +96,12 @@ async def edit_bot(context: Context) -> dict[str, Any]:
     # setMyName refuses an empty name before it writes: nothing was written yet
     for method, params in changes:
         await context.run(method, params)
+    db = context.services.messenger.db
     if avatar is not None:
-        await context.services.messenger.db.update_bot(context.call.bot.id, {"avatar": avatar})
+        await db.update_bot(context.call.bot.id, {"avatar": avatar})
+    fresh = await db.get_bot(context.call.bot.id)
+    if fresh is not None:  # the answer shows the bot as it is now
+        context.call = replace(context.call, bot=fresh)
     return await _bot_object(context)
 
 
