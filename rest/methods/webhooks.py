@@ -15,6 +15,7 @@ from rest.methods.updates import UPDATE_TYPES, check_update_types
 from rest.schema import Method, Param
 from rest.services import BotCall
 from shared.errors import ApiError
+from shared.koto import KOTO_UPDATE_TYPES
 from shared.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
 from shared.store.readers import WEBHOOK_CONSUMER
 
@@ -48,12 +49,23 @@ async def set_webhook(call: BotCall, p: dict[str, Any]) -> bool:
             "webhook would read too: close that connection first (or let it use another "
             "consumer)",
         )
+    allowed = p["allowed_updates"]
+    if p["id_format"] == "koto":
+        # Koto v1's BotUpdate has a shape for messages and callbacks only
+        allowed = [kind for kind in allowed or KOTO_UPDATE_TYPES if kind in KOTO_UPDATE_TYPES]
+        if not allowed:
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER",
+                "parameter 'allowed_updates' must name 'message' or 'callback_query' "
+                "with id_format 'koto'",
+            )
     await services.store.readers.set_webhook(
         bot_id,
         url=url,
         secret=p["secret_token"],
         max_connections=p["max_connections"],
-        allowed_updates=p["allowed_updates"],
+        allowed_updates=allowed,
         id_format=p["id_format"],
         drop_pending=bool(p["drop_pending_updates"]),
     )
@@ -116,10 +128,11 @@ WEBHOOK_INFO: dict[str, Any] = {
             "type": "array",
             "items": {"type": "string", "enum": list(UPDATE_TYPES)},
         },
-        "id_format": {"type": "string", "enum": ["string", "number"]},
+        "id_format": {"type": "string", "enum": ["string", "number", "koto"]},
         "signed": {
             "type": "boolean",
-            "description": "whether deliveries carry an X-Botgw-Signature (a secret_token is set)",
+            "description": "whether deliveries are signed (a secret_token is set): "
+            "X-Botgw-Signature, or X-Koto-Signature with id_format 'koto'",
         },
         "ip_address": {"type": "string", "description": "the address deliveries go to"},
         "last_error_date": {"type": "integer", "description": "unix time of the last failure"},
@@ -176,9 +189,10 @@ BOT: tuple[Method, ...] = (
                 "id_format",
                 "str",
                 default="string",
-                choices=("string", "number"),
-                doc="ids in delivered updates: decimal strings (native) or numbers "
-                "(Telegram clients)",
+                choices=("string", "number", "koto"),
+                doc="the shape of delivered updates: ids as decimal strings (native), "
+                "as numbers (Telegram clients), or Koto v1's BotUpdate signed with "
+                "X-Koto-Signature (messages and callbacks only)",
             ),
         ),
         result={"type": "boolean"},
