@@ -52,8 +52,8 @@ from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared import logs
+from shared.blob_stores import open_blob_store
 from shared.errors import ApiError
-from shared.files import open_blob_store
 from shared.settings import Settings
 from shared.store import NotReplicated, Store, StoreError, StoreMisconfigured, StoreTimeout
 

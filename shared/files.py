@@ -50,7 +50,6 @@ from typing import BinaryIO, Protocol
 
 from shared.blob_tokens import DownloadGrant, TokenSigner, UploadGrant
 from shared.errors import ApiError
-from shared.settings import Settings
 
 __all__ = [
     "MAX_URL_SECONDS",
@@ -62,7 +61,6 @@ __all__ = [
     "PendingUpload",
     "PresignedUpload",
     "attachment_disposition",
-    "open_blob_store",
 ]
 
 CHUNK = 256 * 1024
@@ -444,17 +442,3 @@ def attachment_disposition(name: str) -> str:
     )
     quoted = urllib.parse.quote(name, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
-
-
-def open_blob_store(settings: Settings, *, secret: bytes) -> BlobStore:
-    """The configured blob store: an S3 bucket with ``BOTGW_FILES_URL=s3://...``,
-    else the local directory ``settings.files_path``. ``secret`` signs the local
-    store's presigned URLs (the server secret: the same on every replica)."""
-    if settings.files_url is not None:
-        from shared.blobs_s3 import S3BlobStore  # boto3 is needed only then
-
-        return S3BlobStore.from_settings(settings)
-    public_url = settings.files_public_url or settings.public_rest_url
-    if public_url is None:
-        public_url = f"http://{settings.rest_host}:{settings.rest_port}"
-    return LocalBlobStore(settings.files_path, secret=secret, public_url=public_url)

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.blob_stores import open_blob_store
 from shared.blob_tokens import DownloadGrant, UploadGrant
 from shared.blobs_s3 import S3BlobStore
 from shared.errors import ApiError
-from shared.files import BlobStore, LocalBlobStore, open_blob_store
+from shared.files import BlobStore, LocalBlobStore
 from shared.settings import Settings
 from tests.conftest import TEST_SECRET, Process, RedisServer, rest_process, running
 from tests.s3server import S3Server, s3_server
