@@ -151,7 +151,9 @@ class BlobStore(Protocol):
         finds nothing). Raises :class:`shared.errors.ApiError`: 400
         ``MEDIA_NOT_UPLOADED`` when nothing was uploaded to ``key``, 400
         ``MEDIA_SIZE_MISMATCH`` when the upload has another size (and discards it,
-        so the client may upload again to the same URL)."""
+        so the client may upload again to the same URL); with S3, 409
+        ``MEDIA_CHANGED`` when the upload was replaced while it was claimed
+        (claim again)."""
         ...
 
     async def discard(self, key: str) -> None:
