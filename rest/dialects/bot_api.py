@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from rest.dialects import bot_api_bot as bot
-from rest.dialects import bot_api_chats as chats
+import rest.dialects.bot_api_bot as bot
+import rest.dialects.bot_api_chats as chats
 from rest.dialects.bot_api_http import Handler, endpoint, error_response
 from shared.errors import ApiError
 
