@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from shared import bot_api_v1
 from shared.codecs import json_dumps, pack, unpack
 from shared.control import WebhookChanged
 from shared.dialect import native_ids
@@ -80,13 +81,19 @@ KOTO = "koto"  # the id_format of a webhook set through the Koto v1 dialect
 
 def render_body(entry: StoredUpdate, id_format: str) -> bytes:
     """The JSON body of one delivery: native ids (``string``), Telegram's numbers
-    (``number``) or Koto v1's BotUpdate (``koto``)."""
+    (``number``), Koto v1's BotUpdate (``koto``) or the generic Bot API's message
+    (``bot-api``)."""
     body = unpack(entry.payload)
     if id_format == KOTO:
         # such a webhook delivers only the types Koto has a shape for (setWebhook)
         koto = bot_update(entry.update_id, body)
         if koto is not None:
             return json_dumps(koto)
+    if id_format == bot_api_v1.BOT_API_FORMAT:
+        # and this one only messages (setWebhook narrows allowed_updates to them)
+        message = bot_api_v1.delivery(body)
+        if message is not None:
+            return json_dumps(message)
     update: dict[str, Any] = {"update_id": entry.update_id, **body}
     return json_dumps(update if id_format == "number" else native_ids(update))
 

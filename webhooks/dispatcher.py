@@ -35,8 +35,9 @@ were not acknowledged (at least once: receivers de-duplicate by
 ``X-Botgw-Update-Id``). Each request:
 
 * body: the update as JSON, ids as decimal strings (``id_format`` ``string``) or
-  numbers (``number``, for Telegram clients), or Koto v1's BotUpdate (``koto``,
-  :mod:`shared.koto`);
+  numbers (``number``, for Telegram clients), Koto v1's BotUpdate (``koto``,
+  :mod:`shared.koto`) or the generic Bot API's message (``bot-api``,
+  :mod:`shared.bot_api_v1`);
 * ``X-Botgw-Timestamp`` (unix seconds), ``X-Botgw-Update-Id`` (idempotency key);
 * with a ``secret_token``: ``X-Botgw-Signature: sha256=<hex HMAC-SHA256 of
   "<timestamp>.<body>" under the secret>`` and Telegram's
@@ -47,7 +48,7 @@ Never silent: when updates the webhook had not delivered were trimmed from the
 log (its cap or retention), a webhook set in the native dialect first receives a
 gap marker in their place (the same object as in native ``getUpdates``, see
 :mod:`rest.methods.updates`), delivered and retried like an update; one set through the
-Telegram or Koto dialect stays silent, as those APIs are.
+Telegram, Koto or generic Bot API dialect stays silent, as those APIs are.
 
 Order: one chat's updates are delivered one after another in log order; with
 ``max_connections > 1`` different chats are delivered concurrently. A failed
