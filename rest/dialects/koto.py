@@ -5,9 +5,9 @@ A thin adapter: every route calls the same methods the native API calls
 users' side, the Bot API for the bots'), and only renames fields and shapes
 answers. :mod:`rest.dialects.koto_http` has the encoding (errors, tokens, bodies),
 :mod:`rest.dialects.koto_users` the user-token routes, :mod:`rest.dialects.koto_bot`
-the bot-token ones; :mod:`shared.koto` renders updates for getUpdates and for the
-webhook dispatcher. docs/dialects.md says how Koto's ids and tokens map onto
-botgw's.
+the bot-token ones, :mod:`rest.dialects.koto_media` the presigned media ones;
+:mod:`shared.koto` renders updates for getUpdates and for the webhook
+dispatcher. docs/dialects.md says how Koto's ids and tokens map onto botgw's.
 
 Any other path under ``/v1/bot/``, or a route called with another HTTP method,
 answers 404 ``{"error": ...}`` (the document has no 405).
@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Match, Route
 
 from rest.dialects.koto_bot import bot_commands, get_updates, send, set_my_commands, set_webhook
 from rest.dialects.koto_http import API, Handler, endpoint, koto_error
+from rest.dialects.koto_media import confirm_media, send_media
 from rest.dialects.koto_users import (
     callback,
     get_bot,
@@ -63,6 +64,8 @@ _TABLE: tuple[tuple[str, tuple[str, ...], str, Handler, Mapping[str, str]], ...]
     ("/conversation/start", ("POST",), "conversation/start", start_conversation, {}),
     ("/user-message", ("POST",), "user-message", user_message, {"text": "content"}),
     ("/callback", ("POST",), "callback", callback, _BUTTON),
+    ("/sendMedia", ("POST",), "sendMedia", send_media, {}),
+    ("/confirmMedia", ("POST",), "confirmMedia", confirm_media, {}),
     ("/setMyCommands", ("POST",), "setMyCommands", set_my_commands, {}),
     ("/setWebhook", ("POST",), "setWebhook", set_webhook, {"secret_token": "secret"}),
     ("/getUpdates", ("GET", "POST"), "getUpdates", get_updates, {}),

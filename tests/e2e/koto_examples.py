@@ -457,8 +457,11 @@ class KotoServer:
 @contextmanager
 def koto_server(tmp: Path, **env: str) -> Iterator[KotoServer]:
     redis = LocalRedis(directory=tmp / "redis", appendonly=False).start()
+    process = rest_process(redis.url, tmp, "rest", **env)
+    # presigned media URLs point at this process
+    process.env.setdefault("BOTGW_PUBLIC_REST_URL", process.url)
     try:
-        with running(rest_process(redis.url, tmp, "rest", **env)) as rest:
+        with running(process) as rest:
             yield KotoServer(rest.url, make_settings(redis.url))
     finally:
         redis.stop()

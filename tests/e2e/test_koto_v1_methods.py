@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
+import subprocess
+import zlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -112,7 +116,59 @@ async def running_bot(bot: HelpBot) -> AsyncIterator[HelpBot]:
             await task
 
 
-async def test_every_method_example_gets_the_documents_answer(server: KotoServer) -> None:
+def screenshot(size: int) -> bytes:
+    """A PNG image (its header: 2x2 pixels) padded to ``size`` bytes."""
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 6, 0, 0, 0)
+    ihdr = b"IHDR" + header
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+    head += struct.pack(">I", zlib.crc32(ihdr))
+    return head + b"\0" * (size - len(head))
+
+
+async def media_examples(subs: Substitutions, tmp: Path) -> None:
+    """sendMedia, the upload with curl, confirmMedia, the download with curl."""
+    asked = await example("sendMedia", subs)
+    upload = asked.body
+    assert upload["uploadMethod"] == "PUT"
+    image = screenshot(1048576)
+    (tmp / "shot.png").write_bytes(image)
+    put = await run_process(
+        "curl",
+        "-sS",
+        "-f",
+        "-X",
+        "PUT",
+        "--data-binary",
+        f"@{tmp / 'shot.png'}",
+        "-H",
+        "Content-Type: image/png",
+        upload["uploadUrl"],
+    )
+    assert put.returncode == 0, put
+    subs.values["med_abc123"] = upload["mediaId"]
+    confirmed = await example("confirmMedia", subs)
+    fetched = await run_process(
+        "curl", "-sS", "-f", "-o", str(tmp / "back.png"), confirmed.body["downloadUrl"]
+    )
+    assert fetched.returncode == 0, fetched
+    assert (tmp / "back.png").read_bytes() == image
+    # confirming again sends nothing new: the same message
+    again = await run_curl(curl_command(EXAMPLES["confirmMedia"], subs))
+    assert again.body["messageId"] == confirmed.body["messageId"]
+
+
+async def run_process(*args: str) -> subprocess.CompletedProcess[bytes]:
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), wait_s(60))
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(list(args), process.returncode, out, err)
+
+
+async def test_every_method_example_gets_the_documents_answer(
+    server: KotoServer, tmp_path: Path
+) -> None:
     user = await create_user(server.settings, "koto_owner")
     subs = Substitutions(base=server.url, user_token=user.token)
 
@@ -164,6 +220,9 @@ async def test_every_method_example_gets_the_documents_answer(server: KotoServer
 
         sent = await example("send", subs)
         assert int(sent.body["messageId"]) > int(hello.json()["messageId"])
+
+        # Media: a presigned upload of the announced size and type, then confirmed
+        await media_examples(subs, tmp_path)
 
         # the synchronous reply of a bot that answers /help at once
         bot = HelpBot(server.url, subs.bot_token, int(polled.body["updates"][-1]["updateId"]) + 1)
