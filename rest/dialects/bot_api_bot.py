@@ -8,7 +8,8 @@
   and needs no storage of its own; adding an alias that exists replaces its
   description.
 * ``/bot/webhook``: setWebhook, getWebhookInfo's webhook with its secret,
-  deleteWebhook.
+  deleteWebhook. Its deliveries are the dialect's message objects, one per
+  user message (``id_format="bot-api"``, :mod:`shared.bot_api_v1`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from rest.dialects.bot_api_http import Context, read_json
 from rest.methods import BOT_METHODS
 from rest.schema import validate_params
+from shared.bot_api_v1 import BOT_API_FORMAT
 from shared.errors import ApiError
 
 __all__ = [
@@ -189,7 +191,7 @@ async def set_webhook(context: Context) -> dict[str, Any]:
     if isinstance(url, str) and not url.strip():
         # setWebhook would take an empty url for "remove"; here that is DELETE
         raise ApiError(400, "INVALID_PARAMETER", "parameter 'url' must not be empty")
-    params = {"url": url, "secret_token": body.get("secret"), "id_format": "string"}
+    params = {"url": url, "secret_token": body.get("secret"), "id_format": BOT_API_FORMAT}
     await context.run("setWebhook", params, idempotent=True)
     return _webhook(context.call.bot.id, str(url).strip(), body.get("secret"))
 

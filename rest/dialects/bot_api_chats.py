@@ -32,6 +32,7 @@ from rest.downloads import bot_file_response
 from rest.methods.history import read_history
 from rest.methods.media import FORM_SLACK, upload_document
 from rest.schema import FILE_ID_PATTERN, Param
+from shared import bot_api_v1
 from shared.errors import ApiError
 from shared.ids import MAX_ID, SEQ_PER_MS
 from shared.models import FileRecord
@@ -108,15 +109,8 @@ async def _attachments(context: Context, message: dict[str, Any]) -> list[dict[s
 
 
 async def message_object(context: Context, message: dict[str, Any]) -> dict[str, Any]:
-    """A native message (integer ids) as this dialect writes it."""
-    chat_id = message["chat"]["id"]
-    out: dict[str, Any] = {
-        "id": f"{chat_id}_{message['message_id']}",
-        "chatId": str(chat_id),
-        "senderId": str(message.get("from", {}).get("id", "")),
-        "body": message.get("text") or message.get("caption") or "",
-        "timestamp": message["message_id"] // SEQ_PER_MS,
-    }
+    """A native message (integer ids) as this dialect writes it, with its files."""
+    out = bot_api_v1.message_object(message)
     attachments = await _attachments(context, message)
     if attachments:
         out["attachments"] = attachments

@@ -56,21 +56,17 @@ _NOT_FOUND = frozenset(
         "WEBHOOK_NOT_FOUND",
     }
 )
-_QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])?)(\.[a-z_]+)?'")
+_QUOTED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)'")
 
 
 def renamed(description: str, names: Mapping[str, str]) -> str:
-    """``description`` with the native parameter names quoted in it (``'chat_id'``,
-    ``'commands[1].command'``) written as the dialect names them."""
-
-    def replace(match: re.Match[str]) -> str:
-        name, index, sub = match.group(1), match.group(2), match.group(3) or ""
-        if name not in names:
-            return match.group(0)
-        sub_name = names.get(sub, sub)
-        return f"'{names[name]}{index}{sub_name}'"
-
-    return _QUOTED.sub(replace, description)
+    """``description`` with the native parameter names in it (``'chat_id'``,
+    ``'text'``) written as the dialect names them."""
+    out = _QUOTED.sub(lambda m: f"'{names.get(m.group(1), m.group(1))}'", description)
+    for name, dialect_name in names.items():
+        if "_" in name:  # not a word of the text: named unquoted too ("check chat_id")
+            out = re.sub(rf"\b{re.escape(name)}\b", dialect_name, out)
+    return out
 
 
 def error_response(error: ApiError, names: Mapping[str, str] | None = None) -> JSONResponse:
