@@ -466,8 +466,10 @@ def test_compose_botgw_services_are_checked_on_their_own_port() -> None:
             assert service["depends_on"]["minio-init"] == {
                 "condition": "service_completed_successfully"
             }
-            bucket = settings.files_url.removeprefix("s3://").partition("/")[0]
-            assert f"local/{bucket}" in services["minio-init"]["command"][0]
+            bucket, _, prefix = settings.files_url.removeprefix("s3://").partition("/")
+            init = services["minio-init"]["command"][0]
+            # the bucket is made, and unconfirmed uploads under the prefix expire
+            assert f"local/{bucket}" in init and f'"Prefix": "{prefix}/uploads/"' in init
         elif command[1] == "gateway":
             assert grace >= settings.drain_seconds + GATEWAY_AFTER_DRAIN_S
         # a secret, when set, comes from the environment of `docker compose`
