@@ -94,7 +94,10 @@ async def _attachments(context: Context, message: dict[str, Any]) -> list[dict[s
         found.append((message["photo"][-1]["file_id"], "", ""))
     out = []
     for file_id, name, mime in found:
-        file = await context.run("getFile", {"file_id": file_id})
+        try:
+            file = await context.run("getFile", {"file_id": file_id})
+        except ApiError:
+            continue  # gone from the store since: the message is shown without it
         path = file["file_path"]
         out.append(
             {

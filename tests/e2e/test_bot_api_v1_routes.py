@@ -17,9 +17,14 @@ import pytest
 from shared.ids import SEQ_PER_MS
 from shared.settings import Settings
 from tests.api import Scene, build_scene, manage_api
-from tests.conftest import Stack
+from tests.conftest import Stack, rest_url_fixture
 
 pytestmark = pytest.mark.asyncio
+
+# one message per private chat, then a token every 100 s: the second is refused
+strict_rest = rest_url_fixture(
+    "v1-strict", BOTGW_RATE_PRIVATE_PER_SECOND="0.01", BOTGW_RATE_PRIVATE_BURST="1"
+)
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -379,3 +384,33 @@ async def test_uploads_are_refused_without_a_file_part(
             "/v1/bot-api/files/documents/nothing123.txt", headers={"Authorization": v1.key}
         )
     ).status_code == 404
+
+
+async def test_an_idempotency_key_sends_once(http: httpx.AsyncClient, settings: Settings) -> None:
+    scene, v1 = await _private(http, settings)
+    body = {"chatId": scene.bot_chat, "body": "once"}
+    key = {"Idempotency-Key": "v1-once-1"}
+    first = await v1.call("POST", "/chat/message", json=body, headers=key)
+    again = await v1.call("POST", "/chat/message", json=body, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    page = await v1.ok("GET", f"/chat/{scene.bot_chat}/messages")
+    assert [m["body"] for m in page["messages"]] == ["/start", "once"]
+    bad = await v1.refused("POST", "/chat/message", json=body, headers={"Idempotency-Key": ""})
+    assert bad[:2] == (400, "INVALID_IDEMPOTENCY_KEY")
+
+
+async def test_past_the_send_limit_429_says_when_to_retry_and_sends_nothing(
+    strict_rest: str, settings: Settings
+) -> None:
+    async with httpx.AsyncClient(base_url=strict_rest, timeout=30) as http:
+        scene, v1 = await _private(http, settings)
+        body = {"chatId": scene.bot_chat, "body": "first"}
+        await v1.ok("POST", "/chat/message", json=body)
+        response = await v1.call("POST", "/chat/message", json={**body, "body": "second"})
+        answer = response.json()
+        assert response.status_code == answer["statusCode"] == 429
+        assert answer["code"] == "TOO_MANY_REQUESTS" and answer["retryAfter"] >= 1
+        assert response.headers["retry-after"] == str(answer["retryAfter"])
+        page = await v1.ok("GET", f"/chat/{scene.bot_chat}/messages")
+        assert [m["body"] for m in page["messages"]] == ["/start", "first"]
