@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -62,6 +63,15 @@ Handler = Callable[[Request, Services], Awaitable[tuple[KotoBody, dict[str, str]
 
 # botgw statuses Koto v1 does not answer, as the closest one it does
 _STATUS_MAP = {405: 404, 413: 400, 422: 400}
+# a button of a keyboard made of inlineButtons (one a row), as botgw's checks name it
+_BUTTON_PATH = re.compile(r"reply_markup\.inline_keyboard\[(\d+)\]\[0\]\.?([a-z_]*)")
+_BUTTON_FIELDS = {"callback_data": "callbackData", "text": "text"}
+
+
+def _button(match: re.Match[str]) -> str:
+    field = match.group(2)
+    named = f".{_BUTTON_FIELDS.get(field, field)}" if field else ""
+    return f"inlineButtons[{match.group(1)}]{named}"
 
 
 def koto_status(error: ApiError) -> int:
@@ -80,6 +90,7 @@ def koto_error(error: ApiError, renames: Mapping[str, str] = {}) -> JSONResponse
     text = error.description
     for native, koto in renames.items():
         text = text.replace(f"'{native}'", f"'{koto}'")
+    text = _BUTTON_PATH.sub(_button, text)
     status = koto_status(error)
     headers = dict(error.headers)
     if status == 429:
