@@ -21,9 +21,13 @@ from tests.conftest import Stack, rest_url_fixture
 
 pytestmark = pytest.mark.asyncio
 
-# one message per private chat, then a token every 100 s: the second is refused
+# one message per private chat, then a token every 100 s: the second is refused;
+# documents of at most 2 KiB
 strict_rest = rest_url_fixture(
-    "v1-strict", BOTGW_RATE_PRIVATE_PER_SECOND="0.01", BOTGW_RATE_PRIVATE_BURST="1"
+    "v1-strict",
+    BOTGW_RATE_PRIVATE_PER_SECOND="0.01",
+    BOTGW_RATE_PRIVATE_BURST="1",
+    BOTGW_MAX_DOCUMENT_BYTES="2048",
 )
 
 PNG = bytes.fromhex(
@@ -414,3 +418,31 @@ async def test_past_the_send_limit_429_says_when_to_retry_and_sends_nothing(
         assert response.headers["retry-after"] == str(answer["retryAfter"])
         page = await v1.ok("GET", f"/chat/{scene.bot_chat}/messages")
         assert [m["body"] for m in page["messages"]] == ["/start", "first"]
+
+
+async def test_uploads_over_the_limit_are_413_and_store_nothing(
+    strict_rest: str, settings: Settings
+) -> None:
+    async with httpx.AsyncClient(base_url=strict_rest, timeout=30) as http:
+        _, v1 = await _private(http, settings)
+        over = await v1.refused("POST", "/files", files={"file": ("big.bin", b"x" * 2049)})
+        assert over[:2] == (413, "FILE_TOO_LARGE") and "2048" in over[2]
+        body = {"file": ("huge.bin", b"x" * (300 * 1024))}
+        assert (await v1.refused("POST", "/files", files=body))[:2] == (413, "BODY_TOO_LARGE")
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: streamed
+            head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n\r\n'
+            yield head
+            for _ in range(40):
+                yield b"x" * 8192
+            yield b"\r\n--b--\r\n"
+
+        streamed = await v1.call(
+            "POST",
+            "/files",
+            content=chunks(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert streamed.status_code == 413 and streamed.json()["code"] == "BODY_TOO_LARGE"
+        fits = await v1.ok("POST", "/files", files={"file": ("ok.bin", b"x" * 2048)})
+        assert fits[0]["size"] == 2048
