@@ -121,3 +121,55 @@ async def test_local_presigned_routes_are_not_served_with_s3(
         ):
             body = response.json()
             assert (response.status_code, body["code"]) == (404, "NOT_FOUND"), body
+
+
+async def test_koto_presigned_media_through_s3_on_two_replicas(
+    scene: tuple[Scene, httpx.AsyncClient], s3: S3Server
+) -> None:
+    """Koto's sendMedia on A gives an S3 upload URL; the bytes go straight to S3;
+    confirmMedia on B sends them, with an S3 download URL; the user reads the file
+    through B."""
+    sender, on_b = scene
+    content = b"a report, not an image\n" * 3000
+    asked = await sender.http.post(
+        "/v1/bot/sendMedia",
+        json={
+            "botToken": sender.bot.token,
+            "recipientFingerprint": sender.bot_chat,
+            "sizeBytes": len(content),
+            "contentType": "text/plain",
+            "caption": "the report",
+        },
+    )
+    assert asked.status_code == 200, asked.text
+    media = asked.json()
+    assert media["uploadUrl"].startswith(f"{s3.endpoint_url}/{s3.bucket}/media/uploads/")
+    async with httpx.AsyncClient(timeout=30) as outside:
+        put = await outside.put(media["uploadUrl"], content=content, headers=media["uploadHeaders"])
+        assert put.status_code == 200, put.text
+
+        confirmed = await on_b.post(
+            "/v1/bot/confirmMedia",
+            json={"botToken": sender.bot.token, "mediaId": media["mediaId"]},
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        url = confirmed.json()["downloadUrl"]
+        assert url.startswith(f"{s3.endpoint_url}/{s3.bucket}/media/blobs/")
+        fetched = await outside.get(url)
+        assert fetched.status_code == 200 and fetched.content == content
+        assert fetched.headers["content-disposition"].startswith("attachment;")
+
+    # the upload was claimed: nothing is left under uploads/
+    pending = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="media/uploads/")
+    assert pending.get("KeyCount", 0) == 0
+
+    history = await sender.as_user("getChatHistory", chat_id=sender.private)
+    (sent,) = [m for m in history if m.get("caption") == "the report"]
+    user_auth = {"Authorization": sender.as_user.auth}
+    info = ok(
+        await on_b.post(
+            "/client/getFile", json={"file_id": sent["document"]["file_id"]}, headers=user_auth
+        )
+    )
+    read = await on_b.get(f"/client/file/{info['file_path']}", headers=user_auth)
+    assert read.status_code == 200 and read.content == content
