@@ -37,6 +37,7 @@ from shared.files import (
     check_sha256,
     check_upload_args,
     not_uploaded,
+    served_type,
     size_mismatch,
 )
 from shared.settings import Settings
@@ -256,6 +257,7 @@ class S3BlobStore:
             "Bucket": self.bucket,
             "Key": self.blob_key(sha256),
             "ResponseContentDisposition": attachment_disposition(filename or sha256),
-            "ResponseContentType": content_type or "application/octet-stream",
+            "ResponseContentType": served_type(content_type),
+            "ResponseCacheControl": "private, max-age=60",
         }
         return await self._run(self._presign, "get_object", params, expires_in)

@@ -169,7 +169,8 @@ class BlobStore(Protocol):
         content_type: str | None = None,
     ) -> str:
         """A URL that downloads the content ``sha256`` (as an attachment named
-        ``filename``, served as ``content_type``; else ``application/octet-stream``)
+        ``filename``, served as ``content_type`` when it is a plain media type,
+        else as ``application/octet-stream``)
         for ``expires_in`` seconds, with no other credential. Give it only to a
         caller that may see the file; it does not check that the content exists."""
         ...
@@ -194,6 +195,17 @@ def check_expires_in(expires_in: int) -> None:
 def check_sha256(sha256: str) -> None:
     if not _SHA256_RE.match(sha256):
         raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+
+
+_SERVED_TYPE_RE = re.compile(r"^[a-z0-9.+-]{1,127}/[a-z0-9.+-]{1,127}$")
+
+
+def served_type(content_type: str | None) -> str:
+    """The Content-Type a download is served with: ``content_type`` when it is a
+    plain media type, else ``application/octet-stream``."""
+    if content_type and _SERVED_TYPE_RE.match(content_type):
+        return content_type
+    return "application/octet-stream"
 
 
 def not_uploaded() -> ApiError:
@@ -420,7 +432,7 @@ class LocalBlobStore:
         grant = DownloadGrant(
             sha256=sha256,
             filename=filename or sha256,
-            content_type=content_type or "application/octet-stream",
+            content_type=served_type(content_type),
             expires_at=int(time.time()) + expires_in,
         )
         return f"{self.public_url}/files/download/{self.signer.download_token(grant)}"

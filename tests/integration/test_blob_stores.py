@@ -106,6 +106,14 @@ async def test_upload_claim_download(store: BlobStore) -> None:
         disposition = got.headers["content-disposition"]
         assert disposition.startswith("attachment;") and "shot%201.png" in disposition
 
+        # a type that is no plain media type is not served as given
+        odd = await store.download_url(
+            blob.sha256, expires_in=60, content_type="text/html\r\nX-Evil: 1"
+        )
+        served = await http.get(odd)
+        assert served.status_code == 200 and "x-evil" not in served.headers
+        assert served.headers["content-type"] == "application/octet-stream"
+
 
 async def test_same_content_is_stored_once(store: BlobStore) -> None:
     """A claimed upload and a put of the same bytes are one content."""
