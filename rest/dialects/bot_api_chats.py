@@ -172,7 +172,9 @@ async def send_message(context: Context) -> dict[str, Any]:
     if body.get("body") is None:
         raise ApiError(400, "MISSING_PARAMETER", "parameter 'body' is required")
     text = body["body"]
-    attachments = body.get("attachmentIds") or []
+    attachments = body.get("attachmentIds")
+    if attachments is None:
+        attachments = []
     if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
         raise ApiError(
             400, "INVALID_PARAMETER", "parameter 'attachmentIds' must be an array of strings"

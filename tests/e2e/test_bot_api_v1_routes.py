@@ -229,6 +229,12 @@ async def test_send_message_refusals_name_the_dialects_fields(
             "'attachmentIds'",
         ),
         (
+            {"chatId": chat, "body": "x", "attachmentIds": ""},
+            400,
+            "INVALID_PARAMETER",
+            "'attachmentIds'",
+        ),
+        (
             {"chatId": chat, "body": "x", "attachmentIds": ["a" * 8, "b" * 8]},
             400,
             "INVALID_PARAMETER",
