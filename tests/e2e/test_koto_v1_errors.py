@@ -1,17 +1,19 @@
 """Koto v1's error table, case by case: every error is ``{"error": "<text>"}``
-with the document's status (400, 401, 403, 404, 409, 412, 429 with Retry-After),
-and a refused request changes nothing."""
+with the document's status (400, 401, 403, 404, 409, 412, 429 with Retry-After, 500), and a refused
+request changes nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Account, create_user
-from tests.conftest import rest_url_fixture, unique
+from tests.conftest import make_settings, rest_process, rest_url_fixture, running, unique, wait_s
 
 pytestmark = pytest.mark.asyncio
 
@@ -250,3 +252,17 @@ async def test_429_rate_limit_with_retry_after(slow_rest: str, settings: Setting
         second = await http.post("/v1/bot/send", json={**send, "content": "two"})
         refused(second, 429)
         assert int(second.headers["retry-after"]) >= 1
+
+
+async def test_500_when_the_store_is_unreachable(tmp_path: Path) -> None:
+    redis = LocalRedis(directory=tmp_path / "redis", appendonly=False).start()
+    try:
+        process = rest_process(redis.url, tmp_path, "rest", BOTGW_REDIS_TIMEOUT="2")
+        with running(process):
+            account = await create_user(make_settings(redis.url), unique("k500"))
+            redis.stop()
+            async with httpx.AsyncClient(base_url=process.url, timeout=wait_s(60)) as http:
+                user = Koto(http, account)
+                refused(await user.call("/v1/bot/register", {"displayName": "Down"}), 500)
+    finally:
+        redis.stop()
