@@ -9,6 +9,7 @@ defaults are the document's 5 s / 5, 15, 45 s is checked on the settings.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,36 @@ async def test_a_koto_webhook_refuses_types_it_has_no_shape_for(
     assert chosen.json()["result"] is True
     info = await user.webhook_info()
     assert info["allowed_updates"] == ["callback_query", "message"]
+
+
+@pytest.mark.asyncio
+async def test_a_webhook_bots_answer_is_the_synchronous_reply(
+    http: httpx.AsyncClient, settings: Settings, hooks: Process, receiver: Receiver
+) -> None:
+    user = await koto_user(http, settings)
+    await user.post("/v1/bot/conversation/start", botId=user.bot_id)
+    await user.set_webhook(receiver.url("/replying"))
+    await receiver.wait_for(lambda: len(receiver.to("/replying")) >= 1)  # its /start
+
+    async def answer_the_next_delivery() -> None:
+        await receiver.wait_for(lambda: len(receiver.to("/replying")) >= 2)
+        update = receiver.to("/replying")[1].update
+        assert update["content"] == "/help" and update["contentType"] == 2
+        sent = await http.post(
+            "/v1/bot/send",
+            json={
+                "botToken": user.bot_token,
+                "recipientFingerprint": update["senderFingerprint"],
+                "content": "Try /start",
+            },
+        )
+        assert sent.status_code == 200, sent.text
+
+    answered = asyncio.create_task(answer_the_next_delivery())
+    try:
+        replied = await user.post("/v1/bot/user-message", botId=user.bot_id, content="/help")
+    finally:
+        await answered
+    assert replied["botReply"]["content"] == "Try /start"
+    assert "inlineButtons" not in replied["botReply"]
+    assert int(replied["botReply"]["messageId"]) > int(replied["messageId"])
