@@ -199,8 +199,11 @@ async def invoke(
 
 
 def require_str(body: KotoBody, field: str, *, default: str | None = None) -> str:
-    """The string field ``field`` of a body (400 if it is missing or not a string)."""
-    value = body.get(field, default)
+    """The string field ``field`` of a body (400 if it is missing or not a string;
+    ``default``, if given, for a missing or null one)."""
+    value = body.get(field)
+    if value is None:
+        value = default
     if value is None:
         raise ApiError(400, "MISSING_PARAMETER", f"'{field}' is required")
     if not isinstance(value, str):
