@@ -47,7 +47,7 @@ async def _no_route(request: Request) -> Response:
 def _route(
     path: str, verbs: Mapping[str, Handler], names: Mapping[str, str] | None = None
 ) -> Route:
-    return Route(PREFIX + path, endpoint(verbs, names), methods=_VERBS)
+    return Route(PREFIX + path, endpoint(path, verbs, names), methods=_VERBS)
 
 
 ROUTES: list[BaseRoute] = [

@@ -9,7 +9,7 @@ a Bot API operation, and the dialect's error format.
   reason phrase, botgw's UPPER_SNAKE code and what to fix, with the dialect's
   field names. Anything that names something the bot cannot see (a chat, a
   message, a user, a file) is 404; a 429 adds ``retryAfter`` (seconds) and the
-  ``Retry-After`` header.
+  ``Retry-After`` header. A store outage is 503, a bug 500, in the same format.
 * Each route names its operations from :data:`rest.methods.BOT_METHODS` and runs
   them through :func:`rest.dispatch.call_method`, as the other dialects do: the
   same validation, handlers and ``Idempotency-Key`` handling.
@@ -17,6 +17,7 @@ a Bot API operation, and the dialect's error format.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,13 +29,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from rest.dispatch import MAX_JSON_BODY, JSONResponse, call_method, idempotency_key
+from rest.dispatch import (
+    MAX_JSON_BODY,
+    STARTED,
+    JSONResponse,
+    call_method,
+    count_request,
+    idempotency_key,
+    register_methods,
+)
 from rest.methods import BOT_METHODS
 from rest.services import BotCall, Services
 from shared.codecs import CodecError, json_loads
 from shared.errors import ApiError
+from shared.store import StoreError
 
 __all__ = [
+    "API",
     "Context",
     "Handler",
     "endpoint",
@@ -43,6 +54,10 @@ __all__ = [
     "read_json",
     "renamed",
 ]
+
+API = "bot-api"  # the dialect's name: its api label, its calls' dialect
+
+log = logging.getLogger("botgw.rest")
 
 # codes of errors that name something the bot cannot see: 404 here
 _NOT_FOUND = frozenset(
@@ -133,7 +148,7 @@ class Context:
             BOT_METHODS,
             name,
             call,
-            api="bot-api",
+            api=API,
             native=False,
             params=params,
             from_text=False,
@@ -147,37 +162,53 @@ Handler = Callable[[Context], Awaitable[Any]]
 
 
 def endpoint(
-    verbs: Mapping[str, Handler], names: Mapping[str, str] | None = None
+    path: str, verbs: Mapping[str, Handler], names: Mapping[str, str] | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     """The endpoint of one path: its handler per HTTP method, each answering an
-    object to send as JSON (or a ready Response); other methods are 405."""
+    object to send as JSON (or a ready Response); other methods are 405. Every
+    answer is counted in ``botgw_rest_requests_total`` as ``api="bot-api"``,
+    ``method="<VERB> <path>"``."""
     allowed = ", ".join(sorted(verbs))
+    register_methods(API, [f"{verb} {path}" for verb in verbs])
 
     async def serve(request: Request) -> Response:
         verb = "GET" if request.method == "HEAD" else request.method
-        handler = verbs.get(verb)
-        try:
-            if handler is None:
-                raise ApiError(
-                    405,
-                    "METHOD_NOT_ALLOWED",
-                    f"{request.method} is not allowed here: use {allowed}",
-                    headers={"Allow": allowed},
-                )
-            services: Services = request.app.state.services
-            bot = await services.accounts.authenticate_bot(_key(request))
-            call = BotCall(
-                services, bot, dialect="bot-api", idempotency_key=idempotency_key(request)
-            )
-            context = Context(request, call)
-            result = await handler(context)
-        except ApiError as error:
-            return error_response(error, names)
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result, headers=context.headers)
+        response = await _answer(request, verbs.get(verb), allowed, names)
+        count_request(API, f"{verb} {path}", response.status_code, request.scope.get(STARTED))
+        return response
 
     return serve
+
+
+async def _answer(
+    request: Request, handler: Handler | None, allowed: str, names: Mapping[str, str] | None
+) -> Response:
+    try:
+        if handler is None:
+            raise ApiError(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"{request.method} is not allowed here: use {allowed}",
+                headers={"Allow": allowed},
+            )
+        services: Services = request.app.state.services
+        bot = await services.accounts.authenticate_bot(_key(request))
+        call = BotCall(services, bot, dialect=API, idempotency_key=idempotency_key(request))
+        context = Context(request, call)
+        result = await handler(context)
+    except ApiError as error:
+        return error_response(error, names)
+    except StoreError as exc:
+        log.warning("backend error: %s", exc)
+        return error_response(
+            ApiError(503, "BACKEND_UNAVAILABLE", "the store is unavailable; retry shortly")
+        )
+    except Exception:
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(ApiError(500, "INTERNAL_ERROR", "the server failed on this request"))
+    if isinstance(result, Response):
+        return result
+    return JSONResponse(result, headers=context.headers)
 
 
 def limited(request: Request, limit: int) -> Request:

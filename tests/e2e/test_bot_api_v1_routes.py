@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.ids import SEQ_PER_MS
 from shared.settings import Settings
@@ -22,12 +23,13 @@ from tests.conftest import Stack, rest_url_fixture
 pytestmark = pytest.mark.asyncio
 
 # one message per private chat, then a token every 100 s: the second is refused;
-# documents of at most 2 KiB
+# documents of at most 2 KiB; /metrics on the API port
 strict_rest = rest_url_fixture(
     "v1-strict",
     BOTGW_RATE_PRIVATE_PER_SECOND="0.01",
     BOTGW_RATE_PRIVATE_BURST="1",
     BOTGW_MAX_DOCUMENT_BYTES="2048",
+    BOTGW_REST_METRICS_ON_API_PORT="true",
 )
 
 PNG = bytes.fromhex(
@@ -452,3 +454,20 @@ async def test_uploads_over_the_limit_are_413_and_store_nothing(
         assert streamed.status_code == 413 and streamed.json()["code"] == "BODY_TOO_LARGE"
         fits = await v1.ok("POST", "/files", files={"file": ("ok.bin", b"x" * 2048)})
         assert fits[0]["size"] == 2048
+
+
+async def test_requests_are_counted_by_route(strict_rest: str, settings: Settings) -> None:
+    async with httpx.AsyncClient(base_url=strict_rest, timeout=30) as http:
+        _, v1 = await _private(http, settings)
+        await v1.ok("GET", "/bot")
+        await v1.ok("GET", "/bot")
+        await v1.refused("GET", "/chat/12345/messages")
+        text = (await http.get("/metrics")).text
+    counted = {
+        (sample.labels["method"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "botgw_rest_requests_total" and sample.labels.get("api") == "bot-api"
+    }
+    assert counted[("GET /bot", "200")] >= 2
+    assert counted[("GET /chat/{id}/messages", "404")] >= 1
