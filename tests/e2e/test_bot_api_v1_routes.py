@@ -151,6 +151,16 @@ async def test_commands_keep_their_ids_and_refusals_name_the_position(
     )
     assert await v1.ok("DELETE", f"/bot/command/{added[0]['id']}") == again[0]
     assert await v1.ok("GET", "/bot/commands") == []
+    # at most 100 in all: the 101st is refused, and the 100 stay
+    hundred = [{"alias": f"c{n}", "description": "C"} for n in range(100)]
+    assert len(await v1.ok("POST", "/bot/commands", json=hundred)) == 100
+    one_more = await v1.refused("POST", "/bot/commands", json={"alias": "z", "description": "Z"})
+    assert one_more[:2] == (400, "INVALID_PARAMETER") and "100" in one_more[2]
+    assert [c["alias"] for c in await v1.ok("GET", "/bot/commands")] == [
+        f"c{n}" for n in range(100)
+    ]
+    for command in await v1.ok("GET", "/bot/commands"):
+        await v1.ok("DELETE", f"/bot/command/{command['id']}")
     # the native API sees the same list
     assert await v1.ok("POST", "/bot/commands", json={"alias": "x", "description": "X"})
     native = await http.get("/bot/getMyCommands", headers={"Authorization": f"Bot {v1.key}"})
