@@ -266,3 +266,76 @@ async def test_500_when_the_store_is_unreachable(tmp_path: Path) -> None:
                 refused(await user.call("/v1/bot/register", {"displayName": "Down"}), 500)
     finally:
         redis.stop()
+
+
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    -1,
+    0,
+    2**70,
+    1.5,
+    "",
+    "x" * 5000,
+    "\u0000",
+    [],
+    {},
+    [1],
+    {"a": 1},
+]
+BOT_FIELDS = {
+    "/v1/bot/send": ("recipientFingerprint", "content", "contentType", "inlineButtons"),
+    "/v1/bot/setMyCommands": ("commands",),
+    "/v1/bot/setWebhook": ("url", "secret"),
+    "/v1/bot/sendMedia": ("recipientFingerprint", "sizeBytes", "contentType", "caption"),
+    "/v1/bot/confirmMedia": ("mediaId",),
+    "/v1/bot/getUpdates": ("offset", "limit", "timeout"),
+}
+USER_FIELDS = {
+    "/v1/bot/register": ("displayName", "description"),
+    "/v1/bot/revoke": ("botId",),
+    "/v1/bot/conversation/start": ("botId",),
+    "/v1/bot/user-message": ("botId", "content"),
+    "/v1/bot/callback": ("botId", "messageId", "callbackData"),
+}
+
+
+async def test_no_odd_input_breaks_a_route(http: httpx.AsyncClient, settings: Settings) -> None:
+    """Every field of every route given odd values, and odd bodies: each answer is
+    a success or a Koto 4xx error, never a failure of the server."""
+    user = await koto(http, settings)
+    bot_id, token = await user.register()
+    fingerprint = await user.fingerprint(bot_id, token)
+    good = {
+        "recipientFingerprint": fingerprint,
+        "content": "hi",
+        "botId": bot_id,
+        "displayName": unique("Odd"),
+    }
+    answers: list[tuple[str, str, Any, int]] = []
+    for routes, auth in ((BOT_FIELDS, {}), (USER_FIELDS, user.auth)):
+        for path, fields in routes.items():
+            for field in fields:
+                for value in ODD_VALUES:
+                    body = {**good, "botToken": token, field: value, "timeout": 0}
+                    if path == "/v1/bot/revoke" and value == bot_id:
+                        continue
+                    response = await http.post(path, json=body, headers=auth)
+                    answers.append((path, field, value, response.status_code))
+                    if response.status_code != 200:
+                        refused(response, response.status_code)
+            for raw in (b"null", b"[]", b'"text"', b"{", b"\xff\xfe", b"{}" * 3):
+                response = await http.post(
+                    path, content=raw, headers={**auth, "Content-Type": "application/json"}
+                )
+                refused(response, 400)
+    for odd in ("%00_bot", "%C3%A9t%C3%A9_bot", "x" * 300 + "_bot", "..%2F..%2Fetc_bot"):
+        for path in (f"/v1/bot/{odd}", f"/v1/bot/{odd}/commands"):
+            response = await http.get(path, headers=user.auth)
+            answers.append((path, "path", odd, response.status_code))
+            refused(response, 404)
+    failed = [answer for answer in answers if answer[3] >= 500]
+    assert failed == []
+    assert {status for *_, status in answers} <= {200, 400, 401, 403, 404, 409, 412, 429}
+    listed = await http.get(f"/v1/bot/{bot_id}", headers=user.auth)
+    assert listed.status_code == 200  # the bot is still there, whatever was sent
