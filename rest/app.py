@@ -282,8 +282,18 @@ class RestApp(Starlette):
                 response.raw_headers.append((b"x-request-id", request_id.encode()))
                 await response(scope, receive, send)
                 return
-        counting = _telegram_call(scope) is None
+        counting = _telegram_call(scope) is None and not _koto_call(scope)
         await super().__call__(scope, receive, _answering(scope, send, request_id, counting))
+
+
+def _koto_call(scope: Scope) -> bool:
+    """Whether a request is Koto v1's (``/v1/bot/...``), whose routes count every
+    answer they make, errors and unknown paths included (``rest.dialects.koto``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path == "/v1/bot" or path.startswith("/v1/bot/")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
