@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive, Scope, Send
 
 from rest.dialects.koto_bot import bot_commands, get_updates, send, set_my_commands, set_webhook
 from rest.dialects.koto_http import API, Handler, endpoint, koto_error
@@ -119,10 +120,17 @@ async def not_found(request: Request) -> Response:
     return response
 
 
-_ANY = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+class _NotFound:
+    """:func:`not_found` as a plain ASGI app: a route of one takes every HTTP
+    method, so nothing under the prefix escapes Koto's errors."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await not_found(Request(scope, receive, send))
+        await response(scope, receive, send)
+
 
 ROUTES: list[BaseRoute] = [
     *_ROUTES,
-    Route(PREFIX, not_found, methods=_ANY),
-    Route(PREFIX + "/{rest:path}", not_found, methods=_ANY),
+    Route(PREFIX, _NotFound()),
+    Route(PREFIX + "/{rest:path}", _NotFound()),
 ]

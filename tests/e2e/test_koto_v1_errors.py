@@ -9,11 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from botgw.local_redis import LocalRedis
 from shared.settings import Settings
 from tests.api import Account, create_user
 from tests.conftest import make_settings, rest_process, rest_url_fixture, running, unique, wait_s
+from tests.e2e.koto_examples import koto_server
 
 pytestmark = pytest.mark.asyncio
 
@@ -339,3 +341,21 @@ async def test_no_odd_input_breaks_a_route(http: httpx.AsyncClient, settings: Se
     assert {status for *_, status in answers} <= {200, 400, 401, 403, 404, 409, 412, 429}
     listed = await http.get(f"/v1/bot/{bot_id}", headers=user.auth)
     assert listed.status_code == 200  # the bot is still there, whatever was sent
+
+
+async def test_every_answer_is_counted_once_under_api_koto(tmp_path: Path) -> None:
+    with koto_server(tmp_path, BOTGW_REST_METRICS_ON_API_PORT="1") as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=wait_s(60)) as http:
+            refused(await http.post("/v1/bot/register", json={"displayName": "Nope"}), 401)
+            refused(await http.request("TRACE", "/v1/bot/nothing"), 404)
+            refused(await http.get("/v1/bot/send"), 404)
+            page = await http.get("/metrics")
+    counted: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(page.text):
+        for sample in family.samples:
+            if sample.name == "botgw_rest_requests_total":
+                labels = sample.labels
+                counted[(labels["api"], labels["method"], labels["status"])] = sample.value
+    assert counted[("koto", "register", "401")] == 1
+    assert counted[("koto", "other", "404")] == 2
+    assert not [key for key in counted if key[0] == "other" and key[2] in ("401", "404")]
