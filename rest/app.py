@@ -36,7 +36,12 @@ from rest.dispatch import (
     register_methods,
     request_labels,
 )
-from rest.downloads import client_download_route, download_route
+from rest.downloads import (
+    client_download_route,
+    download_route,
+    presigned_download_route,
+    presigned_upload_route,
+)
 from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.updates import end_waiting_polls
@@ -47,8 +52,8 @@ from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
 from shared import logs
+from shared.blob_stores import open_blob_store
 from shared.errors import ApiError
-from shared.files import open_blob_store
 from shared.settings import Settings
 from shared.store import NotReplicated, Store, StoreError, StoreMisconfigured, StoreTimeout
 
@@ -277,8 +282,18 @@ class RestApp(Starlette):
                 response.raw_headers.append((b"x-request-id", request_id.encode()))
                 await response(scope, receive, send)
                 return
-        counting = _telegram_call(scope) is None
+        counting = _telegram_call(scope) is None and not _koto_call(scope)
         await super().__call__(scope, receive, _answering(scope, send, request_id, counting))
+
+
+def _koto_call(scope: Scope) -> bool:
+    """Whether a request is Koto v1's (``/v1/bot/...``), whose routes count every
+    answer they make, errors and unknown paths included (``rest.dialects.koto``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path == "/v1/bot" or path.startswith("/v1/bot/")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -331,7 +346,7 @@ def create_app(settings: Settings) -> Starlette:
             store=store,
             messenger=Messenger(store, settings, secret),
             wakeups=wakeups,
-            files=open_blob_store(settings.files_path),
+            files=open_blob_store(settings, secret=secret),
         )
         app.state.services = services
 
@@ -362,6 +377,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
+        Route("/files/upload/{token}", presigned_upload_route, methods=["PUT"]),
+        Route("/files/download/{token}", presigned_download_route, methods=["GET"]),
         *TELEGRAM_ROUTES,
         *DIALECT_ROUTES,
     ]

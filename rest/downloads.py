@@ -1,4 +1,7 @@
-"""File downloads: ``GET /bot/file/<file_path>``, ``GET /client/file/<file_path>``.
+"""File downloads: ``GET /bot/file/<file_path>``, ``GET /client/file/<file_path>``;
+and the local store's presigned URLs, ``PUT /files/upload/<token>`` and
+``GET /files/download/<token>`` (:class:`shared.files.LocalBlobStore`: with an S3
+store, presigned URLs are S3's and these answer 404 ``NOT_FOUND``).
 
 ``file_path`` (from getFile) is ``photos/<file_id>.<ext>`` or
 ``documents/<file_id>[.<ext>]``. :func:`open_file` resolves one for any download
@@ -15,7 +18,6 @@ rendered as a page of the API's origin.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -23,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rest import visibility
-from rest.dispatch import auth_token
+from rest.dispatch import JSONResponse, auth_token
 from rest.services import Services
-from shared.errors import ApiError
+from shared.errors import ApiError, ok_envelope
+from shared.files import LocalBlobStore, attachment_disposition
 from shared.models import BotRecord, FileRecord, UserRecord
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "download_route",
     "file_response",
     "open_file",
+    "presigned_download_route",
+    "presigned_upload_route",
     "user_may_read",
 ]
 
@@ -87,13 +92,13 @@ def _no_file() -> ApiError:
 
 
 def _content_disposition(record: FileRecord) -> str:
-    """``attachment`` with the file's name (RFC 6266: an ASCII fallback and UTF-8)."""
-    name = record.file_name or record.file_path.rsplit("/", 1)[-1]
-    fallback = "".join(
-        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in name
-    )
-    quoted = urllib.parse.quote(name, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+    return attachment_disposition(record.file_name or record.file_path.rsplit("/", 1)[-1])
+
+
+_SAFE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+}
 
 
 async def file_response(services: Services, file_path: str) -> Response:
@@ -107,8 +112,7 @@ async def file_response(services: Services, file_path: str) -> Response:
         "ETag": f'"{download.record.sha256}"',
         "Cache-Control": "private, max-age=3600",
         "Content-Disposition": _content_disposition(download.record),
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
+        **_SAFE_HEADERS,
     }
     return StreamingResponse(download.chunks, media_type=download.media_type, headers=headers)
 
@@ -139,3 +143,41 @@ async def client_download_route(request: Request) -> Response:
     if match is None or not await user_may_read(services, user, match.group(2)):
         raise ApiError(404, "FILE_NOT_FOUND", "no file with this file_path was sent to you")
     return await file_response(services, file_path)
+
+
+def _local_store(request: Request) -> LocalBlobStore:
+    services: Services = request.app.state.services
+    if not isinstance(services.files, LocalBlobStore):
+        raise ApiError(404, "NOT_FOUND", "this server's presigned file URLs are its S3 store's")
+    return services.files
+
+
+async def presigned_upload_route(request: Request) -> Response:
+    """``PUT /files/upload/{token}``: the body is the upload the token allows."""
+    await _local_store(request).receive_upload(
+        request.path_params["token"],
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"),
+        chunks=request.stream(),
+    )
+    return JSONResponse(ok_envelope(True))
+
+
+async def presigned_download_route(request: Request) -> Response:
+    """``GET /files/download/{token}``: the content the token names, as an
+    attachment (404 ``FILE_NOT_FOUND`` once it is gone)."""
+    store = _local_store(request)
+    grant = store.open_download(request.path_params["token"])
+    size = await store.size(grant.sha256)
+    if size is None:
+        raise ApiError(404, "FILE_NOT_FOUND", "the file of this URL is not stored any more")
+    headers = {
+        "Content-Length": str(size),
+        "ETag": f'"{grant.sha256}"',
+        "Cache-Control": "private, max-age=60",
+        "Content-Disposition": attachment_disposition(grant.filename),
+        **_SAFE_HEADERS,
+    }
+    return StreamingResponse(
+        store.read(grant.sha256), media_type=grant.content_type, headers=headers
+    )

@@ -54,6 +54,7 @@ class BotRecord:
     command_sets: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # names and descriptions per language: "name|<language>" -> text
     texts: dict[str, str] = field(default_factory=dict)
+    avatar: str = ""  # the URL of the bot's picture, if it has one
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ naming the variable and the expected form.
 from __future__ import annotations
 
 import ipaddress
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -92,6 +94,27 @@ def _log_format(text: str) -> str:
     return value
 
 
+def _http_url(text: str) -> str:
+    """an http:// or https:// URL"""
+    value = text.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError
+    return value
+
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _files_url(text: str) -> str:
+    """s3://<bucket>[/<prefix>], a bucket of 3-63 lowercase letters, digits, dots, dashes"""
+    value = text.strip()
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme != "s3" or not _BUCKET_RE.match(parts.netloc) or parts.query:
+        raise ValueError
+    return value
+
+
 def _setting(default: Any, parse: Callable[[str], Any]) -> Any:
     return field(default=default, metadata={"parse": parse})
 
@@ -164,6 +187,19 @@ class Settings:
     long_poll_max_timeout: float = _setting(60.0, _float(0, 3600))
     # one JSON object per log line, or a readable line (development)
     log_format: str = _setting("json", _log_format)
+    # file storage: unset, files are in files_dir (one replica, or a shared volume);
+    # s3://bucket/prefix, in an S3-compatible bucket every replica shares
+    files_url: str | None = _setting(None, _files_url)
+    # the base URL of the local store's presigned links (unset: public_rest_url,
+    # else http://rest_host:rest_port)
+    files_public_url: str | None = _setting(None, _http_url)
+    # how long a presigned upload or download URL is valid
+    files_url_seconds: int = _setting(900, _int(1, 7 * 86_400))
+    # S3: the endpoint (unset: AWS), the endpoint in presigned URLs (unset: the
+    # same), the region; credentials from the AWS_* variables or boto3's chain
+    s3_endpoint_url: str | None = _setting(None, _http_url)
+    s3_public_endpoint_url: str | None = _setting(None, _http_url)
+    s3_region: str | None = _setting(None, _str)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

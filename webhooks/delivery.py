@@ -32,10 +32,12 @@ from typing import Any
 
 import httpx
 
+from shared import bot_api_v1
 from shared.codecs import json_dumps, pack, unpack
 from shared.control import WebhookChanged
 from shared.dialect import native_ids
 from shared.ids import Cursor
+from shared.koto import bot_update, signature
 from shared.settings import Settings
 from shared.ssrf import Allowlist, UrlRefused, WebhookTarget, resolve_target
 from shared.store import Store, StoredUpdate, StoreError, Wakeup, Wakeups
@@ -83,9 +85,24 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+KOTO = "koto"  # the id_format of a webhook set through the Koto v1 dialect
+
+
 def render_body(entry: StoredUpdate, id_format: str) -> bytes:
-    """The JSON body of one delivery."""
+    """The JSON body of one delivery: native ids (``string``), Telegram's numbers
+    (``number``), Koto v1's BotUpdate (``koto``) or the generic Bot API's message
+    (``bot-api``)."""
     body = unpack(entry.payload)
+    if id_format == KOTO:
+        # such a webhook delivers only the types Koto has a shape for (setWebhook)
+        koto = bot_update(entry.update_id, body)
+        if koto is not None:
+            return json_dumps(koto)
+    if id_format == bot_api_v1.BOT_API_FORMAT:
+        # and this one only messages (setWebhook narrows allowed_updates to them)
+        message = bot_api_v1.delivery(body)
+        if message is not None:
+            return json_dumps(message)
     update: dict[str, Any] = {"update_id": entry.update_id, **body}
     return json_dumps(update if id_format == "number" else native_ids(update))
 
@@ -242,7 +259,7 @@ class BotDelivery:
         if not entries:
             await self.wait(RECHECK_S)
             return True
-        if entries[0].prev_id > after and config.id_format != "number":
+        if entries[0].prev_id > after and config.id_format == "string":
             ordinal = None
             if cursor is not None and cursor.epoch == epoch:
                 ordinal = await log_.cursor_ordinal(self.bot_id, WEBHOOK_CONSUMER, cursor)
@@ -423,7 +440,9 @@ class BotDelivery:
             "X-Botgw-Timestamp": timestamp,
             "X-Botgw-Update-Id": str(entry.update_id),
         }
-        if config.secret:
+        if config.secret and config.id_format == KOTO:
+            headers["X-Koto-Signature"] = signature(config.secret, body)
+        elif config.secret:
             headers["X-Botgw-Signature"] = "sha256=" + sign(config.secret, timestamp, body)
             headers["X-Telegram-Bot-Api-Secret-Token"] = config.secret
         extensions: dict[str, Any] = {}

@@ -35,19 +35,22 @@ were not acknowledged (at least once: receivers de-duplicate by
 ``X-Botgw-Update-Id``). Each request:
 
 * body: the update as JSON, ids as decimal strings (``id_format`` ``string``) or
-  numbers (``number``, for Telegram clients);
+  numbers (``number``, for Telegram clients), Koto v1's BotUpdate (``koto``,
+  :mod:`shared.koto`) or the generic Bot API's message (``bot-api``,
+  :mod:`shared.bot_api_v1`);
 * ``X-Botgw-Timestamp`` (unix seconds), ``X-Botgw-Update-Id`` (idempotency key);
 * a 2xx answer may carry a Bot API call (``{"method": ...}``), which is carried
   out once per update before the update is committed (:mod:`webhooks.replies`);
 * with a ``secret_token``: ``X-Botgw-Signature: sha256=<hex HMAC-SHA256 of
   "<timestamp>.<body>" under the secret>`` and Telegram's
-  ``X-Telegram-Bot-Api-Secret-Token``.
+  ``X-Telegram-Bot-Api-Secret-Token``; for ``koto`` instead only
+  ``X-Koto-Signature: <hex HMAC-SHA256 of the body under the secret>``.
 
 Never silent: when updates the webhook had not delivered were trimmed from the
 log (its cap or retention), a webhook set in the native dialect first receives a
 gap marker in their place (the same object as in native ``getUpdates``, see
 :mod:`rest.methods.updates`), delivered and retried like an update; one set through the
-Telegram dialect stays silent, as Telegram is.
+Telegram, Koto or generic Bot API dialect stays silent, as those APIs are.
 
 Order: one chat's updates are delivered one after another in log order; with
 ``max_connections > 1`` different chats are delivered concurrently. A failed

