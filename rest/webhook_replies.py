@@ -28,8 +28,8 @@ from rest.methods import BOT_METHODS
 from rest.schema import Method
 from rest.services import BotCall, Services
 from rest.telegram import adapt_params, find_method
+from shared.blob_stores import open_blob_store
 from shared.errors import ApiError
-from shared.files import open_blob_store
 from shared.settings import Settings
 from shared.store import Store, Wakeups
 
@@ -61,7 +61,7 @@ class WebhookReplies:
                     store=self.store,
                     messenger=Messenger(self.store, self.settings, secret),
                     wakeups=self.wakeups,
-                    files=open_blob_store(self.settings.files_path),
+                    files=open_blob_store(self.settings, secret=secret),
                 )
             return self._services
 
