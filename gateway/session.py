@@ -36,18 +36,13 @@ from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
 from shared.store import StoredUpdate
+from shared.updates import consumer_key
 
-__all__ = ["Session", "consumer_key"]
+__all__ = ["Session"]
 
 log = logging.getLogger("botgw.gateway.session")
 
 CATCH_UP_BATCH = 200
-
-
-def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
-    """The committed-cursor name of a consumer, per shard when sharded."""
-    index, count = shard
-    return consumer if count == 1 else f"{consumer}#{index}/{count}"
 
 
 class Session:
