@@ -284,8 +284,8 @@ class Session:
         """A control message on the bot's channel, e.g. another worker's takeover."""
         if isinstance(message, CredentialsChanged):
             # the owner rotated the token or revoked the bot: one sweep of the
-            # worker checks this session with all the others (one round trip)
-            self.worker.request_recheck()
+            # worker checks this bot's sessions together (one round trip)
+            self.worker.request_recheck(self.bot_id)
             return
         if (
             isinstance(message, Takeover)
@@ -492,10 +492,15 @@ class Session:
         resume_at = event.cursor.update_id if event.cursor is not None else None
         if resume_at is not None and resume_at <= 0:
             resume_at = None  # nothing delivered yet: no retention to check
-        epoch, committed, generation, after = await store.log.open_reader(
-            self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
+        # subscribed now: a rotation from here on is announced, an earlier one read here
+        opened, (credentials,) = await asyncio.gather(
+            store.log.open_reader(
+                self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
+            ),
+            store.entities.bot_credentials([self.bot_id]),
         )
-        if self.closed:
+        epoch, committed, generation, after = opened
+        if self.closed or self.check_credentials(credentials):
             return
         self.epoch = epoch
         cursor = event.cursor or committed

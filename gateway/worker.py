@@ -4,9 +4,10 @@ the credentials recheck and the drain.
 Upgrades are refused before any socket opens (:func:`gateway.server.process_request`)
 when too many sockets wait for identify from one address (429) or on the worker
 (503); identified sockets are then held to the limits per bot. Open sockets'
-tokens are compared with the store in one sweep for all of them, after every
-re-subscription of the announcements and every ``ws_credentials_recheck_seconds``,
-since an announced rotation can be lost.
+tokens are compared with the store when a rotation or revocation is announced on
+their bot's channel, for the bots whose channel was subscribed again (an
+announcement may have been lost meanwhile), and, for all of them in one pipelined
+sweep, every ``ws_credentials_recheck_seconds``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class Worker:
         self.wakeups = store.wakeups()
         store.entities.enable_cache(self.wakeups)
         self.hub: Hub[Session] = Hub(
-            store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes
+            store,
+            self.wakeups,
+            send_buffer_bytes=settings.ws_send_buffer_bytes,
+            sweep_seconds=settings.ws_wakeup_sweep_seconds,
+            on_look_again=self.request_recheck,
         )
         self.limits = Limits(
             heartbeat_interval_s=settings.heartbeat_interval,
@@ -123,6 +128,8 @@ class Worker:
         self.unidentified = 0
         self.unidentified_by_peer: dict[str, int] = {}
         self._recheck = asyncio.Event()  # set: compare the sessions' tokens now
+        self._recheck_bots: set[int] = set()  # ... of these bots
+        self._recheck_all = False  # ... of every bot
         self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -358,41 +365,66 @@ class Worker:
                 if stamp < horizon:
                     del self.recent_acks[key]
 
-    def request_recheck(self) -> None:
-        """Compare every session's token with the stored one soon (one sweep for all)."""
+    def request_recheck(self, bot_id: int | None = None) -> None:
+        """Compare the tokens of a bot's sessions (None: of every session) with the
+        stored ones soon; requests made meanwhile are served by one sweep."""
+        if bot_id is None:
+            self._recheck_all = True
+        else:
+            self._recheck_bots.add(bot_id)
         self._recheck.set()
 
     def _on_gateway_channel(self, live: bool) -> None:
         if live:  # (re)subscribed: announcements made while it was down were lost
-            self._recheck.set()
+            self.request_recheck()
 
     async def _credentials_loop(self) -> None:
         """Close sessions whose token was rotated away or whose bot was revoked.
 
         Rotations and revocations are announced on the bots' wake-up channels, and
         pub/sub is at-most-once: an announcement made while this worker was not
-        subscribed never arrives. So the tokens of all open sessions are compared
-        with the stored ones after every announcement, every time the
-        subscriptions come back, and every ``ws_credentials_recheck_seconds``.
+        subscribed never arrives. So the tokens of a bot's open sessions are
+        compared with the stored ones after every announcement and every time its
+        channel is subscribed again (``Hub.on_look_again``), and all of them every
+        ``ws_credentials_recheck_seconds`` (one command per bot, pipelined).
         """
         interval = self.settings.ws_credentials_recheck_seconds
+        loop = asyncio.get_running_loop()
+        full_at = loop.time() + interval
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(full_at - loop.time(), 0)):
                     await self._recheck.wait()
             self._recheck.clear()
+            bots: set[int] | None = self._recheck_bots
+            self._recheck_bots = set()
+            if self._recheck_all or loop.time() >= full_at:
+                self._recheck_all = False
+                full_at = loop.time() + interval
+                bots = None
             try:
-                await self.recheck_credentials()
-            except Exception as exc:  # Redis trouble: the next sweep tries again
+                await self.recheck_credentials(bots)
+            except Exception as exc:  # Redis trouble: looked at again by the next sweep
                 log.warning("credentials recheck failed: %s", exc)
+                if bots is None:
+                    self._recheck_all = True
+                else:
+                    self._recheck_bots |= bots
+                await asyncio.sleep(0.5)
+                self._recheck.set()
 
-    async def recheck_credentials(self) -> int:
-        """One sweep: a pipelined read of every bot's token hash and state, one round
-        trip for all sessions of the worker; returns how many sessions it closed."""
+    async def recheck_credentials(self, bots: set[int] | None = None) -> int:
+        """One sweep: a pipelined read of the token hash and state of ``bots`` (None:
+        of every bot with an open session), one round trip for all their sessions;
+        returns how many sessions it closed."""
         by_bot: dict[int, list[Session]] = {}
         for session in self.all_sessions:
             bot = session.bot
-            if bot is not None and session.core.state is not State.CLOSED:
+            if (
+                bot is not None
+                and session.core.state is not State.CLOSED
+                and (bots is None or bot.id in bots)
+            ):
                 same = by_bot.get(bot.id)
                 if same is None:
                     by_bot[bot.id] = [session]
