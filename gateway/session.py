@@ -36,6 +36,7 @@ from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
 from shared.store import StoredUpdate
+from shared.store.log import reader_mark
 from shared.updates import consumer_key
 
 __all__ = ["Session"]
@@ -432,11 +433,10 @@ class Session:
         # not find its closed connection still counted while Redis answers
         worker.release(self)
         cursor = self.commit_value()
+        mark = reader_mark(worker.reader_lease, self.connection_id)
         if self.epoch:
             with contextlib.suppress(Exception):
-                await worker.store.log.close_reader(
-                    self.bot_id, self.consumer_key, self.connection_id, cursor
-                )
+                await worker.store.log.close_reader(self.bot_id, self.consumer_key, mark, cursor)
         elif cursor is not None:
             with contextlib.suppress(Exception):
                 await worker.store.log.commit_cursor(self.bot_id, self.consumer_key, cursor)
@@ -557,9 +557,10 @@ class Session:
         await store.log.claim_reader(
             self.bot_id,
             self.consumer_key,
-            self.connection_id,
-            worker.reader_ttl,
+            reader_mark(worker.reader_lease, self.connection_id),
             encode_control(Takeover(self.consumer_key, self.generation, self.connection_id)),
+            lease=worker.reader_lease,
+            ttl=worker.reader_ttl,
         )
         if committed is None and event.cursor is None and start == 0:
             # a consumer new to the log: its empty position is committed, so its

@@ -18,6 +18,7 @@ import functools
 import gc
 import http
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -41,6 +42,7 @@ from shared.errors import error_envelope
 from shared.ids import SEQ_PER_MS, Cursor
 from shared.settings import Settings
 from shared.store import Store
+from shared.store.log import reader_mark
 
 __all__ = ["Worker", "http_response", "json_response"]
 
@@ -48,7 +50,7 @@ log = logging.getLogger("botgw.gateway")
 
 COMMIT_INTERVAL = 0.05
 PING_SLICE = 256  # pings sent between two yields to the event loop
-READER_MARKS_SLICE = 500  # live-reader marks refreshed per round trip
+READER_LEASES_SLICE = 500  # bots whose reader lease is renewed per round trip
 GC_FULL_SECONDS = 600.0
 GC_NO_AUTOMATIC_FULL = 1 << 30
 # Subscribed by every worker for its confirmation only: it is sent after those of
@@ -130,7 +132,12 @@ class Worker:
         self._recheck = asyncio.Event()  # set: compare the sessions' tokens now
         self._recheck_bots: set[int] = set()  # ... of these bots
         self._recheck_all = False  # ... of every bot
-        self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
+        self.reader_ttl = settings.ws_reader_ttl_seconds or max(
+            30.0, settings.heartbeat_interval * 3
+        )
+        # this worker's lease on the live-reader marks of its sockets (one key a bot)
+        self.reader_lease = secrets.token_hex(8)
+        self._restore: set[int] = set()  # bots whose marks the next renewal restores
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
@@ -349,16 +356,53 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await ws.ping()  # the pong is not awaited: liveness is the deadline's
 
+    def reader_marks(self) -> dict[int, list[tuple[str, str]]]:
+        """The live-reader marks (consumer, mark) of the delivering sessions, by bot:
+        the newest session of each consumer (an older one is being taken over)."""
+        newest: dict[tuple[int, str], Session] = {}
+        for session in self.sessions:
+            key = (session.bot_id, session.consumer_key)
+            other = newest.get(key)
+            if other is None or other.generation < session.generation:
+                newest[key] = session
+        marks: dict[int, list[tuple[str, str]]] = {}
+        for (bot_id, consumer), session in newest.items():
+            mark = reader_mark(self.reader_lease, session.connection_id)
+            marks.setdefault(bot_id, []).append((consumer, mark))
+        return marks
+
+    async def renew_readers(self) -> None:
+        """Renew this worker's lease on its live readers: one command a bot, however
+        many sockets it has here, pipelined; then restore the marks of the bots
+        whose lease did not hold them (ran out, or lost with a failover)."""
+        log_ = self.store.log
+        marks = self.reader_marks()
+        bots = list(marks.items())
+        for start in range(0, len(bots), READER_LEASES_SLICE):
+            part = bots[start : start + READER_LEASES_SLICE]
+            try:
+                self._restore.update(
+                    await log_.renew_reader_leases(part, self.reader_lease, self.reader_ttl)
+                )
+            except Exception as exc:  # restored by the next round: the lease may be gone
+                log.warning("reader leases not renewed: %s", exc)
+                self._restore.update(bot_id for bot_id, _ in part)
+        self._restore.intersection_update(marks)
+        restore = [(bot_id, marks[bot_id]) for bot_id in self._restore]
+        for start in range(0, len(restore), READER_LEASES_SLICE):
+            part = restore[start : start + READER_LEASES_SLICE]
+            try:
+                await log_.restore_readers(part, self.reader_lease, self.reader_ttl)
+            except Exception as exc:  # kept in _restore for the next round
+                log.warning("reader marks not restored: %s", exc)
+            else:
+                self._restore.difference_update(bot_id for bot_id, _ in part)
+
     async def _reader_loop(self) -> None:
-        """Keep the 'live reader' marks of this worker's consumers fresh."""
+        """Keep this worker's live-reader lease fresh (every third of its ttl)."""
         while True:
             await asyncio.sleep(self.reader_ttl / 3)
-            marks = [(s.bot_id, s.consumer_key, s.connection_id) for s in tuple(self.sessions)]
-            for start in range(0, len(marks), READER_MARKS_SLICE):
-                with contextlib.suppress(Exception):
-                    await self.store.log.set_readers(
-                        marks[start : start + READER_MARKS_SLICE], self.reader_ttl
-                    )
+            await self.renew_readers()
             metrics.FEEDS.set(len(self.hub.feeds))
             horizon = time.monotonic() - 60
             for key, (_, stamp) in tuple(self.recent_acks.items()):

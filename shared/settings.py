@@ -169,6 +169,9 @@ class Settings:
     # gateway: how often the head of every quiet feed is looked at (a safety net for
     # wake-ups; one lost with a pub/sub connection is made up for when it is back)
     ws_wakeup_sweep_seconds: float = _setting(30.0, _float(0.05, 3600))
+    # gateway: how long a worker's live-reader lease lasts unrenewed (renewed every
+    # third of it); unset: three heartbeat intervals, at least 30 s
+    ws_reader_ttl_seconds: float | None = _setting(None, _float(0.3, 86_400))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
