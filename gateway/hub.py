@@ -278,9 +278,10 @@ class Hub(Generic[S]):
                     )
                 except Exception as exc:
                     # Redis trouble: the same feeds are read again (still marked as
-                    # reading) after a pause, not left to the slow sweep
+                    # reading) after a pause, not left to the slow sweep; behind the
+                    # others, so that one failing read does not hold them all up
                     log.warning("feed read failed for %d bots: %s", len(feeds), exc)
-                    self._due[:0] = [f for f in feeds if self.feeds.get(f.bot_id) is f]
+                    self._due.extend(f for f in feeds if self.feeds.get(f.bot_id) is f)
                     for feed in feeds:
                         if self.feeds.get(feed.bot_id) is not feed:
                             feed.reading = False
