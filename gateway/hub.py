@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -38,8 +39,9 @@ log = logging.getLogger("botgw.gateway.hub")
 
 READ_BATCH = 500
 READ_PIPELINE = 256  # feeds read in one pipelined round trip
-SWEEP_SECONDS = 1.0
+SWEEP_SECONDS = 30.0  # every quiet feed's head is looked at once this often (the default)
 SWEEP_SLICE = 256
+READ_RETRY_S = (0.1, 2.0)  # a failed read is tried again after this, doubling up to that
 
 _NONE: set[Any] = set()  # shared empty set: never added to
 
@@ -142,10 +144,22 @@ class Feed(Generic[S]):
 class Hub(Generic[S]):
     """Feeds by bot id; the registry used for fan-out."""
 
-    def __init__(self, store: Store, wakeups: Wakeups, *, send_buffer_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        wakeups: Wakeups,
+        *,
+        send_buffer_bytes: int,
+        sweep_seconds: float = SWEEP_SECONDS,
+        on_look_again: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
         self.wakeups = wakeups
         self.send_buffer_bytes = send_buffer_bytes
+        self.sweep_seconds = sweep_seconds
+        # told the bot id of each "look again" (its channel was subscribed again:
+        # anything published on it meanwhile, control messages too, was lost)
+        self.on_look_again = on_look_again
         self.feeds: dict[int, Feed[S]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -216,6 +230,8 @@ class Hub(Generic[S]):
             return
         feed.woken = True
         control = wakeup.control
+        if control is None and wakeup.update_id is None and self.on_look_again is not None:
+            self.on_look_again(feed.bot_id)
         if control is not None:
             targets: set[S] = feed.sessions
             if isinstance(control, Takeover):
@@ -247,6 +263,7 @@ class Hub(Generic[S]):
         together by the next one, so the number of Redis round trips per second
         stays flat however many bots are busy.
         """
+        retry_s = READ_RETRY_S[0]
         while True:
             await self._due_event.wait()
             self._due_event.clear()
@@ -259,11 +276,19 @@ class Hub(Generic[S]):
                     batches = await self.store.log.read_after_many(
                         [(f.bot_id, f.position) for f in feeds], READ_BATCH
                     )
-                except Exception as exc:  # Redis trouble: the sweep retries within a second
+                except Exception as exc:
+                    # Redis trouble: the same feeds are read again (still marked as
+                    # reading) after a pause, not left to the slow sweep; behind the
+                    # others, so that one failing read does not hold them all up
                     log.warning("feed read failed for %d bots: %s", len(feeds), exc)
+                    self._due.extend(f for f in feeds if self.feeds.get(f.bot_id) is f)
                     for feed in feeds:
-                        feed.reading = False
+                        if self.feeds.get(feed.bot_id) is not feed:
+                            feed.reading = False
+                    await asyncio.sleep(retry_s)
+                    retry_s = min(retry_s * 2, READ_RETRY_S[1])
                     continue
+                retry_s = READ_RETRY_S[0]
                 for feed, entries in zip(feeds, batches, strict=True):
                     if entries:
                         try:
@@ -343,16 +368,22 @@ class Hub(Generic[S]):
         metrics.FEED_READS.inc()
 
     async def _sweep(self) -> None:
-        """Pub/sub is at-most-once: look at the head of every quiet feed.
+        """A safety net: look at the head of every quiet feed, every ``sweep_seconds``.
+
+        Pub/sub is at-most-once, but what it loses it loses with its connection:
+        after every re-subscription each channel's readers are told to look again
+        (``Wakeups``), which reads every feed of the worker at once. This slow
+        sweep is for anything else; it costs one command per quiet feed per
+        period (docs/operations.md, Redis cost model), not per connection.
 
         A feed woken since the last sweep needs no look: its next wake-up reads
         everything after its position, so only a wake-up lost before a quiet
         spell could leave it behind; that one is found by the next sweep. Heads
-        are read in slices so that a worker with thousands of feeds does not
-        stall its deliveries parsing one huge reply.
+        are read in pipelined slices so that a worker with thousands of feeds
+        does not stall its deliveries parsing one huge reply.
         """
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(self.sweep_seconds)
             feeds = []
             for feed in self.feeds.values():
                 if feed.ready.is_set() and not feed.reading and not feed.woken:

@@ -36,18 +36,14 @@ from shared.control import encode as encode_control
 from shared.ids import Cursor, tokens_equal
 from shared.models import BotRecord
 from shared.store import StoredUpdate
+from shared.store.log import reader_mark
+from shared.updates import consumer_key
 
-__all__ = ["Session", "consumer_key"]
+__all__ = ["Session"]
 
 log = logging.getLogger("botgw.gateway.session")
 
 CATCH_UP_BATCH = 200
-
-
-def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
-    """The committed-cursor name of a consumer, per shard when sharded."""
-    index, count = shard
-    return consumer if count == 1 else f"{consumer}#{index}/{count}"
 
 
 class Session:
@@ -289,8 +285,8 @@ class Session:
         """A control message on the bot's channel, e.g. another worker's takeover."""
         if isinstance(message, CredentialsChanged):
             # the owner rotated the token or revoked the bot: one sweep of the
-            # worker checks this session with all the others (one round trip)
-            self.worker.request_recheck()
+            # worker checks this bot's sessions together (one round trip)
+            self.worker.request_recheck(self.bot_id)
             return
         if (
             isinstance(message, Takeover)
@@ -437,11 +433,10 @@ class Session:
         # not find its closed connection still counted while Redis answers
         worker.release(self)
         cursor = self.commit_value()
+        mark = reader_mark(worker.reader_lease, self.connection_id)
         if self.epoch:
             with contextlib.suppress(Exception):
-                await worker.store.log.close_reader(
-                    self.bot_id, self.consumer_key, self.connection_id, cursor
-                )
+                await worker.store.log.close_reader(self.bot_id, self.consumer_key, mark, cursor)
         elif cursor is not None:
             with contextlib.suppress(Exception):
                 await worker.store.log.commit_cursor(self.bot_id, self.consumer_key, cursor)
@@ -497,10 +492,15 @@ class Session:
         resume_at = event.cursor.update_id if event.cursor is not None else None
         if resume_at is not None and resume_at <= 0:
             resume_at = None  # nothing delivered yet: no retention to check
-        epoch, committed, generation, after = await store.log.open_reader(
-            self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
+        # subscribed now: a rotation from here on is announced, an earlier one read here
+        opened, (credentials,) = await asyncio.gather(
+            store.log.open_reader(
+                self.bot_id, self.consumer_key, read_after=resume_at, count=CATCH_UP_BATCH
+            ),
+            store.entities.bot_credentials([self.bot_id]),
         )
-        if self.closed:
+        epoch, committed, generation, after = opened
+        if self.closed or self.check_credentials(credentials):
             return
         self.epoch = epoch
         cursor = event.cursor or committed
@@ -557,9 +557,10 @@ class Session:
         await store.log.claim_reader(
             self.bot_id,
             self.consumer_key,
-            self.connection_id,
-            worker.reader_ttl,
+            reader_mark(worker.reader_lease, self.connection_id),
             encode_control(Takeover(self.consumer_key, self.generation, self.connection_id)),
+            lease=worker.reader_lease,
+            ttl=worker.reader_ttl,
         )
         if committed is None and event.cursor is None and start == 0:
             # a consumer new to the log: its empty position is committed, so its

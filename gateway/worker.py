@@ -4,9 +4,10 @@ the credentials recheck and the drain.
 Upgrades are refused before any socket opens (:func:`gateway.server.process_request`)
 when too many sockets wait for identify from one address (429) or on the worker
 (503); identified sockets are then held to the limits per bot. Open sockets'
-tokens are compared with the store in one sweep for all of them, after every
-re-subscription of the announcements and every ``ws_credentials_recheck_seconds``,
-since an announced rotation can be lost.
+tokens are compared with the store when a rotation or revocation is announced on
+their bot's channel, for the bots whose channel was subscribed again (an
+announcement may have been lost meanwhile), and, for all of them in one pipelined
+sweep, every ``ws_credentials_recheck_seconds``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import functools
 import gc
 import http
 import logging
+import secrets
 import time
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -40,6 +42,7 @@ from shared.errors import error_envelope
 from shared.ids import SEQ_PER_MS, Cursor
 from shared.settings import Settings
 from shared.store import Store
+from shared.store.log import reader_mark
 
 __all__ = ["Worker", "http_response", "json_response"]
 
@@ -47,7 +50,7 @@ log = logging.getLogger("botgw.gateway")
 
 COMMIT_INTERVAL = 0.05
 PING_SLICE = 256  # pings sent between two yields to the event loop
-READER_MARKS_SLICE = 500  # live-reader marks refreshed per round trip
+READER_LEASES_SLICE = 500  # bots whose reader lease is renewed per round trip
 GC_FULL_SECONDS = 600.0
 GC_NO_AUTOMATIC_FULL = 1 << 30
 # Subscribed by every worker for its confirmation only: it is sent after those of
@@ -100,7 +103,11 @@ class Worker:
         self.wakeups = store.wakeups()
         store.entities.enable_cache(self.wakeups)
         self.hub: Hub[Session] = Hub(
-            store, self.wakeups, send_buffer_bytes=settings.ws_send_buffer_bytes
+            store,
+            self.wakeups,
+            send_buffer_bytes=settings.ws_send_buffer_bytes,
+            sweep_seconds=settings.ws_wakeup_sweep_seconds,
+            on_look_again=self.request_recheck,
         )
         self.limits = Limits(
             heartbeat_interval_s=settings.heartbeat_interval,
@@ -123,7 +130,14 @@ class Worker:
         self.unidentified = 0
         self.unidentified_by_peer: dict[str, int] = {}
         self._recheck = asyncio.Event()  # set: compare the sessions' tokens now
-        self.reader_ttl = max(30.0, settings.heartbeat_interval * 3)
+        self._recheck_bots: set[int] = set()  # ... of these bots
+        self._recheck_all = False  # ... of every bot
+        self.reader_ttl = settings.ws_reader_ttl_seconds or max(
+            30.0, settings.heartbeat_interval * 3
+        )
+        # this worker's lease on the live-reader marks of its sockets (one key a bot)
+        self.reader_lease = secrets.token_hex(8)
+        self._restore: set[int] = set()  # bots whose marks the next renewal restores
         self.draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
@@ -342,57 +356,119 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await ws.ping()  # the pong is not awaited: liveness is the deadline's
 
+    def reader_marks(self) -> dict[int, list[tuple[str, str]]]:
+        """The live-reader marks (consumer, mark) of the delivering sessions, by bot:
+        the newest session of each consumer (an older one is being taken over)."""
+        newest: dict[tuple[int, str], Session] = {}
+        for session in self.sessions:
+            key = (session.bot_id, session.consumer_key)
+            other = newest.get(key)
+            if other is None or other.generation < session.generation:
+                newest[key] = session
+        marks: dict[int, list[tuple[str, str]]] = {}
+        for (bot_id, consumer), session in newest.items():
+            mark = reader_mark(self.reader_lease, session.connection_id)
+            marks.setdefault(bot_id, []).append((consumer, mark))
+        return marks
+
+    async def renew_readers(self) -> None:
+        """Renew this worker's lease on its live readers: one command a bot, however
+        many sockets it has here, pipelined; then restore the marks of the bots
+        whose lease did not hold them (ran out, or lost with a failover)."""
+        log_ = self.store.log
+        marks = self.reader_marks()
+        bots = list(marks.items())
+        for start in range(0, len(bots), READER_LEASES_SLICE):
+            part = bots[start : start + READER_LEASES_SLICE]
+            try:
+                self._restore.update(
+                    await log_.renew_reader_leases(part, self.reader_lease, self.reader_ttl)
+                )
+            except Exception as exc:  # restored by the next round: the lease may be gone
+                log.warning("reader leases not renewed: %s", exc)
+                self._restore.update(bot_id for bot_id, _ in part)
+        self._restore.intersection_update(marks)
+        restore = [(bot_id, marks[bot_id]) for bot_id in self._restore]
+        for start in range(0, len(restore), READER_LEASES_SLICE):
+            part = restore[start : start + READER_LEASES_SLICE]
+            try:
+                await log_.restore_readers(part, self.reader_lease, self.reader_ttl)
+            except Exception as exc:  # kept in _restore for the next round
+                log.warning("reader marks not restored: %s", exc)
+            else:
+                self._restore.difference_update(bot_id for bot_id, _ in part)
+
     async def _reader_loop(self) -> None:
-        """Keep the 'live reader' marks of this worker's consumers fresh."""
+        """Keep this worker's live-reader lease fresh (every third of its ttl)."""
         while True:
             await asyncio.sleep(self.reader_ttl / 3)
-            marks = [(s.bot_id, s.consumer_key, s.connection_id) for s in tuple(self.sessions)]
-            for start in range(0, len(marks), READER_MARKS_SLICE):
-                with contextlib.suppress(Exception):
-                    await self.store.log.set_readers(
-                        marks[start : start + READER_MARKS_SLICE], self.reader_ttl
-                    )
+            await self.renew_readers()
             metrics.FEEDS.set(len(self.hub.feeds))
             horizon = time.monotonic() - 60
             for key, (_, stamp) in tuple(self.recent_acks.items()):
                 if stamp < horizon:
                     del self.recent_acks[key]
 
-    def request_recheck(self) -> None:
-        """Compare every session's token with the stored one soon (one sweep for all)."""
+    def request_recheck(self, bot_id: int | None = None) -> None:
+        """Compare the tokens of a bot's sessions (None: of every session) with the
+        stored ones soon; requests made meanwhile are served by one sweep."""
+        if bot_id is None:
+            self._recheck_all = True
+        else:
+            self._recheck_bots.add(bot_id)
         self._recheck.set()
 
     def _on_gateway_channel(self, live: bool) -> None:
         if live:  # (re)subscribed: announcements made while it was down were lost
-            self._recheck.set()
+            self.request_recheck()
 
     async def _credentials_loop(self) -> None:
         """Close sessions whose token was rotated away or whose bot was revoked.
 
         Rotations and revocations are announced on the bots' wake-up channels, and
         pub/sub is at-most-once: an announcement made while this worker was not
-        subscribed never arrives. So the tokens of all open sessions are compared
-        with the stored ones after every announcement, every time the
-        subscriptions come back, and every ``ws_credentials_recheck_seconds``.
+        subscribed never arrives. So the tokens of a bot's open sessions are
+        compared with the stored ones after every announcement and every time its
+        channel is subscribed again (``Hub.on_look_again``), and all of them every
+        ``ws_credentials_recheck_seconds`` (one command per bot, pipelined).
         """
         interval = self.settings.ws_credentials_recheck_seconds
+        loop = asyncio.get_running_loop()
+        full_at = loop.time() + interval
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(full_at - loop.time(), 0)):
                     await self._recheck.wait()
             self._recheck.clear()
+            bots: set[int] | None = self._recheck_bots
+            self._recheck_bots = set()
+            if self._recheck_all or loop.time() >= full_at:
+                self._recheck_all = False
+                full_at = loop.time() + interval
+                bots = None
             try:
-                await self.recheck_credentials()
-            except Exception as exc:  # Redis trouble: the next sweep tries again
+                await self.recheck_credentials(bots)
+            except Exception as exc:  # Redis trouble: looked at again by the next sweep
                 log.warning("credentials recheck failed: %s", exc)
+                if bots is None:
+                    self._recheck_all = True
+                else:
+                    self._recheck_bots |= bots
+                await asyncio.sleep(0.5)
+                self._recheck.set()
 
-    async def recheck_credentials(self) -> int:
-        """One sweep: a pipelined read of every bot's token hash and state, one round
-        trip for all sessions of the worker; returns how many sessions it closed."""
+    async def recheck_credentials(self, bots: set[int] | None = None) -> int:
+        """One sweep: a pipelined read of the token hash and state of ``bots`` (None:
+        of every bot with an open session), one round trip for all their sessions;
+        returns how many sessions it closed."""
         by_bot: dict[int, list[Session]] = {}
         for session in self.all_sessions:
             bot = session.bot
-            if bot is not None and session.core.state is not State.CLOSED:
+            if (
+                bot is not None
+                and session.core.state is not State.CLOSED
+                and (bots is None or bot.id in bots)
+            ):
                 same = by_bot.get(bot.id)
                 if same is None:
                     by_bot[bot.id] = [session]

@@ -31,6 +31,7 @@ __all__ = [
     "bot_private_chats",
     "bot_rate",
     "bot_reader",
+    "bot_reader_lease",
     "bot_seen_users",
     "bot_wakeup_channel",
     "bot_webhook",
@@ -159,8 +160,17 @@ def bot_rate(bot_id: int, scope: str) -> str:
 
 
 def bot_reader(bot_id: int, consumer: str) -> str:
-    """Which live reader (a WebSocket connection id) holds a consumer."""
+    """Which live reader (a WebSocket connection) holds a consumer: its mark,
+    ``<lease>|<connection>`` under a gateway worker's :func:`bot_reader_lease`."""
     return f"{_bot(bot_id)}:reader:{consumer}"
+
+
+def bot_reader_lease(bot_id: int, lease: str) -> str:
+    """A gateway worker's lease on its live readers of a bot: a mark of
+    :func:`bot_reader` naming ``lease`` is live while this key exists. The Lua
+    scripts find it from a mark's key: up to the bot's hash tag, ``:lease:<lease>``
+    (lua/_reader.lua)."""
+    return f"{_bot(bot_id)}:lease:{lease}"
 
 
 def bot_generation(bot_id: int, consumer: str) -> str:

@@ -166,8 +166,10 @@ class Settings:
     # sockets that have not identified yet, per peer address (0: no cap) and per worker
     ws_max_unidentified_per_peer: int = _setting(64, _int(0, 10_000_000))
     ws_max_unidentified: int = _setting(10_000, _int(1, 10_000_000))
-    # how often open sockets' tokens are compared with the stored ones
-    ws_credentials_recheck_seconds: float = _setting(2.0, _float(0.05, 3600))
+    # how often open sockets' tokens are all compared with the stored ones (a safety
+    # net: rotations and revocations are announced, and announcements lost with a
+    # pub/sub connection are made up for when it is back)
+    ws_credentials_recheck_seconds: float = _setting(60.0, _float(0.05, 3600))
     backlog_interval_seconds: float = _setting(10.0, _float(0.1, 3600))
     rate_global_per_second: float = _setting(30.0, _float(0.01, 1_000_000))
     rate_private_per_second: float = _setting(1.0, _float(0.01, 1_000_000))
@@ -200,6 +202,12 @@ class Settings:
     s3_endpoint_url: str | None = _setting(None, _http_url)
     s3_public_endpoint_url: str | None = _setting(None, _http_url)
     s3_region: str | None = _setting(None, _str)
+    # gateway: how often the head of every quiet feed is looked at (a safety net for
+    # wake-ups; one lost with a pub/sub connection is made up for when it is back)
+    ws_wakeup_sweep_seconds: float = _setting(30.0, _float(0.05, 3600))
+    # gateway: how long a worker's live-reader lease lasts unrenewed (renewed every
+    # third of it); unset: three heartbeat intervals, at least 30 s
+    ws_reader_ttl_seconds: float | None = _setting(None, _float(0.3, 86_400))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CONSUMER_PATTERN", "UPDATE_TYPES", "is_consumer_name"]
+__all__ = ["CONSUMER_PATTERN", "UPDATE_TYPES", "consumer_key", "is_consumer_name"]
 
 #: Every update type, in the order the documents list them.
 UPDATE_TYPES: tuple[str, ...] = (
@@ -27,3 +27,9 @@ _CONSUMER_RE = re.compile(CONSUMER_PATTERN)
 def is_consumer_name(value: object) -> bool:
     """Whether ``value`` is a valid consumer name."""
     return isinstance(value, str) and _CONSUMER_RE.fullmatch(value) is not None
+
+
+def consumer_key(consumer: str, shard: tuple[int, int]) -> str:
+    """The committed-cursor name of a consumer, per shard when sharded."""
+    index, count = shard
+    return consumer if count == 1 else f"{consumer}#{index}/{count}"

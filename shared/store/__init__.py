@@ -72,7 +72,11 @@ class Store:
         self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)
-        self.backlog = BacklogReader(wire=wire, count_after=self.scripts["count_after"])
+        self.backlog = BacklogReader(
+            wire=wire,
+            count_after=self.scripts["count_after"],
+            live_reader=self.scripts["live_reader"],
+        )
 
     @classmethod
     def connect(cls, settings: Settings, *, url: str | None = None, role: str = "botgw") -> Store:

@@ -51,9 +51,10 @@ def _ordinal(raw: Any) -> int | None:
 class BacklogReader:
     """Reached as ``store.backlog``."""
 
-    def __init__(self, *, wire: Wire, count_after: Script) -> None:
+    def __init__(self, *, wire: Wire, count_after: Script, live_reader: Script) -> None:
         self._wire = wire
         self._count_after = count_after  # for a cursor kept without its ordinal
+        self._live_reader = live_reader  # is a socket reading the consumer now
 
     async def measure(
         self, bot_ids: Sequence[int], *, webhooks: Sequence[int] = ()
@@ -101,7 +102,9 @@ class BacklogReader:
                 start = "-" if after <= 0 else "(" + stream_id_from_update_id(after)
                 log = keys.bot_log(bot)
                 second.append(("XRANGE", log, start, "+", "COUNT", 1))
-                second.append(("EXISTS", keys.bot_reader(bot, consumer)))
+                second.append(
+                    self._live_reader.command(keys=[keys.bot_reader(bot, consumer)], args=[])
+                )
                 second.append(
                     self._count_after.command(keys=[log], args=[start, COUNT_LIMIT])
                     if count is None
@@ -113,6 +116,7 @@ class BacklogReader:
             found = await self._wire.calls(second, retry=True)
         except NoScriptError:
             await self._count_after.load()
+            await self._live_reader.load()
             found = await self._wire.calls(second, retry=True)
         now_ms = time.time() * 1000
         out = []
@@ -126,7 +130,7 @@ class BacklogReader:
             elif not next_entry:
                 count = 0
             reader = "webhook" if consumer == WEBHOOK and bot in hooked else "poll"
-            if int(live):
+            if live is not None:
                 reader = "gateway"
             out.append(Backlog(bot, consumer, count, age, reader))
         return out

@@ -14,7 +14,8 @@ exact: the committed cursors keep their own ordinal beside them (field
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +39,13 @@ __all__ = [
     "append_keys",
     "contiguous",
     "gap_before",
+    "marks_digest",
     "raw_entries",
+    "reader_mark",
 ]
 
 IDEMPOTENCY_TTL_SECONDS = 86_400
+CLAIMED = "claimed"  # a lease just taken or changed: its marks are restored next renewal
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,20 @@ def _read_after(bot_id: int, after: int, count: int) -> Command:
 def _mark_reader(bot_id: int, consumer: str, reader: str, ttl: float) -> Command:
     """The SET marking ``reader`` the consumer's live reader for ``ttl`` seconds."""
     return ("SET", keys.bot_reader(bot_id, consumer), reader, "PX", int(ttl * 1000))
+
+
+def reader_mark(lease: str, reader: str) -> str:
+    """A live-reader mark held under a gateway worker's lease (lua/_reader.lua)."""
+    return f"{lease}|{reader}"
+
+
+def marks_digest(marks: Iterable[tuple[str, str]]) -> str:
+    """What a worker's lease on a bot's readers holds: a digest of its marks
+    (consumer, mark), so that a renewal finds the lease of other marks, or none."""
+    digest = hashlib.blake2b(digest_size=8)
+    for consumer, mark in sorted(marks):
+        digest.update(f"{consumer}={mark}\n".encode())
+    return digest.hexdigest()
 
 
 def _commit_keys(bot_id: int) -> list[str]:
@@ -335,15 +353,66 @@ class UpdateLog:
         return as_text(epoch), cursor, int(generation), entries
 
     async def claim_reader(
-        self, bot_id: int, consumer: str, reader: str, ttl: float, announcement: str
+        self, bot_id: int, consumer: str, mark: str, announcement: str, *, lease: str, ttl: float
     ) -> None:
-        """Announce a takeover and mark ``reader`` live for ``ttl`` s, in one round trip."""
+        """Announce a takeover and mark the consumer's live reader (``mark``, see
+        :func:`reader_mark`) under ``lease``, renewed for ``ttl`` s, in one round trip.
+
+        The mark has no expiry of its own: it is live while the lease is, and the
+        lease is renewed per bot, not per mark (:meth:`renew_reader_leases`).
+        """
         await self._wire.calls(
             [
                 (self._redis.publish_command, keys.bot_wakeup_channel(bot_id), announcement),
-                _mark_reader(bot_id, consumer, reader, ttl),
+                ("SET", keys.bot_reader(bot_id, consumer), mark),
+                ("SET", keys.bot_reader_lease(bot_id, lease), CLAIMED, "PX", int(ttl * 1000)),
             ]
         )
+
+    async def renew_reader_leases(
+        self, bots: Sequence[tuple[int, Sequence[tuple[str, str]]]], lease: str, ttl: float
+    ) -> list[int]:
+        """Renew ``lease`` on each bot's live readers for ``ttl`` s: one SET a bot,
+        however many marks (consumer, mark) it holds, pipelined. Returns the bots
+        whose lease held another digest or none: their marks may be missing or
+        stale, for :meth:`restore_readers`."""
+        ttl_ms = int(ttl * 1000)
+        digests = [marks_digest(marks) for _, marks in bots]
+        replies = await self._wire.calls(
+            [
+                ("SET", keys.bot_reader_lease(bot_id, lease), digest, "PX", ttl_ms, "GET")
+                for (bot_id, _), digest in zip(bots, digests, strict=True)
+            ],
+            retry=True,
+        )
+        return [
+            bot_id
+            for (bot_id, _), digest, held in zip(bots, digests, replies, strict=True)
+            if held is None or as_text(held) != digest
+        ]
+
+    async def restore_readers(
+        self, bots: Sequence[tuple[int, Sequence[tuple[str, str]]]], lease: str, ttl: float
+    ) -> None:
+        """Write each bot's marks (consumer, mark) that are missing or stale (never
+        one another live reader holds) and renew ``lease`` on them: a script a bot."""
+        script = self._scripts["restore_readers"]
+        ttl_ms = int(ttl * 1000)
+        commands = [
+            script.command(
+                keys=[
+                    keys.bot_reader_lease(bot_id, lease),
+                    *(keys.bot_reader(bot_id, consumer) for consumer, _ in marks),
+                ],
+                args=[ttl_ms, marks_digest(marks), lease, *(mark for _, mark in marks)],
+            )
+            for bot_id, marks in bots
+        ]
+        try:
+            await self._wire.calls(commands)
+        except NoScriptError:
+            await script.load()
+            await self._wire.calls(commands)
 
     async def close_reader(
         self, bot_id: int, consumer: str, reader: str, cursor: Cursor | None
@@ -386,18 +455,9 @@ class UpdateLog:
             await self._wire.calls(commands)
 
     async def set_reader(self, bot_id: int, consumer: str, reader: str, ttl: float) -> None:
-        """Announce a live reader of a consumer (a WebSocket) for ``ttl`` seconds."""
+        """Mark a live reader of a consumer for ``ttl`` seconds, with no lease (a mark
+        that expires by itself; the gateway's are leased, see :meth:`claim_reader`)."""
         await self._wire.call(*_mark_reader(bot_id, consumer, reader, ttl))
-
-    async def set_readers(self, readers: Sequence[tuple[int, str, str]], ttl: float) -> None:
-        """Pipelined :meth:`set_reader` for several (bot id, consumer, reader)."""
-        if readers:
-            await self._wire.calls(
-                [
-                    _mark_reader(bot_id, consumer, reader, ttl)
-                    for bot_id, consumer, reader in readers
-                ]
-            )
 
     async def clear_reader(self, bot_id: int, consumer: str, reader: str) -> None:
         key = keys.bot_reader(bot_id, consumer)
@@ -406,7 +466,11 @@ class UpdateLog:
             await self._redis.delete(key)
 
     async def reader(self, bot_id: int, consumer: str) -> str | None:
-        value = await self._redis.get(keys.bot_reader(bot_id, consumer))
+        """The consumer's live reader's mark, None when it has none (or its lease
+        ran out)."""
+        value = await self._scripts["live_reader"](
+            keys=[keys.bot_reader(bot_id, consumer)], args=[]
+        )
         return None if value is None else as_text(value)
 
     async def announce(self, bot_id: int, message: str) -> None:

@@ -32,7 +32,9 @@ SCRIPT_NAMES = tuple(
 )
 
 # scripts whose writes need not survive a failover: reads, rate buckets, leases
-VOLATILE = frozenset({"count_after", "poll_current", "rate_limit", "lease", "dispatchers"})
+VOLATILE = frozenset(
+    {"count_after", "poll_current", "rate_limit", "lease", "dispatchers", "live_reader"}
+)
 
 
 def lua_source(name: str) -> str:

@@ -6,6 +6,10 @@ gateway hub, long-polls) register a callback per bot; no reader holds a blocking
 Redis connection. Pub/sub is at-most-once, so after the subscription is re-made
 every callback gets a wake-up with ``update_id=None`` meaning "look again".
 
+A channel that was subscribed and is subscribed again (the connection was lost, or
+its slot moved) gets its "look again" when Redis confirms the new subscription:
+from then on every publish reaches us, so a read made after it misses nothing.
+
 Subscribing is immediate: a change is sent while the connection keeps reading, so a
 reader waits one Redis round trip for its channel, not a polling interval. The
 connection is read with hiredis (:class:`~shared.store.pubsub.Subscriber`): every
@@ -163,8 +167,11 @@ class _Shard:
 
     def _down(self, connection: Subscriber | None) -> None:
         self.connected = False
+        owner = self.owner
         for channel in self.have:
-            self.owner._confirmed.discard(channel)
+            if channel in owner._confirmed:
+                owner._confirmed.discard(channel)
+                owner._relook.add(channel)  # its readers look again once it is back
         self.owner._shard_down(self)
         if connection is not None:
             connection.close()
@@ -183,6 +190,9 @@ class Wakeups:
         # subscription confirmation (a re-made one included) and False when it is lost
         self._watched: dict[bytes, tuple[Callable[[bytes], None], StateListener]] = {}
         self._confirmed: set[bytes] = set()
+        # channels that were subscribed and are being subscribed again: their readers
+        # are told to look again when the new subscription is confirmed
+        self._relook: set[bytes] = set()
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._shards: dict[int, _Shard] = {}  # by id() of their node
         self._placed: dict[bytes, _Shard] = {}  # where each wanted channel is subscribed
@@ -289,6 +299,7 @@ class Wakeups:
             for channel in dirty:
                 placed = self._placed.get(channel)
                 if not self._wanted(channel):
+                    self._relook.discard(channel)
                     if placed is not None:
                         del self._placed[channel]
                         placed.wanted.discard(channel)
@@ -325,12 +336,9 @@ class Wakeups:
             self.connected.clear()
 
     def _shard_up(self, shard: _Shard) -> None:
+        # anything published while the channels were not subscribed was lost: their
+        # readers look again as each subscription is confirmed (_handle)
         self._update_connected()
-        # anything published while the channels were not subscribed was lost
-        for channel in shard.wanted:
-            bot_id = self._channels.get(channel)
-            if bot_id is not None:
-                self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None))
 
     def _shard_down(self, shard: _Shard) -> None:
         self.connected.clear()
@@ -357,6 +365,7 @@ class Wakeups:
             task = asyncio.ensure_future(self._wire.cluster.refresh(force=True))
             task.add_done_callback(self._refreshed)
         self._mark(channel)
+        self._relook.add(channel)  # and once more when subscribed where it lives now
         bot_id = self._channels.get(channel)
         if bot_id is not None:
             self._dispatch(Wakeup(bot_id=bot_id, update_id=None, prev_id=None))
@@ -377,11 +386,15 @@ class Wakeups:
             watched = self._watched.get(channel)
             if watched is not None:
                 watched[1](True)
-            elif channel in self._confirmed and channel in self._channels:
-                # re-subscribed under us (the client reconnected): anything published
-                # meanwhile was lost, so the bot's readers look again
+            elif channel in self._channels and (
+                channel in self._confirmed or channel in self._relook
+            ):
+                # subscribed again (the connection was lost, or the slot moved, or
+                # the client re-subscribed under us): anything published meanwhile
+                # was lost, so the bot's readers look again, now that no more can be
                 again = Wakeup(bot_id=self._channels[channel], update_id=None, prev_id=None)
                 self._dispatch(again)
+            self._relook.discard(channel)
             self._confirmed.add(channel)
             waiter = self._confirmations.pop(channel, None)
             if waiter is not None and not waiter.done():

@@ -173,7 +173,7 @@ async def test_redis_dropping_every_connection_of_the_workers_loses_nothing(
     )
     assert dropped >= 4  # at least the two workers' pub/sub and pipelined connections
     assert report == {"lost": 0, "duplicated": 0, "reordered": 0}
-    # and every process subscribed again (not only the once-a-second sweep reading)
+    # and every process subscribed again (not only the slow safety sweep reading)
     subscribed = 0
     for _ in range(int(wait_s(50))):
         subscribed = await subscribers()

@@ -3,7 +3,7 @@
 -- remember allowed_updates, take a poll generation (a newer poll ends older ones)
 -- and apply the tight-loop guard.
 -- KEYS[1] poll state hash of the consumer  KEYS[2] cursors hash  KEYS[3] epoch
--- KEYS[4] last stream id                   KEYS[5] live WebSocket reader of the consumer
+-- KEYS[4] last stream id                   KEYS[5] live WebSocket reader mark (_reader.lua)
 -- KEYS[6] webhook hash
 -- ARGV[1] consumer   ARGV[2] offset as given ('' when absent; may be negative)
 -- ARGV[3] candidate epoch (used when the bot never had an update)
@@ -20,6 +20,7 @@
 -- where `after` is the committed position the poll reads after and `entries` the
 -- first log entries after it (XRANGE form), saving the poll its first read.
 --@include ordinal
+--@include reader
 
 local state, cursors, epoch_key, last_key, reader_key, webhook_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -28,9 +29,12 @@ local consumer, offset_text = ARGV[1], ARGV[2]
 if ARGV[6] == '1' and redis.call('HGET', webhook_key, 'active') == '1' then
   return {'webhook'}
 end
-local reader = redis.call('GET', reader_key)
+local reader, stale = live_reader(reader_key)
 if reader then
   return {'reader', reader}
+end
+if stale then  -- the mark of a worker that is gone
+  redis.call('DEL', reader_key)
 end
 
 local epoch = redis.call('GET', epoch_key)
