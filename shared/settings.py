@@ -164,6 +164,14 @@ class Settings:
     long_poll_max_timeout: float = _setting(60.0, _float(0, 3600))
     # one JSON object per log line, or a readable line (development)
     log_format: str = _setting("json", _log_format)
+    # Ed25519 sign-in (/client/auth/*): how long a challenge may be answered, the
+    # name signed into it (unset: the host of public_rest_url, else the Host
+    # header the challenge was asked under), and the challenges a minute one key
+    # and one client address may ask for (bursts of as many)
+    auth_challenge_ttl_seconds: int = _setting(120, _int(10, 3600))
+    auth_audience: str | None = _setting(None, _str)
+    auth_key_per_minute: int = _setting(10, _int(1, 1_000_000))
+    auth_peer_per_minute: int = _setting(60, _int(1, 1_000_000))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
