@@ -77,7 +77,7 @@ def _operation(prefix: str, method: Method, security: str, verb: str) -> dict[st
     op: dict[str, Any] = {
         "operationId": f"{prefix}.{method.name}.{verb}",
         "summary": method.summary or method.name,
-        "security": [{security: []}],
+        "security": [{security: []}] if security else [],
         "responses": {
             "200": success_response(method.result),
             **_error_responses(*ERROR_STATUSES),
@@ -186,7 +186,7 @@ SERVICE_PATHS: dict[str, Any] = {
 def openapi_document(
     apis: Mapping[str, tuple[Mapping[str, Method], str]], *, extra_paths: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``apis``: path prefix -> (methods, security scheme name)."""
+    """``apis``: path prefix -> (methods, security scheme name; empty: no token)."""
     paths: dict[str, Any] = {}
     for prefix, (methods, security) in apis.items():
         for method in methods.values():
