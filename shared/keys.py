@@ -23,6 +23,7 @@ __all__ = [
     "backlog_leader",
     "bot_appended",
     "bot_chats",
+    "bot_conversation",
     "bot_cursors",
     "bot_epoch",
     "bot_generation",
@@ -152,6 +153,12 @@ def bot_seen_users(bot_id: int) -> str:
 def bot_chats(bot_id: int) -> str:
     """Set of internal chat ids of the groups the bot is a member of."""
     return f"{_bot(bot_id)}:chats"
+
+
+def bot_conversation(bot_id: int, chat_id: int) -> str:
+    """String (JSON), with a TTL: what a bot's own conversation in one chat waits
+    for (the system bot's, shared/store/conversations.py)."""
+    return f"{_bot(bot_id)}:conversation:{chat_id}"
 
 
 def bot_webhook(bot_id: int) -> str:

@@ -172,6 +172,10 @@ class Settings:
     auth_audience: str | None = _setting(None, _str)
     auth_key_per_minute: int = _setting(10, _int(1, 1_000_000))
     auth_peer_per_minute: int = _setting(60, _int(1, 1_000_000))
+    # the system bot acts for a user only on a message or button press of theirs
+    # this recent; its own process reads its token from system_bot_token
+    system_bot_window_seconds: int = _setting(300, _int(10, 3600))
+    system_bot_token: str | None = _setting(None, _str)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

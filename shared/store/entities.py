@@ -354,6 +354,12 @@ class Entities(Messages):
                 self._keep("b", bot_id, record, generation)
         return found
 
+    async def is_system_bot(self, bot_id: int) -> bool:
+        """Whether an operator made this bot the system bot (it may act for the
+        users who write to it: rest/methods/manage.py)."""
+        value = await self._redis.hget(keys.bot_info(bot_id), "system")
+        return value is not None and as_text(value) == "1"
+
     async def all_bot_ids(self) -> list[int]:
         """Every bot ever created (every bucket of the bot index), in id order."""
         async with self._redis.pipeline(transaction=False) as pipe:
