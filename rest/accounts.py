@@ -183,6 +183,11 @@ class Accounts:
         assert fresh is not None
         return fresh
 
+    async def make_system_bot(self, bot: BotRecord) -> None:
+        """Let ``bot`` act for the users who write to it (an operator's decision:
+        rest/methods/manage.py says how it may)."""
+        await self.db.update_bot(bot.id, {"system": True})
+
     async def bot_by_username(self, username: str) -> BotRecord | None:
         owner = await self.db.resolve_username(username.lower().lstrip("@"))
         if owner is None or owner[0] != "b":
