@@ -40,6 +40,7 @@ from rest.downloads import client_download_route, download_route
 from rest.messenger import Messenger
 from rest.methods import AUTH_METHODS, BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.auth import AnonymousCall
+from rest.methods.manage import ON_BEHALF_HEADER, system_bot_call
 from rest.methods.updates import end_waiting_polls
 from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.schema import Method
@@ -80,6 +81,17 @@ async def _user_call(services: Services, request: Request) -> UserCall:
     return UserCall(services, user, idempotency_key=idempotency_key(request))
 
 
+async def _manage_call(services: Services, request: Request) -> UserCall:
+    """A user's call, or the system bot's on behalf of the user it cites."""
+    citation = request.headers.get(ON_BEHALF_HEADER)
+    if citation is None:
+        return await _user_call(services, request)
+    token = auth_token(request, _BOT_SCHEMES)
+    return await system_bot_call(
+        services, token, citation, idempotency_key=idempotency_key(request)
+    )
+
+
 async def _anonymous_call(services: Services, request: Request) -> AnonymousCall:
     peer = request.client.host if request.client else "unknown"
     return AnonymousCall(services, peer=peer, host=request.headers.get("host", ""))
@@ -98,7 +110,7 @@ class Api:
 _APIS: dict[str, Api] = {
     "bot": Api(BOT_METHODS, _bot_call, "botToken"),
     "client": Api(CLIENT_METHODS, _user_call, "userToken"),
-    "manage": Api(MANAGE_METHODS, _user_call, "userToken"),
+    "manage": Api(MANAGE_METHODS, _manage_call, "userToken"),
     # Ed25519 sign-in: through the router (the fast path takes one-segment methods)
     "client/auth": Api(AUTH_METHODS, _anonymous_call, ""),
 }
