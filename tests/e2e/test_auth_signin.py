@@ -18,7 +18,7 @@ from shared import keys
 from shared.store import Store
 from tests.conftest import rest_url_fixture, unique
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 KEY_PER_MINUTE = 4
 signin_rest = rest_url_fixture(

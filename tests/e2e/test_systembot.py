@@ -27,7 +27,7 @@ from shared.settings import Settings
 from tests.api import Account, ApiFailure, Caller, client_api, create_bot, create_user
 from tests.conftest import Process, Stack, process_env, rest_url_fixture, unique, wait_s
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 TOKEN = re.compile(r"bot_[0-9]+:[A-Za-z0-9_-]+")
 WINDOW = 10
