@@ -25,6 +25,7 @@ __all__ = [
     "bot_chats",
     "bot_conversation",
     "bot_cursors",
+    "bot_doomed_messages",
     "bot_epoch",
     "bot_generation",
     "bot_idempotency",
@@ -159,6 +160,12 @@ def bot_conversation(bot_id: int, chat_id: int) -> str:
     """String (JSON), with a TTL: what a bot's own conversation in one chat waits
     for (the system bot's, shared/store/conversations.py)."""
     return f"{_bot(bot_id)}:conversation:{chat_id}"
+
+
+def bot_doomed_messages(bot_id: int) -> str:
+    """Sorted set ``<chat>:<message>`` by when (ms): messages a bot deletes then
+    (the system bot's token messages)."""
+    return f"{_bot(bot_id)}:doomed"
 
 
 def bot_webhook(bot_id: int) -> str:

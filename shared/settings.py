@@ -176,6 +176,8 @@ class Settings:
     # this recent; its own process reads its token from system_bot_token
     system_bot_window_seconds: int = _setting(300, _int(10, 3600))
     system_bot_token: str | None = _setting(None, _str)
+    # the system bot deletes the messages that show a token this long after (0: keeps them)
+    system_bot_token_message_seconds: int = _setting(600, _int(0, 30 * 86_400))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
