@@ -25,7 +25,7 @@ from botgw.systembot.api import Refused, SystemBotApi
 from botgw.systembot.dialogue import Dialogue
 from gateway.client import GatewayClient, GatewayError
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, StoreError
 
 __all__ = [
     "SYSTEM_BOT_NAME",
@@ -80,18 +80,25 @@ async def run_system_bot(settings: Settings, *, rest_url: str, gateway_url: str)
             me = await _me(api, stop)
             if me is None:
                 return
-            dialogue = Dialogue(api, store.conversations, int(me["id"]))
+            dialogue = Dialogue(
+                api,
+                store.conversations,
+                int(me["id"]),
+                token_message_seconds=settings.system_bot_token_message_seconds,
+            )
             log.info("system bot @%s answering", me["username"])
             async with GatewayClient(
                 gateway_url, token, consumer=CONSUMER, on_gap="oldest"
             ) as client:
                 serving = asyncio.create_task(_serve(client, dialogue))
+                deleting = asyncio.create_task(_delete_token_messages(dialogue, stop))
                 stopping = asyncio.create_task(stop.wait())
                 await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
-                serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await serving
+                for task in (stopping, serving, deleting):
+                    task.cancel()
+                for task in (serving, deleting):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     finally:
         await store.close()
 
@@ -111,6 +118,19 @@ async def _me(api: SystemBotApi, stop: asyncio.Event) -> dict[str, str] | None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return None
+
+
+async def _delete_token_messages(dialogue: Dialogue, stop: asyncio.Event) -> None:
+    """Every second, the token messages whose time has come are deleted."""
+    while not stop.is_set():
+        try:
+            await dialogue.delete_due()
+        except (httpx.HTTPError, StoreError) as exc:  # again in a second
+            log.warning("token messages not deleted yet: %s", exc)
+        except Exception:
+            log.exception("deleting token messages failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 async def _serve(client: GatewayClient, dialogue: Dialogue) -> None:

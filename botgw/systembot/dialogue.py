@@ -8,12 +8,15 @@ that user refuses another user's bot (403 ``NOT_OWNER``).
 What it asked a chat last (``/newbot`` waits for a name, then a username; an edit
 waits for the new text) is kept in Redis (``store.conversations``), written
 before the update is acked: a restart resumes every conversation where it was.
+A message that shows a token is deleted ``token_message_seconds`` after it was
+sent (:meth:`Dialogue.delete_due`, run by the process every second).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from botgw.systembot.api import Citation, Refused, SystemBotApi
@@ -37,10 +40,7 @@ HELP = """I can help you create and manage bots.
 
 _USERNAME = re.compile(r"^[a-z][a-z0-9_]{0,27}_bot$")
 _COMMAND_LINE = re.compile(r"^/?([a-z0-9_]{1,32})\s*-\s*(.{1,256})$")
-_TOKEN_NOTE = (
-    "Keep your token secure and store it safely: anyone who has it controls the "
-    "bot. Delete this message once you have copied it."
-)
+_TOKEN_NOTE = "Keep your token secure and store it safely: anyone who has it controls the bot."
 
 # the commands that pick a bot from a keyboard first: command -> (action, question)
 _PICKERS: dict[str, tuple[str, str]] = {
@@ -99,10 +99,28 @@ def parse_commands(text: str) -> list[dict[str, str]] | None:
 class Dialogue:
     """The system bot's side of every private chat."""
 
-    def __init__(self, api: SystemBotApi, conversations: Conversations, bot_id: int) -> None:
+    def __init__(
+        self,
+        api: SystemBotApi,
+        conversations: Conversations,
+        bot_id: int,
+        *,
+        token_message_seconds: int = 0,
+    ) -> None:
         self.api = api
         self.conversations = conversations
         self.bot_id = bot_id
+        self.token_message_seconds = token_message_seconds
+
+    async def delete_due(self) -> int:
+        """Delete the token messages whose time has come; how many were due."""
+        due = await self.conversations.due(self.bot_id, int(time.time() * 1000))
+        for chat_id, message_id in due:
+            try:
+                await self.api.bot("deleteMessage", chat_id=chat_id, message_id=message_id)
+            except Refused as exc:  # deleted by the user already, say
+                log.info("token message %d not deleted: %s", message_id, exc)
+        return len(due)
 
     async def handle(self, update: dict[str, Any]) -> None:
         """Answer one update; a refusal of the API is told to the user, never raised."""
@@ -198,12 +216,12 @@ class Dialogue:
             )
             return
         await self.conversations.put(self.bot_id, chat_id, {})
-        await self._send(
+        await self._send_token(
             cite.update_id,
             chat_id,
             f"Done! Congratulations on your new bot. You will find it at "
             f"@{bot['username']}.\n\nUse this token to access the HTTP API and the "
-            f"gateway:\n{bot['token']}\n\n{_TOKEN_NOTE}",
+            f"gateway:\n{bot['token']}\n\n{self._token_note()}",
         )
 
     async def _edit(self, cite: Citation, chat_id: int, step: str, bot_id: int, text: str) -> None:
@@ -252,11 +270,11 @@ class Dialogue:
         elif action == "token":
             bot = await self._manage_bot(cite, chat_id, "rotateToken", bot_id)
             if bot is not None:
-                await self._send(
+                await self._send_token(
                     update_id,
                     chat_id,
                     f"The new token of @{bot['username']} is:\n{bot['token']}\n\nThe old "
-                    f"one stopped working. {_TOKEN_NOTE}",
+                    f"one stopped working. {self._token_note()}",
                 )
         elif action == "revoke":
             bot = await self._manage_bot(cite, chat_id, "getBot", bot_id)
@@ -341,15 +359,32 @@ class Dialogue:
             return None
         return result
 
+    def _token_note(self) -> str:
+        seconds = self.token_message_seconds
+        if not seconds:
+            return _TOKEN_NOTE
+        minutes = f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
+        return f"{_TOKEN_NOTE} I will delete it in {minutes}."
+
+    async def _send_token(self, update_id: int, chat_id: int, text: str) -> None:
+        """Send a message showing a token, to be deleted in ``token_message_seconds``."""
+        sent = await self._send(update_id, chat_id, text)
+        if self.token_message_seconds:
+            at_ms = int((time.time() + self.token_message_seconds) * 1000)
+            await self.conversations.doom(self.bot_id, chat_id, int(sent["message_id"]), at_ms)
+
     async def _ask(self, update_id: int, chat_id: int, state: dict[str, Any], text: str) -> None:
         await self.conversations.put(self.bot_id, chat_id, state)
         await self._send(update_id, chat_id, text)
 
     async def _send(
         self, update_id: int, chat_id: int, text: str, *, markup: dict[str, Any] | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if markup is not None:
             params["reply_markup"] = markup
         # one message per update: a replay of the update sends it once
-        await self.api.bot("sendMessage", f"systembot-{update_id}-send", **params)
+        sent: dict[str, Any] = await self.api.bot(
+            "sendMessage", f"systembot-{update_id}-send", **params
+        )
+        return sent

@@ -3,9 +3,10 @@ users talking to it through the client API.
 
 A user creates a bot by the /newbot conversation (across a restart of the system
 bot), lists it with /mybots, rotates its token and revokes it with the inline
-keyboard; each new token works on REST and on the gateway at once. The system
-bot acts only for the user who wrote to it, only on that user's bots, and only
-while what it cites is recent.
+keyboard; each new token works on REST and on the gateway at once, and the
+messages that showed a token are deleted a while after. The system bot acts only
+for the user who wrote to it, only on that user's bots, and only while what it
+cites is recent.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.topologies("node", "cluster")]
 
 TOKEN = re.compile(r"bot_[0-9]+:[A-Za-z0-9_-]+")
 WINDOW = 10
+TOKEN_MESSAGE_SECONDS = 3
 short_window_rest = rest_url_fixture(
     "rest-short-window", BOTGW_SYSTEM_BOT_WINDOW_SECONDS=str(WINDOW)
 )
@@ -55,7 +57,11 @@ def _process(stack: Stack, token: str) -> Process:
     return Process(
         name="systembot",
         args=["systembot", "--rest-url", stack.rest_url, "--gateway-url", stack.ws_url],
-        env=process_env(stack.redis_url, BOTGW_SYSTEM_BOT_TOKEN=token),
+        env=process_env(
+            stack.redis_url,
+            BOTGW_SYSTEM_BOT_TOKEN=token,
+            BOTGW_SYSTEM_BOT_TOKEN_MESSAGE_SECONDS=str(TOKEN_MESSAGE_SECONDS),
+        ),
         log_path=stack.tmp / "systembot.log",
         port=0,
     )
@@ -99,6 +105,17 @@ class Talk:
                 return found[:count]
             await asyncio.sleep(0.05)
         raise AssertionError(f"the system bot did not answer: {found}")
+
+    async def gone(self, *messages: dict[str, Any]) -> None:
+        """Wait until none of ``messages`` is in the chat any more."""
+        ids = {m["message_id"] for m in messages}
+        deadline = time.monotonic() + wait_s(30)
+        while time.monotonic() < deadline:
+            history = await self.client("getChatHistory", chat_id=self.chat_id, limit=100)
+            if not ids & {m["message_id"] for m in history}:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"messages {ids} are still there")
 
     async def say(self, text: str) -> dict[str, Any]:
         sent = await self.client("sendMessage", chat_id=self.chat_id, text=text)
@@ -190,6 +207,10 @@ async def test_create_list_rotate_and_revoke_by_chat(
         "/bot/getMyCommands", headers={"Authorization": f"Bot {new_token[0]}"}
     )
     assert [c["command"] for c in commands.json()["result"]] == ["start", "forecast"]
+
+    # the messages that showed a token are deleted a while after
+    assert f"I will delete it in {TOKEN_MESSAGE_SECONDS} seconds" in done["text"]
+    await chat.gone(done, rotated)
 
     # /revoke: pick, confirm, and the token is refused from then on
     picker = await chat.say("/revoke")
