@@ -67,7 +67,12 @@ async def system_bot_call(
         if pressed is None or pressed.bot_id != bot.id:
             raise _bad_citation("no button press of that id (or it is too old)")
         found = await db.get_chat(pressed.chat_id)
-        if found is None or found.type != "private" or found.user_id != pressed.user_id:
+        if (
+            found is None
+            or found.type != "private"
+            or found.bot_id != bot.id
+            or found.user_id != pressed.user_id
+        ):
             raise _bad_citation("the button was not pressed in a private chat with you")
         chat, at = found, pressed.created
     else:
