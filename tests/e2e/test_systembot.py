@@ -12,6 +12,7 @@ cites is recent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import nacl.signing
 import pytest
 
 from botgw.admin import messenger_session
@@ -234,6 +236,34 @@ async def test_a_taken_username_is_asked_again(
     assert "already taken" in (await chat.say(taken))["text"]
     free = unique("fr") + "_bot"
     assert f"@{free}" in (await chat.say(free))["text"]
+
+
+async def test_a_user_signed_in_with_a_key_creates_a_bot(
+    http: httpx.AsyncClient, stack: Stack, system_bot: SystemBot
+) -> None:
+    key = nacl.signing.SigningKey.generate()
+    public_key = base64.urlsafe_b64encode(bytes(key.verify_key)).rstrip(b"=").decode()
+    asked = await http.post("/client/auth/challenge", json={"public_key": public_key})
+    message = asked.json()["result"]["message"].encode()
+    signature = base64.urlsafe_b64encode(key.sign(message).signature).rstrip(b"=").decode()
+    signed_in = await http.post(
+        "/client/auth/verify",
+        json={
+            "public_key": public_key,
+            "challenge": asked.json()["result"]["challenge"],
+            "signature": signature,
+            "username": unique("ky"),
+        },
+    )
+    result = signed_in.json()["result"]
+    user = Account(int(result["user"]["id"]), result["user"]["username"], result["token"])
+    chat = await talk(http, system_bot, user)
+    await chat.say("/newbot")
+    await chat.say("Keyed Bot")
+    username = unique("ky") + "_bot"
+    token = TOKEN.search((await chat.say(username))["text"])
+    assert token is not None
+    await works_on_both(http, stack, user, token[0])
 
 
 async def manage_as_system_bot(
