@@ -100,19 +100,22 @@ async def _anonymous_call(services: Services, request: Request) -> AnonymousCall
 @dataclass(frozen=True, slots=True)
 class Api:
     """One API under ``/<name>/<method>``: its methods, the call an authenticated
-    request makes, and the OpenAPI security scheme of its token."""
+    request makes, and the OpenAPI security: the ways to authenticate, each the
+    schemes sent together (none: the API takes no token)."""
 
     methods: Mapping[str, Method]
     call: Callable[[Services, Request], Awaitable[BotCall | UserCall | AnonymousCall]]
-    security: str  # empty: the API takes no token
+    security: tuple[tuple[str, ...], ...]
 
 
 _APIS: dict[str, Api] = {
-    "bot": Api(BOT_METHODS, _bot_call, "botToken"),
-    "client": Api(CLIENT_METHODS, _user_call, "userToken"),
-    "manage": Api(MANAGE_METHODS, _manage_call, "userToken"),
+    "bot": Api(BOT_METHODS, _bot_call, (("botToken",),)),
+    "client": Api(CLIENT_METHODS, _user_call, (("userToken",),)),
+    "manage": Api(
+        MANAGE_METHODS, _manage_call, (("userToken",), ("botToken", "systemBotCitation"))
+    ),
     # Ed25519 sign-in: through the router (the fast path takes one-segment methods)
-    "client/auth": Api(AUTH_METHODS, _anonymous_call, ""),
+    "client/auth": Api(AUTH_METHODS, _anonymous_call, ()),
 }
 
 

@@ -266,6 +266,15 @@ async def test_a_user_signed_in_with_a_key_creates_a_bot(
     await works_on_both(http, stack, user, token[0])
 
 
+async def test_openapi_tells_how_the_system_bot_authenticates(http: httpx.AsyncClient) -> None:
+    document = (await http.get("/openapi.json")).json()
+    security = document["paths"]["/manage/rotateToken"]["post"]["security"]
+    assert security == [{"userToken": []}, {"botToken": [], "systemBotCitation": []}]
+    scheme = document["components"]["securitySchemes"]["systemBotCitation"]
+    assert (scheme["in"], scheme["name"]) == ("header", "Botgw-On-Behalf-Of")
+    assert document["paths"]["/client/getMe"]["post"]["security"] == [{"userToken": []}]
+
+
 async def manage_as_system_bot(
     http: httpx.AsyncClient, token: str, citation: str, method: str, **params: Any
 ) -> httpx.Response:
