@@ -25,7 +25,7 @@ import re
 import time
 from typing import Any
 
-from rest.methods.profile import _check_commands
+from rest.methods.profile import check_commands
 from rest.object_schemas import ref
 from rest.schema import Method, Param
 from rest.services import Services, UserCall
@@ -212,7 +212,7 @@ MANAGE: tuple[Method, ...] = (
                 "commands",
                 "array",
                 max_length=100,
-                check=_check_commands,
+                check=check_commands,
                 schema={"type": "array", "items": ref("BotCommand")},
                 doc="the bot's command list (the default scope), as setMyCommands sets it",
             ),
