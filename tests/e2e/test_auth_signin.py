@@ -199,6 +199,32 @@ async def test_two_racing_verifications_get_one_token(http: httpx.AsyncClient) -
     assert {a.json().get("code") for a in answers if a.status_code == 401} == {"CHALLENGE_INVALID"}
 
 
+@pytest.mark.parametrize("same_name", [True, False])
+async def test_racing_first_sign_ins_of_a_key_make_one_user(
+    http: httpx.AsyncClient, same_name: bool
+) -> None:
+    key, name = Key.new(), unique("race")
+    attempts = [
+        await signed(http, key, username=name if same_name else f"{name}{i}") for i in range(4)
+    ]
+    answers = await asyncio.gather(*(call(http, "/client/auth/verify", **p) for p in attempts))
+    results = [a.json()["result"] for a in answers]
+    assert all(a.status_code == 200 for a in answers)
+    assert len({r["user"]["id"] for r in results}) == 1
+    assert [r["created"] for r in results].count(True) == 1
+    # the one token that still works is the newest one issued; the user is whole
+    working = [r["token"] for r in results if (await me(http, r["token"])).status_code == 200]
+    assert len(working) == 1
+    found = (await me(http, working[0])).json()["result"]
+    assert found["id"] == results[0]["user"]["id"]
+    if not same_name:
+        # the names of users taken back after losing the race are free again
+        for i in range(4):
+            if f"{name}{i}" != found["username"]:
+                other = await signed(http, Key.new(), username=f"{name}{i}")
+                assert (await ok(http, "/client/auth/verify", **other))["created"] is True
+
+
 async def test_malformed_requests_change_nothing(http: httpx.AsyncClient) -> None:
     key = Key.new()
     for bad, code in (
