@@ -1,7 +1,8 @@
 """Account administration used by the ``botgw users|bots`` commands and the dev stack.
 
 ``botgw bots create|list|revoke|rotate`` work on the store directly (no REST
-process needed) with the same rules as the management API: usernames and names
+process needed) with the same rules as the management API (``create --system``
+makes the system bot, docs/systembot.md): usernames and names
 are checked, tokens are printed once and stored only as SHA-256, a rotated token
 stops working at once and a revoked bot gets 412 ``BOT_INACTIVE``.
 """
@@ -74,7 +75,9 @@ async def run_admin(settings: Settings, action: str, args: argparse.Namespace) -
                 bot, token = await messenger.accounts.create_bot(
                     owner, username=args.username, name=name, description=args.description
                 )
-                _print_bot(bot)
+                if args.system:
+                    await messenger.accounts.make_system_bot(bot)
+                _print_bot(bot, **({"system": "yes"} if args.system else {}))
                 print(f"token: {token}")
             elif action == "bots.list":
                 db = messenger.db

@@ -1,8 +1,8 @@
 """The ``botgw`` command line.
 
-``botgw run`` is the dev stack (local Redis, REST, gateway, webhooks, demo data);
-``botgw rest|gateway|webhooks`` run one process each; ``botgw users ...`` and
-``botgw bots ...`` manage accounts directly in the store.
+``botgw run`` is the dev stack (local Redis, REST, gateway, webhooks, the system
+bot, demo data); ``botgw rest|gateway|webhooks|systembot`` run one process each;
+``botgw users ...`` and ``botgw bots ...`` manage accounts directly in the store.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ _QUIET: dict[str, tuple[str, ...]] = {
     "rest": (),
     "gateway": ("websockets",),
     "webhooks": ("httpx",),
+    "systembot": ("httpx", "websockets"),
     "run": (),
     "admin": (),
 }
@@ -139,6 +140,29 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_systembot(args: argparse.Namespace) -> int:
+    settings = _logged("systembot", args.log_level)
+    if not settings.redis_url:
+        logging.getLogger("botgw").critical("botgw: no Redis URL: set BOTGW_REDIS_URL")
+        return 1
+    rest_url = (
+        args.rest_url
+        or settings.public_rest_url
+        or f"http://{settings.rest_host}:{settings.rest_port}"
+    )
+    gateway_url = (
+        args.gateway_url
+        or settings.public_gateway_url
+        or f"ws://{settings.gateway_host}:{settings.gateway_port}/bot/ws"
+    )
+    from botgw.run import run_process
+    from botgw.systembot import run_system_bot
+
+    return _exits_logged(
+        lambda: run_process(run_system_bot(settings, rest_url=rest_url, gateway_url=gateway_url))
+    )
+
+
 async def _admin(settings: Settings, action: str, args: argparse.Namespace) -> int:
     from botgw.admin import run_admin
 
@@ -183,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-level", default="info")
         p.set_defaults(func=func)
 
+    system = sub.add_parser(
+        "systembot", help="run the system bot (token from BOTGW_SYSTEM_BOT_TOKEN)"
+    )
+    system.add_argument("--rest-url", help="default: BOTGW_PUBLIC_REST_URL, else REST's bind")
+    system.add_argument(
+        "--gateway-url", help="default: BOTGW_PUBLIC_GATEWAY_URL, else the gateway's bind"
+    )
+    system.add_argument("--log-level", default="info")
+    system.set_defaults(func=cmd_systembot)
+
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
     create_user = users.add_parser("create", help="create a user and print its token")
     create_user.add_argument("name")
@@ -194,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     create_bot.add_argument("--username", required=True, help="e.g. weather_bot")
     create_bot.add_argument("--name", help="display name (default: from the username)")
     create_bot.add_argument("--description", default="")
+    create_bot.add_argument(
+        "--system",
+        action="store_true",
+        help="make it the system bot, which acts for the users who write to it",
+    )
     create_bot.set_defaults(func=cmd_admin, action="bots.create")
     list_bots = bots.add_parser("list", help="list bots (of one owner, or all of them)")
     list_bots.add_argument("--owner")

@@ -229,6 +229,14 @@ def run_dev_stack(settings: Settings) -> int:
         if stopping:
             return 0
         demo = asyncio.run(ensure_demo(settings, data_dir / "demo.json"))
+        # the system bot (docs/systembot.md): made or its token renewed, named in
+        # demo.json, and started as one more child
+        from botgw.systembot import ensure_system_bot
+
+        demo["system_bot_username"], system_token = asyncio.run(ensure_system_bot(settings))
+        (data_dir / "demo.json").write_text(json.dumps(demo, indent=2) + "\n")
+        system_env = {**env, "BOTGW_SYSTEM_BOT_TOKEN": system_token}
+        procs.append(subprocess.Popen([*exe, "systembot"], env=system_env))
         metrics = (
             f"http://{settings.rest_metrics_host}:{settings.rest_metrics_port}/metrics",
             f"http://{settings.gateway_host}:{settings.gateway_port}/metrics",

@@ -26,7 +26,21 @@ from shared.ids import (
 from shared.models import BotRecord, UserRecord
 from shared.store import Store
 
-__all__ = ["Accounts"]
+__all__ = ["Accounts", "checked_user_name"]
+
+
+def checked_user_name(username: str) -> str:
+    """``username`` in lower case, or 400 ``INVALID_USERNAME`` saying what a user
+    name may be."""
+    username = username.lower()
+    if not USER_USERNAME_RE.match(username) or username.endswith("_bot"):
+        raise ApiError(
+            400,
+            "INVALID_USERNAME",
+            "a user name is 3-32 characters: a letter, then letters, digits or "
+            "underscores, and it must not end in _bot",
+        )
+    return username
 
 
 class Accounts:
@@ -36,25 +50,63 @@ class Accounts:
         self.store = store
         self.db = store.entities
 
-    async def create_user(self, username: str, name: str | None = None) -> tuple[UserRecord, str]:
-        username = username.lower()
-        if not USER_USERNAME_RE.match(username) or username.endswith("_bot"):
-            raise ApiError(
-                400,
-                "INVALID_USERNAME",
-                "a user name is 3-32 characters: a letter, then letters, digits or "
-                "underscores, and it must not end in _bot",
-            )
+    async def create_user(
+        self, username: str, name: str | None = None, *, public_key: str = ""
+    ) -> tuple[UserRecord, str]:
+        """A new user and its token; ``public_key``: the Ed25519 key it signs in with."""
+        username = checked_user_name(username)
         user_id = random_id()
         token = f"usr_{user_id}:{new_secret()}"
         # the token is handed out only once the user exists (record, then name)
         if not await self.db.create_user(
-            user_id=user_id, username=username, name=name or username, token_hash=hash_secret(token)
+            user_id=user_id,
+            username=username,
+            name=name or username,
+            token_hash=hash_secret(token),
+            public_key=public_key,
         ):
             raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         user = await self.db.get_user(user_id)
         assert user is not None
         return user, token
+
+    async def new_user_token(self, user: UserRecord) -> str:
+        """A new token for ``user``; the one it had stops working at once."""
+        token = f"usr_{user.id}:{new_secret()}"
+        await self.db.set_user_token(user.id, hash_secret(token))
+        return token
+
+    async def sign_in_with_key(
+        self, public_key: str, *, username: str, name: str | None = None
+    ) -> tuple[UserRecord, str, bool]:
+        """(user, a new token, whether the user is new) for a verified ``public_key``.
+
+        A key seen before signs in to its user. A new key registers a user named
+        ``username``; if that name is held by a user made for this very key whose
+        sign-in stopped before the key named it, that user is taken up.
+        """
+        challenges = self.store.challenges
+        user_id = await challenges.user_of(public_key)
+        if user_id is None:
+            try:
+                new, token = await self.create_user(username, name, public_key=public_key)
+            except ApiError as exc:
+                if exc.code != "USERNAME_TAKEN":
+                    raise
+                holder = await self.user_by_username(username)
+                if holder is None or await self.db.user_public_key(holder.id) != public_key:
+                    raise
+                user_id = await challenges.bind(public_key, holder.id)
+            else:
+                user_id = await challenges.bind(public_key, new.id)
+                if user_id == new.id:
+                    return new, token, True
+                # another first sign-in with this key won: take this user back
+                await self.db.forget_new_user(new.id, new.username)
+        user = await self.db.get_user(user_id)
+        if user is None:
+            raise ApiError(503, "BACKEND_UNAVAILABLE", "the key's user cannot be read; retry")
+        return user, await self.new_user_token(user), False
 
     async def user_by_username(self, username: str) -> UserRecord | None:
         owner = await self.db.resolve_username(username.lower().lstrip("@"))
@@ -130,6 +182,11 @@ class Accounts:
         fresh = await self.db.get_bot(bot.id)
         assert fresh is not None
         return fresh
+
+    async def make_system_bot(self, bot: BotRecord) -> None:
+        """Let ``bot`` act for the users who write to it (an operator's decision:
+        rest/methods/manage.py says how it may)."""
+        await self.db.update_bot(bot.id, {"system": True})
 
     async def bot_by_username(self, username: str) -> BotRecord | None:
         owner = await self.db.resolve_username(username.lower().lstrip("@"))

@@ -43,7 +43,9 @@ from rest.downloads import (
     presigned_upload_route,
 )
 from rest.messenger import Messenger
-from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
+from rest.methods import AUTH_METHODS, BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
+from rest.methods.auth import AnonymousCall
+from rest.methods.manage import ON_BEHALF_HEADER, system_bot_call
 from rest.methods.updates import end_waiting_polls
 from rest.openapi import SERVICE_PATHS, openapi_document
 from rest.schema import Method
@@ -84,20 +86,41 @@ async def _user_call(services: Services, request: Request) -> UserCall:
     return UserCall(services, user, idempotency_key=idempotency_key(request))
 
 
+async def _manage_call(services: Services, request: Request) -> UserCall:
+    """A user's call, or the system bot's on behalf of the user it cites."""
+    citation = request.headers.get(ON_BEHALF_HEADER)
+    if citation is None:
+        return await _user_call(services, request)
+    token = auth_token(request, _BOT_SCHEMES)
+    return await system_bot_call(
+        services, token, citation, idempotency_key=idempotency_key(request)
+    )
+
+
+async def _anonymous_call(services: Services, request: Request) -> AnonymousCall:
+    peer = request.client.host if request.client else "unknown"
+    return AnonymousCall(services, peer=peer, host=request.headers.get("host", ""))
+
+
 @dataclass(frozen=True, slots=True)
 class Api:
     """One API under ``/<name>/<method>``: its methods, the call an authenticated
-    request makes, and the OpenAPI security scheme of its token."""
+    request makes, and the OpenAPI security: the ways to authenticate, each the
+    schemes sent together (none: the API takes no token)."""
 
     methods: Mapping[str, Method]
-    call: Callable[[Services, Request], Awaitable[BotCall | UserCall]]
-    security: str
+    call: Callable[[Services, Request], Awaitable[BotCall | UserCall | AnonymousCall]]
+    security: tuple[tuple[str, ...], ...]
 
 
 _APIS: dict[str, Api] = {
-    "bot": Api(BOT_METHODS, _bot_call, "botToken"),
-    "client": Api(CLIENT_METHODS, _user_call, "userToken"),
-    "manage": Api(MANAGE_METHODS, _user_call, "userToken"),
+    "bot": Api(BOT_METHODS, _bot_call, (("botToken",),)),
+    "client": Api(CLIENT_METHODS, _user_call, (("userToken",),)),
+    "manage": Api(
+        MANAGE_METHODS, _manage_call, (("userToken",), ("botToken", "systemBotCitation"))
+    ),
+    # Ed25519 sign-in: through the router (the fast path takes one-segment methods)
+    "client/auth": Api(AUTH_METHODS, _anonymous_call, ()),
 }
 
 
@@ -327,6 +350,7 @@ def _register_labels() -> None:
     register_methods("bot", [*BOT_METHODS, "file"])
     register_methods("client", [*CLIENT_METHODS, "file"])
     register_methods("manage", MANAGE_METHODS)
+    register_methods("client", [f"auth/{name}" for name in AUTH_METHODS])
     # the dialect's method names are case-insensitive, as Telegram's
     register_methods("telegram", [*BOT_METHODS, "file"], any_case=True)
 
@@ -375,6 +399,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/bot/file/{file_path:path}", download_route, methods=["GET"]),
         Route("/bot/{method}", _API_ENDPOINTS["bot"], methods=["GET", "POST"]),
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
+        Route("/client/auth/{method}", _API_ENDPOINTS["client/auth"], methods=["POST"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         Route("/files/upload/{token}", presigned_upload_route, methods=["PUT"]),

@@ -9,7 +9,7 @@ metrics, file downloads) are described in :data:`SERVICE_PATHS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rest.object_schemas import SCHEMAS
@@ -73,11 +73,14 @@ def success_response(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _operation(prefix: str, method: Method, security: str, verb: str) -> dict[str, Any]:
+Security = Sequence[Sequence[str]]
+
+
+def _operation(prefix: str, method: Method, security: Security, verb: str) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": f"{prefix}.{method.name}.{verb}",
         "summary": method.summary or method.name,
-        "security": [{security: []}],
+        "security": [{scheme: [] for scheme in schemes} for schemes in security],
         "responses": {
             "200": success_response(method.result),
             **_error_responses(*ERROR_STATUSES),
@@ -184,9 +187,10 @@ SERVICE_PATHS: dict[str, Any] = {
 
 
 def openapi_document(
-    apis: Mapping[str, tuple[Mapping[str, Method], str]], *, extra_paths: Mapping[str, Any]
+    apis: Mapping[str, tuple[Mapping[str, Method], Security]], *, extra_paths: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``apis``: path prefix -> (methods, security scheme name)."""
+    """``apis``: path prefix -> (methods, security): the security is the ways to
+    authenticate, each a list of schemes sent together (none: no token)."""
     paths: dict[str, Any] = {}
     for prefix, (methods, security) in apis.items():
         for method in methods.values():
@@ -208,6 +212,13 @@ def openapi_document(
             "securitySchemes": {
                 "botToken": {"type": "http", "scheme": "bearer", "description": "bot token"},
                 "userToken": {"type": "http", "scheme": "bearer", "description": "user token"},
+                "systemBotCitation": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Botgw-On-Behalf-Of",
+                    "description": "with the system bot's token: 'message <chat_id> "
+                    "<message_id>' or 'callback <callback_query_id>' of the user it acts for",
+                },
             },
         },
     }

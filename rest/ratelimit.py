@@ -24,6 +24,10 @@ are taken one after the other: a call refused by the chat's bucket has spent its
 user token. The chat's is taken by the chat write itself, in the same script that
 stores the message, so it costs no round trip of its own.
 
+Ed25519 sign-in (``/client/auth/*``, no token) is bounded per client address
+(``auth_peer_per_minute``, both calls) and per key (``auth_key_per_minute``,
+challenges), each with a burst of one minute's worth.
+
 A refused call raises 429 ``TOO_MANY_REQUESTS`` with ``parameters.retry_after``
 (whole seconds, at least 1; the REST layer adds the ``Retry-After`` header). It is
 taken after every check of the call and before anything is written, so a refused
@@ -45,6 +49,7 @@ __all__ = [
     "chat_send_rate",
     "refuse_chat_send",
     "take_send_token",
+    "take_sign_in_token",
     "take_user_token",
 ]
 
@@ -74,6 +79,13 @@ async def take_user_token(store: Store, settings: Settings, user_id: int) -> Non
         keys.user_rate(user_id), settings.client_rate_per_second, settings.client_rate_burst
     )
     _refuse(wait_ms, "requests")
+
+
+async def take_sign_in_token(store: Store, key: str, per_minute: int) -> None:
+    """Take a token of a sign-in bucket (``per_minute``, a burst of as many; keys
+    :func:`shared.keys.auth_key_rate`, :func:`shared.keys.auth_peer_rate`), or raise 429."""
+    wait_ms = await store.take_token(key, per_minute / 60.0, float(per_minute))
+    _refuse(wait_ms, "sign-in attempts")
 
 
 def chat_send_rate(settings: Settings) -> tuple[float, float]:

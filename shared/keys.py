@@ -16,10 +16,16 @@ from __future__ import annotations
 
 __all__ = [
     "INDEX_BUCKETS",
+    "auth_challenge",
+    "auth_key_rate",
+    "auth_key_user",
+    "auth_peer_rate",
     "backlog_leader",
     "bot_appended",
     "bot_chats",
+    "bot_conversation",
     "bot_cursors",
+    "bot_doomed_messages",
     "bot_epoch",
     "bot_generation",
     "bot_idempotency",
@@ -149,6 +155,18 @@ def bot_seen_users(bot_id: int) -> str:
 def bot_chats(bot_id: int) -> str:
     """Set of internal chat ids of the groups the bot is a member of."""
     return f"{_bot(bot_id)}:chats"
+
+
+def bot_conversation(bot_id: int, chat_id: int) -> str:
+    """String (JSON), with a TTL: what a bot's own conversation in one chat waits
+    for (the system bot's, shared/store/conversations.py)."""
+    return f"{_bot(bot_id)}:conversation:{chat_id}"
+
+
+def bot_doomed_messages(bot_id: int) -> str:
+    """Sorted set ``<chat>:<message>`` by when (ms): messages a bot deletes then
+    (the system bot's token messages)."""
+    return f"{_bot(bot_id)}:doomed"
 
 
 def bot_webhook(bot_id: int) -> str:
@@ -350,3 +368,29 @@ def server_secret() -> str:
     """String: the secret behind scoped user ids, when not configured (read once
     per process, so its one fixed slot is no hot spot)."""
     return f"{PREFIX}{{idx}}:secret"
+
+
+def _auth_key(public_key: str) -> str:
+    """The tag of a sign-in key: its base64url form (``[A-Za-z0-9_-]``, no braces)."""
+    return f"{PREFIX}{{k{public_key}}}"
+
+
+def auth_challenge(public_key: str, challenge: str) -> str:
+    """String (the audience it was issued for), with a TTL: one outstanding sign-in
+    challenge of a key, consumed by GETDEL."""
+    return f"{_auth_key(public_key)}:challenge:{challenge}"
+
+
+def auth_key_user(public_key: str) -> str:
+    """String: the id of the user a sign-in key belongs to."""
+    return f"{_auth_key(public_key)}:user"
+
+
+def auth_key_rate(public_key: str) -> str:
+    """Hash (tokens, ts): the bucket of sign-in challenges of one key."""
+    return f"{_auth_key(public_key)}:rate"
+
+
+def auth_peer_rate(peer: str) -> str:
+    """Hash (tokens, ts): the bucket of sign-in calls from one client address."""
+    return f"{PREFIX}{{ap{peer}}}:rate"

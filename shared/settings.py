@@ -208,6 +208,20 @@ class Settings:
     # gateway: how long a worker's live-reader lease lasts unrenewed (renewed every
     # third of it); unset: three heartbeat intervals, at least 30 s
     ws_reader_ttl_seconds: float | None = _setting(None, _float(0.3, 86_400))
+    # Ed25519 sign-in (/client/auth/*): how long a challenge may be answered, the
+    # name signed into it (unset: the host of public_rest_url, else the Host
+    # header the challenge was asked under), and the challenges a minute one key
+    # and one client address may ask for (bursts of as many)
+    auth_challenge_ttl_seconds: int = _setting(120, _int(10, 3600))
+    auth_audience: str | None = _setting(None, _str)
+    auth_key_per_minute: int = _setting(10, _int(1, 1_000_000))
+    auth_peer_per_minute: int = _setting(60, _int(1, 1_000_000))
+    # the system bot acts for a user only on a message or button press of theirs
+    # this recent; its own process reads its token from system_bot_token
+    system_bot_window_seconds: int = _setting(300, _int(10, 3600))
+    system_bot_token: str | None = _setting(None, _str)
+    # the system bot deletes the messages that show a token this long after (0: keeps them)
+    system_bot_token_message_seconds: int = _setting(600, _int(0, 30 * 86_400))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

@@ -17,6 +17,7 @@ history     getChatHistory (bots and users)
 updates     getUpdates, the long poll
 webhooks    setWebhook, deleteWebhook, getWebhookInfo
 client      the users' own: getMe, startBot, messages and reactions, groups, members
+auth        Ed25519 sign-in for users (``/client/auth/<method>``, no token)
 manage      a user's bots and their tokens
 ==========  ===============================================================
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rest.methods import (
+    auth,
     callbacks,
     chats,
     client,
@@ -40,7 +42,7 @@ from rest.methods import (
 )
 from rest.schema import Method
 
-__all__ = ["BOT_METHODS", "CLIENT_METHODS", "MANAGE_METHODS"]
+__all__ = ["AUTH_METHODS", "BOT_METHODS", "CLIENT_METHODS", "MANAGE_METHODS"]
 
 
 def _by_name(methods: Iterable[Method]) -> dict[str, Method]:
@@ -76,3 +78,6 @@ CLIENT_METHODS: dict[str, Method] = _by_name(
 
 # ``/manage/<method>``
 MANAGE_METHODS: dict[str, Method] = _by_name(manage.MANAGE)
+
+# ``/client/auth/<method>``: sign-in, without a token
+AUTH_METHODS: dict[str, Method] = _by_name(auth.AUTH)

@@ -17,7 +17,7 @@ from rest.services import BotCall
 from shared.errors import ApiError
 from shared.models import BotRecord
 
-__all__ = ["BOT"]
+__all__ = ["BOT", "check_commands"]
 
 COMMAND_SCOPES = (
     "default",
@@ -45,7 +45,8 @@ async def get_me(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_commands(name: str, value: Any) -> list[dict[str, str]]:
+def check_commands(name: str, value: Any) -> list[dict[str, str]]:
+    """A list of BotCommands as given (``setMyCommands``, ``editBot``), or 400."""
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
@@ -203,7 +204,7 @@ BOT: tuple[Method, ...] = (
                 "array",
                 required=True,
                 max_length=100,
-                check=_check_commands,
+                check=check_commands,
                 schema={"type": "array", "items": ref("BotCommand")},
             ),
             _SCOPE,

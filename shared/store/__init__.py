@@ -7,9 +7,10 @@ operations as attributes: ``store.log`` (update logs and cursors),
 ``store.outbox`` (message writes and the updates they cause, in one step),
 ``store.entities`` (users, bots, chats, messages), ``store.readers`` (getUpdates
 polls, webhooks and their dispatchers' leases), ``store.calls`` (results kept for
-Idempotency-Key retries) and ``Wakeups`` (one pub/sub subscription per process
-for all bots). Each sub-store is handed only the pieces it uses, never the
-``Store``.
+Idempotency-Key retries), ``store.challenges`` (Ed25519 sign-in),
+``store.conversations`` (the system bot's) and ``Wakeups`` (one pub/sub
+subscription per process for all bots). Each sub-store is handed only the pieces
+it uses, never the ``Store``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from shared.redis_url import parse_redis_url
 from shared.settings import Settings
 from shared.store.backlog import Backlog, BacklogReader
 from shared.store.calls import CallResults
+from shared.store.challenges import Challenges
 from shared.store.client import Client
+from shared.store.conversations import Conversations
 from shared.store.entities import Entities
 from shared.store.log import AppendResult, LogInfo, StoredUpdate, UpdateLog
 from shared.store.outbox import Outbox
@@ -72,6 +75,8 @@ class Store:
         self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)
+        self.challenges = Challenges(wire=wire)
+        self.conversations = Conversations(wire=wire)
         self.backlog = BacklogReader(
             wire=wire,
             count_after=self.scripts["count_after"],

@@ -218,23 +218,39 @@ class Entities(Messages):
 
     # -- users ----------------------------------------------------------------
 
-    async def create_user(self, *, user_id: int, username: str, name: str, token_hash: str) -> bool:
-        """Create a user named ``username``; False (and nothing kept) if the name is
-        taken. The record first, then the claim (see the module docstring)."""
-        await self._redis.hset(
-            keys.user_info(user_id),
-            mapping={
-                "id": user_id,
-                "username": username,
-                "name": name,
-                "token_hash": token_hash,
-                "created": int(time.time()),
-            },
-        )
+    async def create_user(
+        self, *, user_id: int, username: str, name: str, token_hash: str, public_key: str = ""
+    ) -> bool:
+        """Create a user named ``username`` (signing in with ``public_key``, if given);
+        False (and nothing kept) if the name is taken. The record first, then the
+        claim (see the module docstring)."""
+        mapping: Fields = {
+            "id": user_id,
+            "username": username,
+            "name": name,
+            "token_hash": token_hash,
+            "created": int(time.time()),
+        }
+        if public_key:
+            mapping["public_key"] = public_key
+        await self._redis.hset(keys.user_info(user_id), mapping=mapping)
         if await self.claim_username(username, f"u{user_id}"):
             return True
         await self._redis.delete(keys.user_info(user_id))
         return False
+
+    async def user_public_key(self, user_id: int) -> str | None:
+        """The Ed25519 key a user signs in with, if it has one."""
+        value = await self._redis.hget(keys.user_info(user_id), "public_key")
+        return None if value is None else as_text(value)
+
+    async def forget_new_user(self, user_id: int, username: str) -> None:
+        """Take back a user just created that lost a race (its token was never
+        handed out): its name, if it still holds it, then its record."""
+        holder = await self.resolve_username(username)
+        if holder == f"u{user_id}":
+            await self._redis.delete(keys.username_owner(username))
+        await self._changed("u", user_id, ("delete", (keys.user_info(user_id),)))
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         hit, _ = self._cached("u", user_id)
@@ -338,6 +354,12 @@ class Entities(Messages):
                 found[bot_id] = record = _bot(text_fields(raw))
                 self._keep("b", bot_id, record, generation)
         return found
+
+    async def is_system_bot(self, bot_id: int) -> bool:
+        """Whether an operator made this bot the system bot (it may act for the
+        users who write to it: rest/methods/manage.py)."""
+        value = await self._redis.hget(keys.bot_info(bot_id), "system")
+        return value is not None and as_text(value) == "1"
 
     async def all_bot_ids(self) -> list[int]:
         """Every bot ever created (every bucket of the bot index), in id order."""

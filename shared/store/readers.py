@@ -2,9 +2,9 @@
 
 Reached as ``store.readers``. Three readers share a consumer's committed cursor
 (docs/design.md, Readers and cursors): a live WebSocket marks its consumer
-(``store.log.claim_reader``, under its worker's lease), an active webhook reads consumer ``default``, and
-every ``getUpdates`` call takes a new *poll generation* of its consumer so that a
-newer poll ends an older one.
+(``store.log.claim_reader``, under its worker's lease), an active webhook reads
+consumer ``default``, and every ``getUpdates`` call takes a new *poll generation*
+of its consumer so that a newer poll ends an older one.
 
 This module keeps
 

@@ -66,6 +66,25 @@ def _wait_demo(proc: subprocess.Popen[bytes], demo: Path, log: Path) -> dict[str
     raise AssertionError(f"botgw run never became ready: {log.read_text()[-3000:]}")
 
 
+def _system_bot_answers(rest: str, demo: dict[str, str]) -> None:
+    """The demo user starts the system bot that demo.json names; it answers /start."""
+    user = {"Authorization": f"Bearer {demo['user_token']}"}
+    started = httpx.post(
+        f"{rest}/client/startBot", json={"username": demo["system_bot_username"]}, headers=user
+    )
+    assert started.status_code == 200, started.text
+    chat_id = started.json()["result"]["id"]
+    deadline = time.monotonic() + wait_s(30)
+    while time.monotonic() < deadline:
+        history = httpx.post(
+            f"{rest}/client/getChatHistory", json={"chat_id": chat_id}, headers=user
+        ).json()["result"]
+        if any(m["from"]["is_bot"] and "/newbot" in m.get("text", "") for m in history):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the system bot did not answer /start")
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=wait_s(30))
@@ -85,6 +104,7 @@ def test_botgw_run_starts_everything_and_reuses_its_data(tmp_path: Path) -> None
             "bot_username",
             "user_token",
             "chat_id",
+            "system_bot_username",
         }
         assert demo["rest_url"] == f"http://127.0.0.1:{rest_port}"
         assert demo["gateway_url"] == f"ws://127.0.0.1:{gateway_port}/bot/ws"
@@ -101,6 +121,7 @@ def test_botgw_run_starts_everything_and_reuses_its_data(tmp_path: Path) -> None
         )
         assert sent.status_code == 200, sent.text
         assert "curl" in log.read_text() and demo["bot_token"] in log.read_text()
+        _system_bot_answers(rest, demo)
     finally:
         assert _stop(proc) == 0
     # every child is gone: the ports are closed

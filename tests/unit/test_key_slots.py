@@ -124,6 +124,17 @@ def test_every_key_of_a_file_shares_its_slot() -> None:
             assert slot(builder(file_id)) == expected, name
 
 
+def test_every_key_of_a_sign_in_key_shares_its_slot() -> None:
+    key_keys = family("public_key")
+    assert {"auth_challenge", "auth_key_user", "auth_key_rate"} == set(key_keys)
+    for _ in range(20):
+        public_key = secrets.token_urlsafe(32)
+        expected = slot(keys.auth_key_user(public_key))
+        for name, builder in key_keys.items():
+            for i in range(5):
+                assert slot(call(builder, i, public_key=public_key)) == expected, name
+
+
 def test_a_username_and_a_callback_query_are_each_one_key_of_their_own() -> None:
     assert len({slot(keys.username_owner(f"user_{i}")) for i in range(200)}) > 150
     assert len({slot(keys.callback_answers(secrets.token_urlsafe(12))) for _ in range(200)}) > 150

@@ -150,9 +150,9 @@ def test_unknown_parameters_are_ignored_as_telegram_does() -> None:
 def test_openapi_describes_every_route_with_request_and_result() -> None:
     document = openapi_document(
         {
-            "bot": (BOT_METHODS, "botToken"),
-            "client": (CLIENT_METHODS, "userToken"),
-            "manage": (MANAGE_METHODS, "userToken"),
+            "bot": (BOT_METHODS, [["botToken"]]),
+            "client": (CLIENT_METHODS, [["userToken"]]),
+            "manage": (MANAGE_METHODS, [["userToken"], ["botToken", "systemBotCitation"]]),
         },
         extra_paths=SERVICE_PATHS,
     )
@@ -163,6 +163,11 @@ def test_openapi_describes_every_route_with_request_and_result() -> None:
             assert post["responses"]["200"]["content"]["application/json"]["schema"]
             assert "requestBody" in post
             assert ("get" in paths[f"/{prefix}/{name}"]) == method.getter
+    assert paths["/bot/getMe"]["post"]["security"] == [{"botToken": []}]
+    assert paths["/manage/listBots"]["post"]["security"] == [
+        {"userToken": []},
+        {"botToken": [], "systemBotCitation": []},
+    ]
     upload = paths["/bot/sendPhoto"]["post"]["requestBody"]["content"]
     assert upload["multipart/form-data"]["schema"]["properties"]["photo"]["format"] == "binary"
     for name in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/bot/file/{file_path}"):
