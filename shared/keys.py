@@ -57,12 +57,20 @@ __all__ = [
     "files",
     "idle_channel",
     "index_bucket",
+    "message_reactions",
     "outbox_index",
     "poll_state",
     "poll_votes",
     "server_secret",
+    "user_appended",
     "user_chats",
+    "user_epoch",
+    "user_events_channel",
     "user_info",
+    "user_last_event",
+    "user_log",
+    "user_log_idempotency",
+    "user_outbox_held",
     "user_rate",
     "username_owner",
     "webhook_dispatchers",
@@ -256,6 +264,13 @@ def chat_reactions(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:reactions"
 
 
+def message_reactions(chat_id: int, message_id: int) -> str:
+    """Hash: member -> JSON list of ReactionType objects, for one message (beside
+    :func:`chat_reactions`, written in the same transaction), so that a message's
+    reactions are read without scanning the chat's."""
+    return f"{PREFIX}{{c{chat_id}}}:reactions:{message_id}"
+
+
 def poll_votes(chat_id: int, message_id: int) -> str:
     """Hash: member -> JSON list of option ids; field ``~closed`` once the poll is closed."""
     return f"{PREFIX}{{c{chat_id}}}:poll:{message_id}"
@@ -306,6 +321,42 @@ def user_info(user_id: int) -> str:
 
 def user_chats(user_id: int) -> str:
     return f"{PREFIX}{{u{user_id}}}:chats"
+
+
+# A user's event log (shared/store/userlog.py): the same layout as a bot's update
+# log, in the user's slot, appended by ``append_update.lua`` as well.
+
+
+def user_log(user_id: int) -> str:
+    """Stream: the user's events (``/client/events``)."""
+    return f"{PREFIX}{{u{user_id}}}:events"
+
+
+def user_epoch(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:epoch"
+
+
+def user_last_event(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:last"
+
+
+def user_appended(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:n"
+
+
+def user_log_idempotency(user_id: int, key: str) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:idem:{key}"
+
+
+def user_outbox_held(user_id: int) -> str:
+    """Hash: chat id -> the newest outbox seq the user's log holds (as for bots)."""
+    return f"{PREFIX}{{u{user_id}}}:events:held"
+
+
+def user_events_channel(user_id: int) -> str:
+    """Channel: ``"<id> <prev>"`` per appended event, or an ephemeral event as
+    ``!<type> <json>`` (a chat action)."""
+    return f"{PREFIX}{{u{user_id}}}:events:wake"
 
 
 def username_owner(username: str) -> str:
