@@ -97,6 +97,7 @@ async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
     old = await messenger.db.set_reaction(chat.id, message.id, me, new)
     if old == new:
         return True
+    await messenger.events.reactions(chat, message.id)
     if chat.type == "private":
         candidates = [chat.bot_id]
     else:
@@ -157,12 +158,16 @@ remove_chat_member = _member_change(Messenger.remove_member)
 
 async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
     messenger = call.services.messenger
-    view = messenger.view(None)
+    view = messenger.view(None, user=call.user.id)
     out = []
     for chat_id in await messenger.db.chats_of_user(call.user.id):
         chat = await messenger.db.get_chat(chat_id)
         if chat is not None:
-            out.append(await view.chat(chat))
+            shown = await view.chat(chat)
+            pinned = await view.pinned(chat)
+            if pinned is not None:  # the latest pin, as getChat shows it to bots
+                shown["pinned_message"] = await view.message(chat, pinned, with_reply=False)
+            out.append(shown)
     return out
 
 
