@@ -37,6 +37,7 @@ from rest.dispatch import (
     request_labels,
 )
 from rest.downloads import client_download_route, download_route
+from rest.events import UserFeeds, events_route
 from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.updates import end_waiting_polls
@@ -229,6 +230,8 @@ def _handler(exc: Exception) -> ExceptionHandler:
 
 # the API routes of every call: "/<api>/<method>", matched without the router
 _API_ENDPOINTS: dict[str, Endpoint] = {name: _api_endpoint(name, a) for name, a in _APIS.items()}
+# paths under an API that are routes of their own, not methods
+_ROUTED = frozenset({"/client/events"})
 
 
 class RestApp(Starlette):
@@ -265,7 +268,7 @@ class RestApp(Starlette):
                 path = path[len(root) :]
             api, slash, method = path[1:].partition("/")
             endpoint = _API_ENDPOINTS.get(api) if slash and method else None
-            if endpoint is not None and "/" not in method:
+            if endpoint is not None and "/" not in method and path not in _ROUTED:
                 scope["app"] = self
                 scope["path_params"] = {"method": method}
                 request = Request(scope, receive, send)
@@ -334,9 +337,11 @@ def create_app(settings: Settings) -> Starlette:
             files=open_blob_store(settings.files_path),
         )
         app.state.services = services
+        app.state.user_feeds = feeds = UserFeeds(wakeups)
 
         def start_drain() -> None:
             services.draining = True  # /readyz: 503; a poll that starts now waits not
+            feeds.closing.set()  # every user's event stream ends now
             answered = end_waiting_polls(services)
             log.info("draining: %d waiting long polls answered now", answered)
 
@@ -360,6 +365,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/bot/file/{file_path:path}", download_route, methods=["GET"]),
         Route("/bot/{method}", _API_ENDPOINTS["bot"], methods=["GET", "POST"]),
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
+        Route("/client/events", events_route, methods=["GET"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,
