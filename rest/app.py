@@ -42,6 +42,7 @@ from rest.messenger import Messenger
 from rest.methods import BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.updates import end_waiting_polls
 from rest.openapi import SERVICE_PATHS, openapi_document
+from rest.playground import ROUTES as PLAYGROUND_ROUTES
 from rest.schema import Method
 from rest.serve import DRAIN_STATE, Drain, metrics_registry
 from rest.services import BotCall, Services, UserCall
@@ -370,6 +371,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,
         *DIALECT_ROUTES,
+        *PLAYGROUND_ROUTES,
     ]
     app = RestApp(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
     app.state.openapi = openapi_document(
