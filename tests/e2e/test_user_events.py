@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +18,8 @@ from shared import keys
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import Account, Scene, scene_at
-from tests.conftest import Stack, wait_s
+from tests.conftest import RedisServer, Stack, rest_process, running, wait_s
+from tests.e2e.test_rest_drain import _errors_logged
 
 pytestmark = pytest.mark.asyncio
 
@@ -293,3 +296,21 @@ async def test_bad_requests_get_the_envelope(room: Scene) -> None:
         "/client/events?after=-1", headers={"Authorization": f"Bearer {room.user.token}"}
     )
     assert response.status_code == 400
+
+
+async def test_a_drain_ends_the_streams_cleanly(
+    redis_server: RedisServer, tmp_path: Path, settings: Settings
+) -> None:
+    process = rest_process(redis_server.url, tmp_path, "rest-events", BOTGW_REST_DRAIN_SECONDS="30")
+    with running(process):
+        async with scene_at(process.url, settings, "evd", users=1, private=True) as scene:
+            async with _open(scene.http, scene.user) as stream:
+                await scene.as_bot("sendMessage", chat_id=scene.bot_chat, text="live")
+                event = await stream.next()
+                assert event.data["message"]["text"] == "live"
+                process.signal(signal.SIGTERM)
+                with pytest.raises(EOFError):  # the end of the stream, not a cut
+                    await stream.next()
+            assert process.proc is not None
+            assert await asyncio.to_thread(process.proc.wait, wait_s(30)) == 0
+        assert _errors_logged(process.log_path) == []
