@@ -1,11 +1,12 @@
 """Logging in without a token at hand: the playground's two tokenless calls.
 
 =================  ==========================================================
+getLoginOptions    ``{"signup"}``: whether createUser is open
 redeemLoginCode    a one-time code (from ``botgw run``'s link) for its token
 createUser         a new user and its token, only while sign-up is open
 =================  ==========================================================
 
-Both answer ``{"token", "user"}``. The page keeps the token in its tab's
+The last two answer ``{"token", "user"}``. The page keeps the token in its tab's
 ``sessionStorage`` and sends it as ``Authorization: Bearer`` from then on; it is
 never in a URL or a cookie, so no link or cross-site request carries it. The
 client API authenticates every call before its method runs, so these are served
@@ -44,6 +45,10 @@ def login_codes(services: Services) -> LoginCodes:
 async def _answer(services: Services, user_id: int, token: str) -> dict[str, Any]:
     user = await services.messenger.view(None).user(member_key("u", user_id))
     return {"token": token, "user": user}
+
+
+async def get_login_options(call: LoginCall, p: dict[str, Any]) -> dict[str, Any]:
+    return {"signup": await login_codes(call.services).signup_open()}
 
 
 async def redeem_login_code(call: LoginCall, p: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +91,16 @@ _LOGIN_RESULT = {
 }
 
 LOGIN: tuple[Method, ...] = (
+    Method(
+        "getLoginOptions",
+        get_login_options,
+        summary="How one may log in here: whether createUser makes guests.",
+        result={
+            "type": "object",
+            "properties": {"signup": {"type": "boolean"}},
+            "required": ["signup"],
+        },
+    ),
     Method(
         "redeemLoginCode",
         redeem_login_code,
