@@ -27,6 +27,7 @@ __all__ = [
     "bot_info",
     "bot_last_id",
     "bot_log",
+    "bot_menu_buttons",
     "bot_outbox_held",
     "bot_private_chats",
     "bot_rate",
@@ -73,6 +74,8 @@ __all__ = [
     "user_outbox_held",
     "user_rate",
     "username_owner",
+    "webapp_launch",
+    "webapp_query",
     "webhook_dispatchers",
     "webhook_dispatchers_channel",
     "webhook_index",
@@ -374,6 +377,21 @@ def call_result(caller: str, key: str) -> str:
     """String: the result of a call made with an Idempotency-Key, in the slot of its
     caller (``caller`` is ``b<id>`` or ``u<id>``)."""
     return f"{PREFIX}{{{caller}}}:call:{key}"
+
+
+def bot_menu_buttons(bot_id: int) -> str:
+    """Hash: the bot's MenuButton (JSON) by chat internal id, ``default`` for all."""
+    return f"{_bot(bot_id)}:menu"
+
+
+def webapp_query(query_id: str) -> str:
+    """Hash: a web app launch that answerWebAppQuery may answer once, with a TTL."""
+    return f"{PREFIX}{{wq{query_id}}}:webapp"
+
+
+def webapp_launch(init_hash: str) -> str:
+    """Hash: the launch behind a signed init data (by its hash), with a TTL."""
+    return f"{PREFIX}{{wl{init_hash}}}:webapp"
 
 
 def callback_answers(query_id: str) -> str:
