@@ -48,6 +48,7 @@ from rest.serve import DRAIN_STATE, Drain, metrics_registry
 from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
+from rest.webapps import bridge_route
 from shared import logs
 from shared.errors import ApiError
 from shared.files import open_blob_store
@@ -367,6 +368,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/bot/{method}", _API_ENDPOINTS["bot"], methods=["GET", "POST"]),
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
         Route("/client/events", events_route, methods=["GET"]),
+        Route("/webapp.js", bridge_route, methods=["GET"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         *TELEGRAM_ROUTES,

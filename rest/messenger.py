@@ -391,6 +391,30 @@ class Messenger:
         (see :mod:`shared.store.outbox`); a retry with the same ``idempotency_key``
         returns the message stored the first time."""
         reply_to = await self.check_reply(chat, reply_to)
+        return await self.user_post(
+            user,
+            chat,
+            text=text,
+            entities=parse_entities(text) or None,
+            reply_to=reply_to,
+            idempotency_key=idempotency_key,
+        )
+
+    async def user_post(
+        self,
+        user: UserRecord,
+        chat: ChatRecord,
+        *,
+        text: str | None,
+        entities: list[dict[str, Any]] | None,
+        reply_to: int | None = None,
+        extra: dict[str, Any] | None = None,
+        to_bots: list[BotRecord] | None = None,
+        idempotency_key: str | None = None,
+    ) -> MessageRecord:
+        """Store a user's message (the caller checked ``reply_to``) with its updates in
+        one step: to ``to_bots``, or else to the bots the chat rules give, and to the
+        chat's users. ``extra``: what a mini app adds (web_app_data, via_bot)."""
         sender = member_key("u", user.id)
         message = MessageRecord(
             id=MESSAGE_ID_PLACEHOLDER,
@@ -398,10 +422,19 @@ class Messenger:
             sender=sender,
             date=now(),
             text=text,
-            entities=parse_entities(text) or None,
+            entities=entities or None,
             reply_to=reply_to,
+            extra=extra or {},
         )
-        pending = await self._pending(chat, message, "message")
+        if to_bots is None:
+            pending = await self._pending(chat, message, "message")
+        else:
+            pending = []
+            for bot in to_bots:
+                body = {"message": await self.view(bot.id).message(chat, message)}
+                pending.append(
+                    Pending(bot.id, "message", self.bot_chat_id(bot.id, chat), pack(body))
+                )
         pending += await self.events.message_pending(chat, message, "message")
         fields = message.to_storage()
         del fields["i"]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import UploadFile
 
@@ -296,6 +297,7 @@ def check_reply_markup(name: str, value: Any) -> Any:
                 raise _invalid(f"{where}.text must be a string of 1-128 characters")
             data = button.get("callback_data")
             url = button.get("url")
+            web_app = button.get("web_app")
             clean: dict[str, Any] = {"text": text}
             if data is not None:
                 if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
@@ -305,11 +307,57 @@ def check_reply_markup(name: str, value: Any) -> Any:
                 if not isinstance(url, str) or not re.fullmatch(r"(https?|tg)://\S{1,2000}", url):
                     raise _invalid(f"{where}.url must be an http(s) URL")
                 clean["url"] = url
-            if (data is None) == (url is None):
-                raise _invalid(f"{where} must have exactly one of callback_data or url")
+            if web_app is not None:
+                clean["web_app"] = check_web_app_info(f"{where}.web_app", web_app)
+            if [data, url, web_app].count(None) != 2:
+                raise _invalid(f"{where} must have exactly one of callback_data, url or web_app")
             clean_row.append(clean)
         clean_rows.append(clean_row)
     return {"inline_keyboard": clean_rows}
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_web_app_url(name: str, url: Any) -> str:
+    """A mini app's URL: https, or http on this machine (a developer's own server)."""
+    if isinstance(url, str) and len(url) <= 2048 and not re.search(r"\s", url):
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:  # e.g. an unclosed [ in the host
+            host = ""
+        else:
+            if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in _LOOPBACK):
+                return url
+    raise _invalid(
+        f"{name} must be an https URL of at most 2048 characters "
+        "(http only on localhost, 127.0.0.1 or [::1])"
+    )
+
+
+def check_web_app_info(name: str, value: Any) -> dict[str, str]:
+    """A WebAppInfo object: ``{"url"}``."""
+    if not isinstance(value, dict):
+        raise _invalid(f'{name} must be a WebAppInfo object: {{"url": "https://..."}}')
+    return {"url": check_web_app_url(f"{name}.url", value.get("url"))}
+
+
+def check_menu_button(name: str, value: Any) -> dict[str, Any]:
+    """A MenuButton: ``commands``, ``default``, or ``web_app`` with text and web_app."""
+    kind = value.get("type")
+    if kind in ("commands", "default"):
+        return {"type": kind}
+    if kind != "web_app":
+        raise _invalid(f"{name}.type must be 'commands', 'web_app' or 'default'")
+    text = value.get("text")
+    if not isinstance(text, str) or not 1 <= len(text) <= 64:
+        raise _invalid(f"{name}.text must be a string of 1-64 characters")
+    return {
+        "type": "web_app",
+        "text": text,
+        "web_app": check_web_app_info(f"{name}.web_app", value.get("web_app")),
+    }
 
 
 def _check_reply_parameters(name: str, value: Any) -> Any:

@@ -219,6 +219,8 @@ class View:
         for key, value in message.extra.items():
             if key == "poll":
                 out["poll"] = await self.poll(chat, message)
+            elif key == "_via_bot":
+                out["via_bot"] = await self.user(f"b{value}")
             elif key == "_forward":
                 out["forward_origin"] = {
                     "type": "user",

@@ -17,6 +17,7 @@ history     getChatHistory (bots and users)
 updates     getUpdates, the long poll
 webhooks    setWebhook, deleteWebhook, getWebhookInfo
 client      the users' own: getMe, startBot, messages and reactions, groups, members
+webapps     menu buttons, web app init data and data, answerWebAppQuery
 manage      a user's bots and their tokens
 ==========  ===============================================================
 """
@@ -36,6 +37,7 @@ from rest.methods import (
     polls,
     profile,
     updates,
+    webapps,
     webhooks,
 )
 from rest.schema import Method
@@ -59,6 +61,7 @@ BOT_METHODS: dict[str, Method] = _by_name(
         *history.BOT,
         *updates.BOT,
         *webhooks.BOT,
+        *webapps.BOT,
     )
 )
 
@@ -71,6 +74,7 @@ CLIENT_METHODS: dict[str, Method] = _by_name(
         *polls.CLIENT,
         *history.CLIENT,
         *media.CLIENT,
+        *webapps.CLIENT,
     )
 )
 

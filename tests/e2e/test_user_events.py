@@ -61,7 +61,7 @@ class EventStream:
 
     async def until(self, kind: str) -> tuple[Event, list[Event]]:
         """The next event of ``kind``, and the events before it."""
-        before = []
+        before: list[Event] = []
         while True:
             event = await self.next()
             if event.type == kind:
