@@ -240,7 +240,7 @@ async def answer_web_app_query(call: BotCall, p: dict[str, Any]) -> dict[str, st
     user = await messenger.db.get_user(int(query["user_id"]))
     if chat is None or user is None or await messenger.bot_in_chat(call.bot.id, chat) is None:
         raise ApiError(400, "QUERY_ID_INVALID", "the chat of this web app query is gone")
-    if not await webapps.answer_query(query_id):
+    if not await webapps.answer_query(query_id, LAUNCH_SECONDS):
         raise ApiError(400, "QUERY_ALREADY_ANSWERED", "this web app query was answered already")
     message = await messenger.user_post(
         user, chat, text=text, entities=entities, extra={"_via_bot": call.bot.id}

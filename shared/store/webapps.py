@@ -65,6 +65,12 @@ class WebApps:
         raw = await self._redis.hgetall(keys.webapp_query(query_id))
         return text_fields(raw) if raw and b"bot_id" in raw else None
 
-    async def answer_query(self, query_id: str) -> bool:
-        """Mark the query answered; False if it was answered already (or expired)."""
-        return bool(await self._redis.hsetnx(keys.webapp_query(query_id), "answered", "1"))
+    async def answer_query(self, query_id: str, ttl: int) -> bool:
+        """Mark the query answered; False if it was answered already. (A query that
+        expired meanwhile is marked with ``ttl``, so nothing is kept for ever.)"""
+        key = keys.webapp_query(query_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "answered", "1")
+            pipe.execute_command("EXPIRE", key, ttl, "NX")
+            marked, _ = await pipe.execute()
+        return bool(marked)
