@@ -184,10 +184,10 @@ function renderChatList() {
       {},
       el(
         "button",
-        { type: "button", class: `chat${current ? " current" : ""}`, "aria-current": current ? "true" : null, "data-chat-id": String(chat.id), onclick: () => openChat(chat.id) },
+        { type: "button", class: `chat${current ? " current" : ""}`, "aria-label": unread ? `${chatTitle(chat)}, ${unread} unread` : chatTitle(chat), "aria-current": current ? "true" : null, "data-chat-id": String(chat.id), onclick: () => openChat(chat.id) },
         el("span", { class: `avatar ${chat.type}`, "aria-hidden": "true" }, chatTitle(chat).slice(0, 1).toUpperCase()),
         el("span", { class: "name" }, chatTitle(chat)),
-        unread ? el("span", { class: "badge", "aria-label": `${unread} unread` }, String(unread)) : null,
+        unread ? el("span", { class: "badge", "aria-hidden": "true" }, String(unread)) : null,
       ),
     );
   });
@@ -253,7 +253,7 @@ function renderPane() {
     chatTitle: chatTitle(chat),
     commands: () => state.commands,
     menu: () => state.menu,
-    openMenu: (button, opener) => startMiniApp({ url: button.web_app.url, source: "menu", buttonText: button.text, opener }),
+    openMenu: (button, opener) => startMiniApp({ url: button.web_app.url, source: "menu_button", buttonText: button.text, opener }),
     send: sendFromComposer,
   });
   ui.pane.replaceChildren(header, ui.pinned, ui.list, ui.composer.node);
@@ -303,7 +303,10 @@ function upsert(message, { scroll = true } = {}) {
   }
   state.messages.set(message.message_id, message);
   const chat = state.chats.get(state.open);
-  const node = messageView(message, { mine: isMine(message), group: chat && chat.type === "group", actions });
+  const group = Boolean(chat && chat.type === "group");
+  const creator = state.members.some((m) => m.status === "creator" && m.user && m.user.id === state.me.id);
+  const mine = isMine(message);
+  const node = messageView(message, { mine, group, canDelete: mine || !group || creator, actions });
   const existing = document.getElementById(`m${message.message_id}`);
   if (existing) {
     existing.replaceWith(node);
@@ -328,7 +331,10 @@ async function loadHistory() {
   const messages = await call("getChatHistory", { chat_id: chatId, limit: 100 });
   if (chatId !== state.open) return;
   const seen = new Set(messages.map((m) => m.message_id));
-  removeMessages([...state.messages.keys()].filter((id) => !seen.has(id)));
+  // what is gone: not in the history, but older than its newest message (a newer
+  // one came by the event stream while the history was on its way)
+  const newest = messages.length ? Number(messages[messages.length - 1].message_id) : 0;
+  removeMessages([...state.messages.keys()].filter((id) => !seen.has(id) && Number(id) < newest));
   for (const message of messages) upsert(message, { scroll: false });
   ui.list.scrollTop = ui.list.scrollHeight;
 }
@@ -340,6 +346,7 @@ async function loadMembers() {
     state.members = [];
   }
   const chat = state.chats.get(state.open);
+  for (const message of [...state.messages.values()]) upsert(message, { scroll: false }); // who may delete
   if (chat && chat.type === "group") {
     const names = state.members.filter((m) => m.status !== "left" && m.status !== "kicked").map((m) => senderName(m.user));
     ui.subtitle.textContent = `${names.length} members: ${names.join(", ")}`;
@@ -370,12 +377,10 @@ async function loadMenu() {
 }
 
 async function loadPinned() {
-  try {
-    const chat = await call("getChat", { chat_id: state.open });
-    state.pinned = chat.pinned_message || null;
-  } catch {
-    state.pinned = null;
-  }
+  // getChats carries each chat's latest pin
+  await loadChats().catch(() => {});
+  const chat = state.chats.get(state.open);
+  state.pinned = (chat && chat.pinned_message) || null;
   renderPinned();
 }
 
@@ -506,21 +511,20 @@ function onEvent(type, data) {
   switch (type) {
     case "message":
     case "edited_message": {
-      const chatId = data.chat.id;
-      if (!state.chats.has(chatId)) state.chats.set(chatId, data.chat);
+      const { chat_id: chatId, message } = data;
+      if (!state.chats.has(chatId)) loadChats().catch(() => {});
       if (inOpenChat(chatId)) {
-        upsert(data);
-        const typing = state.typing.get(data.from && data.from.id);
+        upsert(message);
+        const typing = message.from && state.typing.get(message.from.id);
         if (typing) {
           clearTimeout(typing.timer);
-          state.typing.delete(data.from.id);
+          state.typing.delete(message.from.id);
           showTyping();
         }
-        if (data.web_app_data === undefined && type === "message" && data.pinned_message) loadPinned();
-      } else if (type === "message" && !isMine(data)) {
+      } else if (type === "message" && !isMine(message)) {
         state.unread.set(chatId, (state.unread.get(chatId) || 0) + 1);
+        renderChatList();
       }
-      renderChatList();
       break;
     }
     case "deleted_messages":
@@ -533,8 +537,10 @@ function onEvent(type, data) {
     }
     case "pinned_message":
       if (inOpenChat(data.chat_id)) {
-        state.pinned = data.message_id ? data.message || state.messages.get(data.message_id) || { message_id: data.message_id } : null;
+        const known = data.message_id && state.messages.get(data.message_id);
+        state.pinned = data.message_id ? known || null : null;
         renderPinned();
+        if (data.message_id && !known) loadPinned().catch(() => {});
       }
       break;
     case "poll": {
@@ -554,9 +560,7 @@ function onEvent(type, data) {
       }
       break;
     case "chat_member":
-      if (data.chat_id === undefined || inOpenChat(data.chat_id) || inOpenChat(data.chat && data.chat.id)) {
-        loadMembers().then(loadCommands);
-      }
+      if (inOpenChat(data.chat_id)) loadMembers().then(loadCommands);
       loadChats().catch(() => {});
       break;
     case "chat_action": {

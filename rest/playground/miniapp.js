@@ -35,8 +35,8 @@ export function closeMiniApp() {
   if (opener && opener.isConnected) opener.focus();
 }
 
-// Open `url` for the bot `botId` of chat `chatId`; `source` is "inline" (with
-// the message and the button's text), "menu" or "keyboard".
+// Open `url` for the bot `botId` of chat `chatId`; `source` is "inline_button" (with
+// the message and the button's text), "menu_button" or "keyboard_button".
 export async function openMiniApp({ chatId, botId, botName, url, source, message, buttonText, notify, opener }) {
   closeMiniApp();
   const params = { chat_id: chatId, bot_id: botId, source, url };

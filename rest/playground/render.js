@@ -163,7 +163,7 @@ function keyboardView(message, actions) {
       if (button.url && safeUrl(button.url)) {
         line.append(el("a", { class: "button", href: safeUrl(button.url), target: "_blank", rel: "noopener noreferrer", "aria-label": `${button.text} (opens a new tab)` }, button.text, " ↗"));
       } else if (button.web_app && button.web_app.url) {
-        line.append(el("button", { type: "button", class: "button webapp", "aria-label": `${button.text} (mini app)`, onclick: () => actions.openWebApp({ url: button.web_app.url, source: "inline", message, buttonText: button.text }) }, button.text));
+        line.append(el("button", { type: "button", class: "button webapp", "aria-label": `${button.text} (mini app)`, onclick: () => actions.openWebApp({ url: button.web_app.url, source: "inline_button", message, buttonText: button.text }) }, button.text));
       } else if (button.callback_data !== undefined) {
         line.append(el("button", { type: "button", class: "button", onclick: (e) => actions.press(message, button, e.currentTarget) }, button.text));
       } else {
@@ -196,8 +196,9 @@ function mediaView(message, actions) {
   return null;
 }
 
-// One message, as the user sees it; `mine` puts it on the right.
-export function messageView(message, { mine, group, actions }) {
+// One message, as the user sees it; `mine` puts it on the right; `canDelete`:
+// the user may delete it (their own; any in a private chat or as a group's creator).
+export function messageView(message, { mine, group, canDelete, actions }) {
   const who = senderName(message.from);
   const item = el("li", { class: `message${mine ? " mine" : ""}`, id: `m${message.message_id}`, "data-message-id": String(message.message_id), "aria-label": `${who}: ${message.text || message.caption || (message.poll ? "poll" : "message")}` });
   if (group && !mine) item.append(el("div", { class: "sender" }, who));
@@ -225,7 +226,7 @@ export function messageView(message, { mine, group, actions }) {
   tools.append(el("button", { type: "button", class: "tool", "aria-label": `Reply to ${who}`, onclick: () => actions.reply(message) }, "Reply"));
   tools.append(el("button", { type: "button", class: "tool", "aria-label": "React ❤", onclick: () => actions.react(message, "❤") }, "❤"));
   if (mine && message.text) tools.append(el("button", { type: "button", class: "tool", "aria-label": "Edit message", onclick: () => actions.edit(message) }, "Edit"));
-  tools.append(el("button", { type: "button", class: "tool", "aria-label": "Delete message", onclick: () => actions.remove(message) }, "Delete"));
+  if (canDelete) tools.append(el("button", { type: "button", class: "tool", "aria-label": "Delete message", onclick: () => actions.remove(message) }, "Delete"));
   item.append(tools);
   return item;
 }
