@@ -1,0 +1,121 @@
+"""The browser tests' bot: an agent holding the gateway socket with the repo's
+own client (:mod:`gateway.client`), run as a process of its own.
+
+``python -m tests.browser.agent <gateway url> <mini app url> <record file>``
+with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
+
+==============  ===========================================================
+/start          a greeting with an inline keyboard: a callback button, a
+                web_app button (the mini app) and a URL button
+poll            a public poll
+think           "typing", a pause, then "Done thinking."
+any other text  "typing", then the text back with "echo" in bold
+a button        answerCallbackQuery "You pressed it!"
+web_app_data    written to the record file (a JSON line), and acknowledged
+==============  ===========================================================
+
+Every update it handles is written to the record file as well, so a test can
+wait for what the bot has seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.client import GatewayClient, GatewayError
+
+GREETING = "Hello! I am the playground's test bot."
+
+
+def _keyboard(app_url: str) -> dict[str, Any]:
+    return {
+        "inline_keyboard": [
+            [{"text": "Press me", "callback_data": "press"}],
+            [
+                {"text": "Open app", "web_app": {"url": app_url}},
+                {"text": "Docs", "url": "https://example.org/docs"},
+            ],
+        ]
+    }
+
+
+async def _setup(client: GatewayClient, app_url: str) -> None:
+    commands = [
+        {"command": "start", "description": "Say hello"},
+        {"command": "poll", "description": "Ask a question"},
+    ]
+    await client.request("setMyCommands", commands=commands)
+    menu = {"type": "web_app", "text": "App", "web_app": {"url": app_url}}
+    try:
+        await client.request("setChatMenuButton", menu_button=menu)
+    except GatewayError as exc:  # no menu button: the keyboard's button still opens the app
+        print(f"agent: no chat menu button: {exc}", file=sys.stderr, flush=True)
+
+
+async def _handle(client: GatewayClient, update: dict[str, Any], app_url: str) -> None:
+    query = update.get("callback_query")
+    if query is not None:
+        await client.request(
+            "answerCallbackQuery", callback_query_id=query["id"], text="You pressed it!"
+        )
+        return
+    message = update.get("message") or {}
+    chat_id = message.get("chat", {}).get("id")
+    if chat_id is None:
+        return
+    if "web_app_data" in message:
+        data = message["web_app_data"]["data"]
+        await client.request("sendMessage", chat_id=chat_id, text=f"The app sent: {data}")
+        return
+    text = message.get("text")
+    if text is None:
+        return
+    if text.startswith("/start"):
+        await client.request(
+            "sendMessage", chat_id=chat_id, text=GREETING, reply_markup=_keyboard(app_url)
+        )
+    elif text == "poll":
+        await client.request(
+            "sendPoll",
+            chat_id=chat_id,
+            question="Tea or coffee?",
+            options=["Tea", "Coffee"],
+            is_anonymous=False,
+        )
+    elif text == "think":
+        await client.request("sendChatAction", chat_id=chat_id, action="typing")
+        # long enough for a test to see the indicator; it waits for it, not for this
+        await asyncio.sleep(2 * float(os.environ.get("BOTGW_TEST_TIMEOUT_SCALE", "1")))
+        await client.request("sendMessage", chat_id=chat_id, text="Done thinking.")
+    elif not message.get("from", {}).get("is_bot"):
+        await client.request("sendChatAction", chat_id=chat_id, action="typing")
+        await client.request(
+            "sendMessage",
+            chat_id=chat_id,
+            text=f"echo: {text}",
+            entities=[{"type": "bold", "offset": 0, "length": 4}],
+        )
+
+
+async def main(url: str, app_url: str, record: Path) -> None:
+    async with GatewayClient(url, os.environ["BOTGW_TOKEN"]) as client:
+        await _setup(client, app_url)
+        with record.open("a") as out:
+            out.write(json.dumps({"ready": True}) + "\n")
+            out.flush()
+            async for update in client:
+                try:
+                    await _handle(client, update, app_url)
+                except GatewayError as exc:  # an answer refused: the test sees it in the record
+                    out.write(json.dumps({"error": str(exc)}) + "\n")
+                out.write(json.dumps(update) + "\n")
+                out.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))

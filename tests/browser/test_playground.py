@@ -1,0 +1,338 @@
+"""The playground in a real headless Chromium, against real REST and gateway
+processes, with the test bot's agent holding the gateway socket.
+
+The tests run in order, as one person would use the page: log in with a link,
+start the bot, talk to it, press its buttons, vote, open its mini app; then a
+second person in a second browser sees a group's messages live. The main views
+are saved as screenshots (see tests/browser/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from botgw.devstack import playground_link
+from tests.browser.agent import GREETING
+from tests.browser.conftest import Stage, requested_urls
+from tests.conftest import wait_s
+
+Driver = Any
+
+
+def wait_for(driver: Driver, found: Callable[[Driver], Any], timeout: float = 20) -> Any:
+    """What ``found`` returns once it is truthy (it is asked again until then); a
+    page element that went stale meanwhile is looked up again."""
+
+    def attempt(d: Driver) -> Any:
+        try:
+            return found(d)
+        except (StaleElementReferenceException, WebDriverException):
+            return None
+
+    try:
+        return WebDriverWait(driver, wait_s(timeout), poll_frequency=0.1).until(attempt)
+    except TimeoutException:
+        notices = [t.text for t in driver.find_elements(By.CSS_SELECTOR, ".toast")]
+        console = [entry["message"] for entry in driver.get_log("browser")][-10:]
+        raise AssertionError(f"never happened; notices: {notices}; console: {console}") from None
+
+
+def click(driver: Driver, find: Callable[[Driver], WebElement]) -> None:
+    """Click what ``find`` finds, looking again if the page redrew it meanwhile."""
+
+    def clicked(d: Driver) -> bool:
+        find(d).click()
+        return True
+
+    wait_for(driver, clicked)
+
+
+def button(driver: Driver | WebElement, name: str) -> WebElement:
+    """The button whose accessible name (aria-label, else its text) is ``name``."""
+    xpath = (
+        f".//*[(self::button or self::a) and (@aria-label={_literal(name)} or "
+        f"(not(@aria-label) and normalize-space(.)={_literal(name)}))]"
+    )
+    found: WebElement = driver.find_element(By.XPATH, xpath)
+    return found
+
+
+def labelled(driver: Driver, label: str) -> WebElement:
+    """The text box named ``label``: by its <label>, else by aria-label."""
+    tags = driver.find_elements(By.XPATH, f"//label[normalize-space(.)={_literal(label)}]")
+    if tags:
+        found: WebElement = driver.find_element(By.ID, tags[0].get_attribute("for"))
+        return found
+    found = driver.find_element(
+        By.CSS_SELECTOR, f'input[aria-label="{label}"], textarea[aria-label="{label}"]'
+    )
+    return found
+
+
+def _literal(text: str) -> str:
+    return f'"{text}"' if '"' not in text else f"'{text}'"
+
+
+def message_with(driver: Driver, text: str) -> WebElement | None:
+    """The message of the open chat whose text contains ``text``."""
+    items: list[WebElement] = driver.find_elements(By.CSS_SELECTOR, "ol[role=log] > li")
+    for item in items:
+        if text in item.text:
+            return item
+    return None
+
+
+def notice(text: str) -> Callable[[Driver], bool]:
+    """Whether a notice (a toast) shows ``text``."""
+    return lambda d: any(text in t.text for t in d.find_elements(By.CSS_SELECTOR, ".toast"))
+
+
+def composer(driver: Driver) -> WebElement:
+    box: WebElement = driver.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Message"]')
+    assert box.get_attribute("id") == "composer"
+    return box
+
+
+def send(driver: Driver, text: str) -> None:
+    box = composer(driver)
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: composer(d).get_attribute("value") == "")
+
+
+def screenshot(stage: Stage, driver: Driver, name: str) -> None:
+    path = stage.shots / name
+    assert driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000, f"{name} is nearly empty"
+
+
+@pytest.fixture(scope="module")
+def alice(stage: Stage) -> Iterator[Driver]:
+    yield stage.browser()
+
+
+def test_the_page_is_served_with_its_security_headers(stage: Stage) -> None:
+    base = stage.stack.rest_url
+    with httpx.Client(base_url=base) as http:
+        moved = http.get("/playground")
+        assert moved.status_code == 308 and moved.headers["location"].endswith("/playground/")
+        page = http.get("/playground/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert "cache-control" in page.headers and "set-cookie" not in page.headers
+        script = http.get("/playground/app.js")
+        assert script.headers["content-type"].startswith("text/javascript")
+        for path in ("/playground/..%2Fapp.py", "/playground/nothing.js", "/playground/.env"):
+            assert http.get(path).status_code == 404, path
+
+
+def test_a_login_link_logs_in_once_and_leaves_no_token_in_the_url(
+    stage: Stage, alice: Driver
+) -> None:
+    demo = {"rest_url": stage.stack.rest_url, "user_token": stage.alice.token}
+    link = asyncio.run(playground_link(stage.settings, demo))
+    code = link.rsplit("=", 1)[1]
+    alice.get(link)
+    wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "nav[aria-label='Chats and tools']"))
+    assert stage.alice.username in alice.find_element(By.CSS_SELECTOR, ".me").text
+    assert "login=" not in alice.current_url and "#" not in alice.current_url
+    stored = alice.execute_script("return sessionStorage.getItem('botgw.playground.token')")
+    assert stored == stage.alice.token
+    assert alice.execute_script("return document.cookie") == ""
+    # the code is spent
+    answer = httpx.post(
+        f"{stage.stack.rest_url}/playground/api/redeemLoginCode", json={"code": code}
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "LOGIN_CODE_INVALID"
+    screenshot(stage, alice, "login-chats.png")
+
+
+def test_a_user_starts_the_bot_and_sees_its_reply_without_reload(
+    stage: Stage, alice: Driver
+) -> None:
+    start = labelled(alice, "Start a bot")
+    start.send_keys(stage.bot.username, Keys.ENTER)
+    wait_for(alice, lambda d: message_with(d, GREETING))
+    # the keyboard reaches the composer with Tab, and Enter sends
+    alice.find_element(By.CSS_SELECTOR, "button.chat.current").click()
+    for _ in range(80):
+        active = alice.switch_to.active_element
+        if active.get_attribute("aria-label") == "Message":
+            break
+        ActionChains(alice).send_keys(Keys.TAB).perform()
+    else:
+        raise AssertionError("Tab never reached the composer")
+    ActionChains(alice).send_keys("hello playground", Keys.ENTER).perform()
+    reply = wait_for(alice, lambda d: message_with(d, "echo: hello playground"))
+    assert reply.find_element(By.TAG_NAME, "strong").text == "echo"
+    assert button(alice, "Send").get_attribute("type") == "submit"
+
+
+def test_a_callback_button_shows_the_bots_answer(stage: Stage, alice: Driver) -> None:
+    greeting = message_with(alice, GREETING)
+    assert greeting is not None
+    button(greeting, "Press me").click()
+    toast = wait_for(
+        alice,
+        lambda d: [
+            t
+            for t in d.find_elements(By.CSS_SELECTOR, "[role=status].toast")
+            if "You pressed it!" in t.text
+        ],
+    )
+    assert toast
+    stage.wait_record(lambda e: (e.get("callback_query") or {}).get("data") == "press")
+    docs = button(greeting, "Docs (opens a new tab)")
+    assert docs.get_attribute("href") == "https://example.org/docs"
+    assert docs.get_attribute("target") == "_blank" and "noopener" in (
+        docs.get_attribute("rel") or ""
+    )
+
+
+def test_a_user_votes_in_the_bots_poll(stage: Stage, alice: Driver) -> None:
+    send(alice, "poll")
+    poll = wait_for(
+        alice,
+        lambda d: d.find_element(By.CSS_SELECTOR, "fieldset[aria-label='Poll: Tea or coffee?']"),
+    )
+    vote = poll.find_element(By.CSS_SELECTOR, "button[aria-label^='Vote for Tea']")
+    vote.click()
+    wait_for(
+        alice,
+        lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Vote for Tea, 1 vote']"),
+    )
+    answer = stage.wait_record(lambda e: "poll_answer" in e)
+    assert answer["poll_answer"]["option_ids"] == [0]
+    alice.execute_script("document.querySelector('ol[role=log]').scrollTop = 1e9")
+    screenshot(stage, alice, "chat.png")
+
+
+def test_the_typing_indicator_shows_while_the_bot_works(stage: Stage, alice: Driver) -> None:
+    send(alice, "think")
+    typing = alice.find_element(By.CSS_SELECTOR, ".chat-header .typing")
+    wait_for(alice, lambda d: typing.text == "Test Bot is typing…")
+    wait_for(alice, lambda d: message_with(d, "Done thinking."))
+    wait_for(alice, lambda d: typing.text == "")
+
+
+def test_reply_edit_react_and_delete(stage: Stage, alice: Driver) -> None:
+    echo = message_with(alice, "echo: hello playground")
+    assert echo is not None
+    button(echo, "Reply to Test Bot").click()
+    banner = alice.find_element(By.CSS_SELECTOR, ".composer-box .banner")
+    assert "Reply to Test Bot" in banner.text
+    send(alice, "a reply")
+    reply = wait_for(alice, lambda d: message_with(d, "a reply"))
+    assert "echo: hello playground" in reply.find_element(By.CSS_SELECTOR, ".reply-quote").text
+    wait_for(alice, lambda d: message_with(d, "echo: a reply"))
+
+    mine = message_with(alice, "a reply")
+    assert mine is not None
+    button(mine, "Edit message").click()
+    box = composer(alice)
+    assert box.get_attribute("value") == "a reply"
+    box.send_keys(" (edited)", Keys.ENTER)
+    edited = wait_for(alice, lambda d: message_with(d, "a reply (edited)"))
+    assert "edited" in edited.find_element(By.CSS_SELECTOR, ".meta").text
+
+    bot_message = message_with(alice, "echo: a reply")
+    assert bot_message is not None
+    button(bot_message, "React ❤").click()
+    wait_for(alice, lambda d: "❤ 1" in (message_with(d, "echo: a reply") or bot_message).text)
+    stage.wait_record(lambda e: "message_reaction" in e)
+
+    doomed = message_with(alice, "a reply (edited)")
+    assert doomed is not None
+    button(doomed, "Delete message").click()
+    wait_for(alice, lambda d: message_with(d, "a reply (edited)") is None)
+
+
+def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> None:
+    greeting = message_with(alice, GREETING)
+    assert greeting is not None
+    click(alice, lambda d: button(message_with(d, GREETING), "Open app (mini app)"))
+    panel = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog].miniapp"))
+    assert panel.get_attribute("aria-label") == "Mini app: Test Bot"
+    frame = panel.find_element(By.TAG_NAME, "iframe")
+    flags = set((frame.get_attribute("sandbox") or "").split())
+    # another origin than the page's: its own storage, never the playground's
+    assert flags == {"allow-scripts", "allow-forms", "allow-same-origin"}
+    src = frame.get_attribute("src")
+    assert src.startswith(stage.mini_app_url + "#") and "tgWebAppData=" in src
+    assert stage.alice.token not in src
+    main_button = wait_for(alice, lambda d: panel.find_element(By.CSS_SELECTOR, ".main-button"))
+    wait_for(alice, lambda d: main_button.text == "Send with the main button")
+    alice.switch_to.frame(frame)
+    try:
+        hello = wait_for(alice, lambda d: d.find_element(By.ID, "hello"))
+        wait_for(alice, lambda d: hello.text == f"Hello, {stage.alice.username}")
+        alice.switch_to.default_content()
+        screenshot(stage, alice, "mini-app.png")
+        alice.switch_to.frame(frame)
+        button(alice, "Send data").click()
+    finally:
+        alice.switch_to.default_content()
+    sent = stage.wait_record(lambda e: "web_app_data" in (e.get("message") or {}))
+    assert sent["message"]["web_app_data"]["data"] == "hello from the app"
+    wait_for(alice, lambda d: not d.find_elements(By.CSS_SELECTOR, ".miniapp"))
+    wait_for(alice, lambda d: message_with(d, "The app sent: hello from the app"))
+
+    # the main button, drawn by the page, is pressed in the app
+    click(alice, lambda d: button(message_with(d, GREETING), "Open app (mini app)"))
+    pressed = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, ".miniapp .main-button"))
+    wait_for(alice, lambda d: pressed.is_displayed() and pressed.text.startswith("Send"))
+    pressed.click()
+    stage.wait_record(
+        lambda e: (e.get("message") or {}).get("web_app_data", {}).get("data") == "main button"
+    )
+
+
+def test_a_second_user_sees_the_groups_messages_live(stage: Stage, alice: Driver) -> None:
+    labelled(alice, "New group").send_keys("Playground group", Keys.ENTER)
+    wait_for(
+        alice,
+        lambda d: "Playground group" in d.find_element(By.CSS_SELECTOR, ".chat-header h2").text,
+    )
+    for name in (stage.bot.username, stage.bob.username):
+        labelled(alice, "Add member").send_keys(name, Keys.ENTER)
+        wait_for(alice, notice(f"{name} was added"))
+
+    bob = stage.browser()
+    bob.get(f"{stage.stack.rest_url}/playground/")
+    labelled(bob, "User token").send_keys(stage.bob.token, Keys.ENTER)
+    click(bob, lambda d: button(d, "Playground group"))
+    wait_for(bob, lambda d: "3 members" in d.find_element(By.CSS_SELECTOR, ".subtitle").text)
+
+    send(alice, "hello, group")
+    seen = wait_for(bob, lambda d: message_with(d, "hello, group"))
+    assert stage.alice.username in seen.find_element(By.CSS_SELECTOR, ".sender").text
+    send(bob, "hi alice")
+    wait_for(alice, lambda d: message_with(d, "hi alice"))
+    screenshot(stage, alice, "group-alice.png")
+    screenshot(stage, bob, "group-bob.png")
+
+    for driver, user in ((alice, stage.alice), (bob, stage.bob)):
+        urls = requested_urls(driver)
+        assert urls, "the network log is empty"
+        leaked = [url for url in urls if user.token in url or "usr_" in url]
+        assert not leaked, leaked
+        assert user.token not in driver.current_url
