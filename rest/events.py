@@ -13,7 +13,9 @@ A cursor older than the log retains gets an event ``gap`` (data
 event retained. Ephemeral events (``chat_action``) have no id and are never
 stored: a stream hears them only while it is open. A comment line
 (``: keepalive``) is sent every :data:`KEEPALIVE_SECONDS`, and the log is read
-again then, so a wake-up that pub/sub lost delays an event by that much at most.
+again then, so a wake-up that pub/sub lost delays an event by that much at most;
+the user's token is checked again then too, and a stream opened with a token
+that has since been replaced ends.
 
 A process watches each user's channel once (:class:`UserFeeds`), however many
 streams of that user it serves. The user token comes in the ``Authorization``
@@ -29,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -177,7 +179,7 @@ async def events_route(request: Request) -> Response:
         "Content-Security-Policy": "default-src 'none'",
     }
     return StreamingResponse(
-        _stream(services, feeds, feed, cursor),
+        _stream(services, feeds, feed, cursor, user.token_hash),
         media_type="text/event-stream",
         headers=headers,
     )
@@ -197,12 +199,17 @@ async def _wait(feed: Feed, closing: asyncio.Event, timeout: float) -> None:
 
 
 async def _stream(
-    services: Services, feeds: UserFeeds, feed: Feed, cursor: int | None
+    services: Services, feeds: UserFeeds, feed: Feed, cursor: int | None, token_hash: str
 ) -> AsyncIterator[bytes]:
     userlog = services.store.userlog
     closing = feeds.closing
+
+    async def token_kept() -> bool:
+        user = await services.store.entities.get_user(feed.user_id)
+        return user is not None and user.token_hash == token_hash
+
     try:
-        async for chunk in _events(userlog, feed, closing, cursor):
+        async for chunk in _events(userlog, feed, closing, cursor, token_kept):
             yield chunk
     except StoreError as exc:
         # the client reconnects with its Last-Event-ID and misses nothing
@@ -212,13 +219,17 @@ async def _stream(
 
 
 async def _events(
-    userlog: UserLog, feed: Feed, closing: asyncio.Event, cursor: int | None
+    userlog: UserLog,
+    feed: Feed,
+    closing: asyncio.Event,
+    cursor: int | None,
+    token_kept: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[bytes]:
-    yield b"retry: 1000\n\n"
     # subscribed first, then the log is read: no event appended between is missed
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(feed.ready.wait(), SUBSCRIBE_WAIT_SECONDS)
     state = await userlog.state(feed.user_id)
+    gap = False
     if cursor is None:
         position = state.head
     elif cursor > state.head:
@@ -226,11 +237,14 @@ async def _events(
     else:
         position = cursor
         entries = await userlog.read_after(feed.user_id, cursor, READ_BATCH)
-        if entries and entries[0].prev_id > cursor:
-            yield GAP_FRAME  # then on from the oldest event retained
-        elif not entries and state.head > cursor:
-            yield GAP_FRAME  # none retained after the cursor: on from the head
+        # the oldest retained follows a newer entry, or none is retained after the cursor
+        gap = entries[0].prev_id > cursor if entries else state.head > cursor
+        if gap and not entries:
             position = state.head
+    # the first frame: the stream is positioned, every event from now on will come
+    yield b"retry: 1000\n\n"
+    if gap:
+        yield GAP_FRAME
     while not closing.is_set():
         feed.woken.clear()
         entries = await userlog.read_after(feed.user_id, position, READ_BATCH)
@@ -245,4 +259,6 @@ async def _events(
             continue
         await _wait(feed, closing, KEEPALIVE_SECONDS)
         if not feed.woken.is_set() and not closing.is_set():
+            if not await token_kept():
+                return  # the token was changed: the stream was opened with the old one
             yield b": keepalive\n\n"

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from shared import keys
+from shared.ids import hash_secret
 from shared.settings import Settings
 from shared.store import Store
 from tests.api import Account, Scene, scene_at
@@ -59,6 +60,14 @@ class EventStream:
                 fields[name] = value.removeprefix(" ")
             raise EOFError("the stream ended")
 
+    async def positioned(self) -> None:
+        """Until the stream's first frame (``retry:``): every event after it comes."""
+        async with asyncio.timeout(wait_s(20)):
+            async for line in self._lines:
+                if line.startswith("retry:"):
+                    return
+        raise EOFError("the stream ended")
+
     async def until(self, kind: str) -> tuple[Event, list[Event]]:
         """The next event of ``kind``, and the events before it."""
         before: list[Event] = []
@@ -85,7 +94,9 @@ async def _open(
     async with _stream(http, user, **headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        yield EventStream(response)
+        stream = EventStream(response)
+        await stream.positioned()
+        yield stream
 
 
 @pytest.fixture
@@ -258,6 +269,7 @@ async def test_resume_after_an_id_and_at_the_head(room: Scene) -> None:
         headers={"Authorization": f"Bearer {room.other.token}"},
     ) as response:
         stream = EventStream(response)
+        await stream.positioned()
         assert [(await stream.next()).data["message"]["text"] for _ in range(2)] == ["m1", "m2"]
     # without a cursor: only what comes next
     async with _open(room.http, room.other) as stream:
@@ -314,3 +326,12 @@ async def test_a_drain_ends_the_streams_cleanly(
             assert process.proc is not None
             assert await asyncio.to_thread(process.proc.wait, wait_s(30)) == 0
         assert _errors_logged(process.log_path) == []
+
+
+async def test_a_stream_ends_when_its_token_is_replaced(room: Scene, store: Store) -> None:
+    async with _open(room.http, room.other) as stream:
+        await room.as_user("sendMessage", chat_id=room.group, text="still yours")
+        assert (await stream.next()).data["message"]["text"] == "still yours"
+        await store.entities.set_user_token(room.other.user_id, hash_secret("usr_1:replaced"))
+        with pytest.raises(EOFError):  # at the next keepalive, at most 15 s later
+            await stream.next()
