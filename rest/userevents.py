@@ -48,6 +48,7 @@ class UserEvents:
     def pending(
         self, users: Iterable[int], kind: str, chat: ChatRecord, data: dict[str, Any]
     ) -> list[Pending]:
+        """One event of ``chat``, the same ``data`` for each of ``users``."""
         payload = pack(data)
         return [Pending(uid, kind, chat.id, payload, user=True) for uid in users]
 
