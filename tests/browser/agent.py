@@ -5,12 +5,12 @@ own client (:mod:`gateway.client`), run as a process of its own.
 with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
 
 ==============  ===========================================================
-/start          a greeting with an inline keyboard: a callback button, a
+/start          a greeting with an inline keyboard: two callback buttons, a
                 web_app button (the mini app) and a URL button
 poll            a public poll
 think           "typing", a pause, then "Done thinking."
 any other text  "typing", then the text back with "echo" in bold
-a button        answerCallbackQuery "You pressed it!"
+a button        answerCallbackQuery "You pressed it!" (an alert for "alert")
 web_app_data    written to the record file (a JSON line), and acknowledged
 ==============  ===========================================================
 
@@ -35,7 +35,10 @@ GREETING = "Hello! I am the playground's test bot."
 def _keyboard(app_url: str) -> dict[str, Any]:
     return {
         "inline_keyboard": [
-            [{"text": "Press me", "callback_data": "press"}],
+            [
+                {"text": "Press me", "callback_data": "press"},
+                {"text": "Alert me", "callback_data": "alert"},
+            ],
             [
                 {"text": "Open app", "web_app": {"url": app_url}},
                 {"text": "Docs", "url": "https://example.org/docs"},
@@ -60,8 +63,12 @@ async def _setup(client: GatewayClient, app_url: str) -> None:
 async def _handle(client: GatewayClient, update: dict[str, Any], app_url: str) -> None:
     query = update.get("callback_query")
     if query is not None:
+        alert = query.get("data") == "alert"
         await client.request(
-            "answerCallbackQuery", callback_query_id=query["id"], text="You pressed it!"
+            "answerCallbackQuery",
+            callback_query_id=query["id"],
+            text="An alert from the bot" if alert else "You pressed it!",
+            show_alert=alert,
         )
         return
     message = update.get("message") or {}

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
+from botgw.admin import messenger_session
 from botgw.local_redis import free_port
 from shared.settings import Settings
-from tests.api import Account, BotAccount, create_bot, create_user
+from tests.api import Account, BotAccount
 from tests.conftest import Stack, process_env, unique, wait_s
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -63,7 +64,7 @@ app.ready();
 
 def chromium_missing() -> str | None:
     if webdriver is None:
-        return "the browser tests need selenium: pip install -e '.[dev]'"
+        return "the browser tests need selenium: pip install selenium"
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         return INSTALL
     return None
@@ -162,6 +163,25 @@ class Stage:
         return driver
 
 
+BOT_NAME = "Playground Bot"
+
+
+async def _accounts(settings: Settings) -> tuple[Account, Account, BotAccount]:
+    """Alice, Bob (display names as people have them) and Alice's bot."""
+    async with messenger_session(settings) as messenger:
+        accounts = messenger.accounts
+        made = [await accounts.create_user(unique(name.lower()), name) for name in ("Alice", "Bob")]
+        (alice, alice_token), (bob, bob_token) = made
+        bot, bot_token = await accounts.create_bot(
+            alice, username=unique("pg") + "_bot", name=BOT_NAME
+        )
+    return (
+        Account(alice.id, alice.username, alice_token),
+        Account(bob.id, bob.username, bob_token),
+        BotAccount(bot.id, bot.username, bot_token),
+    )
+
+
 @pytest.fixture(scope="module")
 def stage(
     stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -170,9 +190,7 @@ def stage(
     if missing:
         pytest.skip(missing)
     tmp = tmp_path_factory.mktemp("browser")
-    alice = asyncio.run(create_user(settings, unique("alice")))
-    bob = asyncio.run(create_user(settings, unique("bob")))
-    bot = asyncio.run(create_bot(settings, alice, unique("pg") + "_bot"))
+    alice, bob, bot = asyncio.run(_accounts(settings))
 
     _MiniAppHandler.page = MINI_APP.format(rest=stack.rest_url).encode()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _MiniAppHandler)

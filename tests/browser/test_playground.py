@@ -26,9 +26,11 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from botgw.admin import messenger_session
 from botgw.devstack import playground_link
+from shared.store.logins import LoginCodes
 from tests.browser.agent import GREETING
-from tests.browser.conftest import Stage, requested_urls
+from tests.browser.conftest import BOT_NAME, Stage, requested_urls
 from tests.conftest import wait_s
 
 Driver = Any
@@ -116,6 +118,8 @@ def send(driver: Driver, text: str) -> None:
 
 
 def screenshot(stage: Stage, driver: Driver, name: str) -> None:
+    """Save the view as ``name``, without the notices that are passing."""
+    driver.execute_script("document.querySelectorAll('.toast').forEach((t) => t.remove())")
     path = stage.shots / name
     assert driver.save_screenshot(str(path))
     assert path.stat().st_size > 10_000, f"{name} is nearly empty"
@@ -123,6 +127,11 @@ def screenshot(stage: Stage, driver: Driver, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def alice(stage: Stage) -> Iterator[Driver]:
+    yield stage.browser()
+
+
+@pytest.fixture(scope="module")
+def bob(stage: Stage) -> Iterator[Driver]:
     yield stage.browser()
 
 
@@ -153,7 +162,7 @@ def test_a_login_link_logs_in_once_and_leaves_no_token_in_the_url(
     code = link.rsplit("=", 1)[1]
     alice.get(link)
     wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "nav[aria-label='Chats and tools']"))
-    assert stage.alice.username in alice.find_element(By.CSS_SELECTOR, ".me").text
+    assert f"Alice @{stage.alice.username}" in alice.find_element(By.CSS_SELECTOR, ".me").text
     assert "login=" not in alice.current_url and "#" not in alice.current_url
     stored = alice.execute_script("return sessionStorage.getItem('botgw.playground.token')")
     assert stored == stage.alice.token
@@ -163,7 +172,6 @@ def test_a_login_link_logs_in_once_and_leaves_no_token_in_the_url(
         f"{stage.stack.rest_url}/playground/api/redeemLoginCode", json={"code": code}
     )
     assert answer.status_code == 400 and answer.json()["code"] == "LOGIN_CODE_INVALID"
-    screenshot(stage, alice, "login-chats.png")
 
 
 def test_a_user_starts_the_bot_and_sees_its_reply_without_reload(
@@ -201,6 +209,11 @@ def test_a_callback_button_shows_the_bots_answer(stage: Stage, alice: Driver) ->
     )
     assert toast
     stage.wait_record(lambda e: (e.get("callback_query") or {}).get("data") == "press")
+    button(greeting, "Alert me").click()
+    dialog = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "dialog[role=alertdialog]"))
+    assert dialog.text.startswith("An alert from the bot")
+    ActionChains(alice).send_keys(Keys.ENTER).perform()  # OK has the focus
+    wait_for(alice, lambda d: not d.find_elements(By.CSS_SELECTOR, "dialog[role=alertdialog]"))
     docs = button(greeting, "Docs (opens a new tab)")
     assert docs.get_attribute("href") == "https://example.org/docs"
     assert docs.get_attribute("target") == "_blank" and "noopener" in (
@@ -229,7 +242,7 @@ def test_a_user_votes_in_the_bots_poll(stage: Stage, alice: Driver) -> None:
 def test_the_typing_indicator_shows_while_the_bot_works(stage: Stage, alice: Driver) -> None:
     send(alice, "think")
     typing = alice.find_element(By.CSS_SELECTOR, ".chat-header .typing")
-    wait_for(alice, lambda d: typing.text == "Test Bot is typing…")
+    wait_for(alice, lambda d: typing.text == f"{BOT_NAME} is typing…")
     wait_for(alice, lambda d: message_with(d, "Done thinking."))
     wait_for(alice, lambda d: typing.text == "")
 
@@ -237,9 +250,9 @@ def test_the_typing_indicator_shows_while_the_bot_works(stage: Stage, alice: Dri
 def test_reply_edit_react_and_delete(stage: Stage, alice: Driver) -> None:
     echo = message_with(alice, "echo: hello playground")
     assert echo is not None
-    button(echo, "Reply to Test Bot").click()
+    button(echo, f"Reply to {BOT_NAME}").click()
     banner = alice.find_element(By.CSS_SELECTOR, ".composer-box .banner")
-    assert "Reply to Test Bot" in banner.text
+    assert f"Reply to {BOT_NAME}" in banner.text
     send(alice, "a reply")
     reply = wait_for(alice, lambda d: message_with(d, "a reply"))
     assert "echo: hello playground" in reply.find_element(By.CSS_SELECTOR, ".reply-quote").text
@@ -271,7 +284,7 @@ def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> 
     assert greeting is not None
     click(alice, lambda d: button(message_with(d, GREETING), "Open app (mini app)"))
     panel = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog].miniapp"))
-    assert panel.get_attribute("aria-label") == "Mini app: Test Bot"
+    assert panel.get_attribute("aria-label") == f"Mini app: {BOT_NAME}"
     frame = panel.find_element(By.TAG_NAME, "iframe")
     flags = set((frame.get_attribute("sandbox") or "").split())
     # another origin than the page's: its own storage, never the playground's
@@ -284,7 +297,7 @@ def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> 
     alice.switch_to.frame(frame)
     try:
         hello = wait_for(alice, lambda d: d.find_element(By.ID, "hello"))
-        wait_for(alice, lambda d: hello.text == f"Hello, {stage.alice.username}")
+        wait_for(alice, lambda d: hello.text == "Hello, Alice")
         alice.switch_to.default_content()
         screenshot(stage, alice, "mini-app.png")
         alice.switch_to.frame(frame)
@@ -306,7 +319,9 @@ def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> 
     )
 
 
-def test_a_second_user_sees_the_groups_messages_live(stage: Stage, alice: Driver) -> None:
+def test_a_second_user_sees_the_groups_messages_live(
+    stage: Stage, alice: Driver, bob: Driver
+) -> None:
     labelled(alice, "New group").send_keys("Playground group", Keys.ENTER)
     wait_for(
         alice,
@@ -316,15 +331,17 @@ def test_a_second_user_sees_the_groups_messages_live(stage: Stage, alice: Driver
         labelled(alice, "Add member").send_keys(name, Keys.ENTER)
         wait_for(alice, notice(f"{name} was added"))
 
-    bob = stage.browser()
     bob.get(f"{stage.stack.rest_url}/playground/")
+    # the dev stack's sign-up is open (playground_link opened it): one click makes a guest
+    wait_for(bob, lambda d: button(d, "Create a guest user"))
+    screenshot(stage, bob, "login.png")
     labelled(bob, "User token").send_keys(stage.bob.token, Keys.ENTER)
     click(bob, lambda d: button(d, "Playground group"))
     wait_for(bob, lambda d: "3 members" in d.find_element(By.CSS_SELECTOR, ".subtitle").text)
 
     send(alice, "hello, group")
     seen = wait_for(bob, lambda d: message_with(d, "hello, group"))
-    assert stage.alice.username in seen.find_element(By.CSS_SELECTOR, ".sender").text
+    assert seen.find_element(By.CSS_SELECTOR, ".sender").text == "Alice"
     send(bob, "hi alice")
     wait_for(alice, lambda d: message_with(d, "hi alice"))
     screenshot(stage, alice, "group-alice.png")
@@ -336,3 +353,28 @@ def test_a_second_user_sees_the_groups_messages_live(stage: Stage, alice: Driver
         leaked = [url for url in urls if user.token in url or "usr_" in url]
         assert not leaked, leaked
         assert user.token not in driver.current_url
+
+
+def test_a_guest_is_made_in_one_click_while_sign_up_is_open(stage: Stage, bob: Driver) -> None:
+    button(bob, "Log out").click()
+    wait_for(bob, lambda d: labelled(d, "User token"))
+    assert bob.execute_script("return sessionStorage.length") == 0
+    button(bob, "Create a guest user").click()
+    me = wait_for(bob, lambda d: d.find_element(By.CSS_SELECTOR, ".me"))
+    assert me.text.startswith("Guest @guest_")
+    token = bob.execute_script("return sessionStorage.getItem('botgw.playground.token')")
+    assert token.startswith("usr_") and token != stage.bob.token
+    with httpx.Client(base_url=stage.stack.rest_url) as http:
+        mine = http.post("/client/getMe", headers={"Authorization": f"Bearer {token}"})
+        assert mine.json()["result"]["first_name"] == "Guest"
+        # without the dev stack's flag, nobody is made
+        asyncio.run(_close_sign_up(stage))
+        closed = http.post("/playground/api/createUser", json={})
+        assert closed.status_code == 403 and closed.json()["code"] == "SIGNUP_CLOSED"
+        options = http.post("/playground/api/getLoginOptions", json={})
+        assert options.json()["result"] == {"signup": False}
+
+
+async def _close_sign_up(stage: Stage) -> None:
+    async with messenger_session(stage.settings) as messenger:
+        await LoginCodes(wire=messenger.store.wire).set_signup(False)
