@@ -353,6 +353,11 @@ def test_a_second_user_sees_the_groups_messages_live(
         leaked = [url for url in urls if user.token in url or "usr_" in url]
         assert not leaked, leaked
         assert user.token not in driver.current_url
+        # the page keeps to its own Content-Security-Policy
+        refused = [
+            e["message"] for e in driver.get_log("browser") if "Security Policy" in e["message"]
+        ]
+        assert not refused, refused
 
 
 def test_a_guest_is_made_in_one_click_while_sign_up_is_open(stage: Stage, bob: Driver) -> None:
