@@ -4,6 +4,7 @@
 
 import { ApiError, call, fileUrl, setToken, sleep, streamEvents, token } from "./api.js";
 import { Composer } from "./composer.js";
+import { loginView as showLogin, redeemFragment } from "./login.js";
 import { closeMiniApp, openMiniApp } from "./miniapp.js";
 import { el, messageView, senderName } from "./render.js";
 
@@ -51,71 +52,9 @@ function failed(error) {
 
 // ---- logging in ----------------------------------------------------------
 
-async function redeemFragment() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const code = fragment.get("login");
-  if (!code) return;
-  // the code goes out of the address bar (and the history) before it is used
-  history.replaceState(null, "", location.pathname + location.search);
-  try {
-    const login = await call("redeemLoginCode", { code }, { api: "login" });
-    setToken(login.token);
-  } catch (error) {
-    loginView(`That login link no longer works (${error.message}). Log in with a token.`);
-    throw error;
-  }
-}
-
-async function loginView(notice = "") {
+function loginView(notice = "") {
   stopEvents();
-  let options = { signup: false };
-  try {
-    options = await call("getLoginOptions", {}, { api: "login" });
-  } catch {
-    // an older server: no sign-up
-  }
-  const input = el("input", { id: "token", type: "password", autocomplete: "off", spellcheck: "false", required: true, "aria-describedby": "token-help" });
-  const form = el(
-    "form",
-    { class: "login", "aria-label": "Log in" },
-    el("h1", {}, "botgw playground"),
-    el("p", {}, "Chat with bots as a user sees them."),
-    notice ? el("p", { class: "notice", role: "alert" }, notice) : null,
-    el("label", { for: "token" }, "User token"),
-    input,
-    el("p", { id: "token-help", class: "hint" }, "usr_<id>:<secret>, from botgw users create or botgw run. It stays in this tab only."),
-    el("button", { type: "submit" }, "Log in"),
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    setToken(input.value.trim());
-    try {
-      await start();
-    } catch (error) {
-      setToken(null);
-      loginView(error.message);
-    }
-  });
-  if (options.signup) {
-    form.append(
-      el("div", { class: "or" }, "or"),
-      el("button", {
-        type: "button",
-        class: "secondary",
-        onclick: async () => {
-          try {
-            const login = await call("createUser", { name: "Guest" }, { api: "login" });
-            setToken(login.token);
-            await start();
-          } catch (error) {
-            loginView(error.message);
-          }
-        },
-      }, "Create a guest user"),
-    );
-  }
-  app.replaceChildren(form);
-  input.focus();
+  return showLogin(app, notice, start);
 }
 
 function logout() {
@@ -632,7 +571,8 @@ async function start() {
 async function boot() {
   try {
     await redeemFragment();
-  } catch {
+  } catch (error) {
+    loginView(`That login link no longer works (${error.message}). Log in with a token.`);
     return;
   }
   if (!token()) {
