@@ -174,6 +174,14 @@ def test_a_login_link_logs_in_once_and_leaves_no_token_in_the_url(
     assert answer.status_code == 400 and answer.json()["code"] == "LOGIN_CODE_INVALID"
 
 
+def test_a_spent_or_wrong_login_link_asks_for_a_token(stage: Stage, bob: Driver) -> None:
+    bob.get(f"{stage.stack.rest_url}/playground/#login=not-a-code-that-works")
+    notice = wait_for(bob, lambda d: d.find_element(By.CSS_SELECTOR, ".login [role=alert]"))
+    assert "no longer works" in notice.text
+    assert "login=" not in bob.current_url
+    assert labelled(bob, "User token").get_attribute("type") == "password"
+
+
 def test_a_user_starts_the_bot_and_sees_its_reply_without_reload(
     stage: Stage, alice: Driver
 ) -> None:
