@@ -47,7 +47,13 @@ __all__ = [
 FILE_ID_PATTERN = r"[A-Za-z0-9_-]{8,128}"
 
 Validator = Callable[[str, Any], Any]
-REF_KEYBOARD: dict[str, Any] = {"$ref": "#/components/schemas/InlineKeyboardMarkup"}
+REF_KEYBOARD: dict[str, Any] = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/InlineKeyboardMarkup"},
+        {"$ref": "#/components/schemas/ReplyKeyboardMarkup"},
+        {"$ref": "#/components/schemas/ReplyKeyboardRemove"},
+    ]
+}
 
 
 def _bad(name: str, what: str) -> ApiError:
@@ -276,8 +282,51 @@ def _invalid(text: str) -> ApiError:
     return ApiError(400, "INVALID_PARAMETER", text)
 
 
+def _check_reply_keyboard(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A ReplyKeyboardMarkup: rows of buttons, each its text (sent as a message
+    when pressed) and maybe a ``web_app``; its options; or ReplyKeyboardRemove."""
+    if "keyboard" not in value:
+        if value.get("remove_keyboard") is not True:
+            raise _invalid(f"parameter '{name}' must have 'remove_keyboard': true")
+        return {"remove_keyboard": True}
+    rows = value["keyboard"]
+    if not isinstance(rows, list) or not rows or len(rows) > 100:
+        raise _invalid(f"{name}.keyboard must be an array of 1-100 rows")
+    clean_rows = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, list) or not row or len(row) > 12:
+            raise _invalid(f"{name}.keyboard[{r}] must be an array of 1-12 buttons")
+        clean_row = []
+        for c, button in enumerate(row):
+            where = f"{name}.keyboard[{r}][{c}]"
+            button = {"text": button} if isinstance(button, str) else button
+            text = button.get("text") if isinstance(button, dict) else None
+            if not isinstance(text, str) or not 1 <= len(text) <= 128:
+                raise _invalid(f"{where} must be a string or a KeyboardButton with a text")
+            clean: dict[str, Any] = {"text": text}
+            if button.get("web_app") is not None:
+                clean["web_app"] = check_web_app_info(f"{where}.web_app", button["web_app"])
+            clean_row.append(clean)
+        clean_rows.append(clean_row)
+    out: dict[str, Any] = {"keyboard": clean_rows}
+    for flag in ("is_persistent", "resize_keyboard", "one_time_keyboard", "selective"):
+        if value.get(flag) is not None:
+            if not isinstance(value[flag], bool):
+                raise _invalid(f"{name}.{flag} must be a boolean")
+            out[flag] = value[flag]
+    placeholder = value.get("input_field_placeholder")
+    if placeholder is not None:
+        if not isinstance(placeholder, str) or not 1 <= len(placeholder) <= 64:
+            raise _invalid(f"{name}.input_field_placeholder must be 1-64 characters")
+        out["input_field_placeholder"] = placeholder
+    return out
+
+
 def check_reply_markup(name: str, value: Any) -> Any:
-    """Validate an InlineKeyboardMarkup: rows of buttons with text and one action."""
+    """Validate an InlineKeyboardMarkup (rows of buttons with text and one action),
+    a ReplyKeyboardMarkup or a ReplyKeyboardRemove."""
+    if "inline_keyboard" not in value and ("keyboard" in value or "remove_keyboard" in value):
+        return _check_reply_keyboard(name, value)
     rows = value.get("inline_keyboard")
     if not isinstance(rows, list) or not rows:
         raise _invalid(f"parameter '{name}' must be an object with a non-empty 'inline_keyboard'")
@@ -418,7 +467,8 @@ REPLY_MARKUP = Param(
     "object",
     check=check_reply_markup,
     schema=REF_KEYBOARD,
-    doc="an InlineKeyboardMarkup (a JSON string in forms)",
+    doc="an InlineKeyboardMarkup, ReplyKeyboardMarkup or ReplyKeyboardRemove "
+    "(a JSON string in forms)",
 )
 REPLY_TO = Param("reply_to_message_id", "id", doc="the message to reply to")
 REPLY_PARAMETERS = Param(

@@ -250,3 +250,52 @@ async def test_unknown_bots_and_sources(pair: Scene) -> None:
         source="menu_button",
         url=APP,
     ) == (404, "BOT_NOT_FOUND")
+
+
+async def test_a_keyboard_buttons_web_app_sends_data_without_a_query(pair: Scene) -> None:
+    keyboard = {
+        "keyboard": [["Plain", {"text": "Order", "web_app": {"url": APP}}]],
+        "resize_keyboard": True,
+    }
+    sent = await pair.as_bot("sendMessage", chat_id=pair.bot_chat, text="k", reply_markup=keyboard)
+    assert sent["reply_markup"] == {
+        "keyboard": [[{"text": "Plain"}, {"text": "Order", "web_app": {"url": APP}}]],
+        "resize_keyboard": True,
+    }
+    opened = await pair.as_user(
+        "getWebAppInitData",
+        chat_id=pair.private,
+        source="keyboard_button",
+        message_id=sent["message_id"],
+        button_text="Order",
+        url=APP,
+    )
+    fields = _docs_validator()(opened["init_data"], pair.bot.token)
+    assert "query_id" not in fields  # Telegram gives keyboard buttons none
+    await pair.updates()
+    await pair.as_user("sendWebAppData", init_data=opened["init_data"], data="42")
+    (update,) = await pair.updates()
+    assert update["message"]["web_app_data"] == {"data": "42", "button_text": "Order"}
+    # an inline button's source does not find a keyboard's button
+    assert await error(
+        pair.as_user,
+        "getWebAppInitData",
+        chat_id=pair.private,
+        source="inline_button",
+        message_id=sent["message_id"],
+        url=APP,
+    ) == (400, "BUTTON_URL_INVALID")
+    removed = await pair.as_bot(
+        "sendMessage", chat_id=pair.bot_chat, text="r", reply_markup={"remove_keyboard": True}
+    )
+    assert removed["reply_markup"] == {"remove_keyboard": True}
+    for bad in (
+        {"keyboard": []},
+        {"keyboard": [[{"text": "x", "web_app": {"url": "http://shop.example"}}]]},
+        {"keyboard": [[{"no": "text"}]]},
+        {"remove_keyboard": False},
+        {"keyboard": [["x"]], "resize_keyboard": "yes"},
+    ):
+        assert await error(
+            pair.as_bot, "sendMessage", chat_id=pair.bot_chat, text="x", reply_markup=bad
+        ) == (400, "INVALID_PARAMETER")
