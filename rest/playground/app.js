@@ -6,7 +6,7 @@ import { ApiError, call, fileUrl, setToken, sleep, streamEvents, token } from ".
 import { Composer } from "./composer.js";
 import { loginView as showLogin, redeemFragment } from "./login.js";
 import { closeMiniApp, openMiniApp } from "./miniapp.js";
-import { el, messageView, senderName } from "./render.js";
+import { el, messageView, senderName, summary } from "./render.js";
 
 const app = document.getElementById("app");
 const state = {
@@ -204,7 +204,7 @@ function renderPinned() {
   ui.pinned.hidden = !message;
   if (!message) return;
   ui.pinned.replaceChildren(
-    el("button", { type: "button", class: "pinned-button", "aria-label": `Pinned message: ${message.text || message.caption || ""}`, onclick: () => jump(message.message_id) }, el("strong", {}, "Pinned: "), (message.text || message.caption || "message").slice(0, 100)),
+    el("button", { type: "button", class: "pinned-button", "aria-label": `Pinned message: ${summary(message)}`, onclick: () => jump(message.message_id) }, el("strong", {}, "Pinned: "), summary(message).slice(0, 100)),
   );
 }
 

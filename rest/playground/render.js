@@ -90,6 +90,15 @@ export function richText(text, entities = []) {
   return out;
 }
 
+// A message in a few words: its text, caption, file name, or what it is.
+export function summary(message) {
+  if (message.text || message.caption) return message.text || message.caption;
+  if (message.document) return message.document.file_name || "File";
+  if (message.photo) return "Photo";
+  if (message.poll) return `Poll: ${message.poll.question}`;
+  return "Message";
+}
+
 export function senderName(user) {
   if (!user) return "";
   return user.first_name || user.username || String(user.id);
@@ -200,11 +209,11 @@ function mediaView(message, actions) {
 // the user may delete it (their own; any in a private chat or as a group's creator).
 export function messageView(message, { mine, group, canDelete, actions }) {
   const who = senderName(message.from);
-  const item = el("li", { class: `message${mine ? " mine" : ""}`, id: `m${message.message_id}`, "data-message-id": String(message.message_id), "aria-label": `${who}: ${message.text || message.caption || (message.poll ? "poll" : "message")}` });
+  const item = el("li", { class: `message${mine ? " mine" : ""}`, id: `m${message.message_id}`, "data-message-id": String(message.message_id), "aria-label": `${who}: ${summary(message)}` });
   if (group && !mine) item.append(el("div", { class: "sender" }, who));
   if (message.reply_to_message) {
     const quoted = message.reply_to_message;
-    item.append(el("a", { class: "reply-quote", href: `#m${quoted.message_id}`, onclick: (e) => { e.preventDefault(); actions.jump(quoted.message_id); } }, el("strong", {}, senderName(quoted.from)), " ", (quoted.text || quoted.caption || "…").slice(0, 80)));
+    item.append(el("a", { class: "reply-quote", href: `#m${quoted.message_id}`, onclick: (e) => { e.preventDefault(); actions.jump(quoted.message_id); } }, el("strong", {}, senderName(quoted.from)), " ", summary(quoted).slice(0, 80)));
   }
   const media = mediaView(message, actions);
   if (media) item.append(media);
