@@ -1,7 +1,7 @@
 """The browser tests' bot: an agent holding the gateway socket with the repo's
 own client (:mod:`gateway.client`), run as a process of its own.
 
-``python -m tests.browser.agent <gateway url> <mini app url> <record file>``
+``python -m tests.browser.agent <gateway url> <mini app url> <record file> <REST url>``
 with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
 
 ==============  ===========================================================
@@ -9,6 +9,7 @@ with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
                 web_app button (the mini app) and a URL button
 poll            a public poll
 think           "typing", a pause, then "Done thinking."
+files           a photo and a document (uploaded through REST), the document pinned
 any other text  "typing", then the text back with "echo" in bold
 a button        answerCallbackQuery "You pressed it!" (an alert for "alert")
 web_app_data    written to the record file (a JSON line), and acknowledged
@@ -23,13 +24,62 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from gateway.client import GatewayClient, GatewayError
 
 GREETING = "Hello! I am the playground's test bot."
+DOCUMENT = b"notes of the playground's test bot\n" * 20
+
+
+def picture(width: int = 240, height: int = 120) -> bytes:
+    """A PNG of two colour bands, made here so the test needs no image library."""
+    rows = b"".join(
+        b"\x00" + (b"\x25\x63\xeb" if y < height // 2 else b"\xf5\x9e\x0b") * width
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def _send_files(rest_url: str, chat_id: str) -> None:
+    """A photo and a document through REST (uploads are not on the socket); the
+    document is pinned."""
+    headers = {"Authorization": f"Bot {os.environ['BOTGW_TOKEN']}"}
+    async with httpx.AsyncClient(base_url=rest_url, headers=headers, timeout=30) as http:
+        photo = await http.post(
+            "/bot/sendPhoto",
+            data={"chat_id": chat_id, "caption": "A picture"},
+            files={"photo": ("bands.png", picture(), "image/png")},
+        )
+        photo.raise_for_status()
+        document = await http.post(
+            "/bot/sendDocument",
+            data={"chat_id": chat_id},
+            files={"document": ("notes.txt", DOCUMENT, "text/plain")},
+        )
+        document.raise_for_status()
+        message_id = document.json()["result"]["message_id"]
+        pinned = await http.post(
+            "/bot/pinChatMessage", json={"chat_id": chat_id, "message_id": message_id}
+        )
+        pinned.raise_for_status()
 
 
 def _keyboard(app_url: str) -> dict[str, Any]:
@@ -60,7 +110,9 @@ async def _setup(client: GatewayClient, app_url: str) -> None:
         print(f"agent: no chat menu button: {exc}", file=sys.stderr, flush=True)
 
 
-async def _handle(client: GatewayClient, update: dict[str, Any], app_url: str) -> None:
+async def _handle(
+    client: GatewayClient, update: dict[str, Any], app_url: str, rest_url: str
+) -> None:
     query = update.get("callback_query")
     if query is not None:
         alert = query.get("data") == "alert"
@@ -94,6 +146,8 @@ async def _handle(client: GatewayClient, update: dict[str, Any], app_url: str) -
             options=["Tea", "Coffee"],
             is_anonymous=False,
         )
+    elif text == "files":
+        await _send_files(rest_url, chat_id)
     elif text == "think":
         await client.request("sendChatAction", chat_id=chat_id, action="typing")
         # long enough for a test to see the indicator; it waits for it, not for this
@@ -109,7 +163,7 @@ async def _handle(client: GatewayClient, update: dict[str, Any], app_url: str) -
         )
 
 
-async def main(url: str, app_url: str, record: Path) -> None:
+async def main(url: str, app_url: str, record: Path, rest_url: str) -> None:
     async with GatewayClient(url, os.environ["BOTGW_TOKEN"]) as client:
         await _setup(client, app_url)
         with record.open("a") as out:
@@ -117,12 +171,15 @@ async def main(url: str, app_url: str, record: Path) -> None:
             out.flush()
             async for update in client:
                 try:
-                    await _handle(client, update, app_url)
-                except GatewayError as exc:  # an answer refused: the test sees it in the record
+                    await _handle(client, update, app_url, rest_url)
+                except (
+                    GatewayError,
+                    httpx.HTTPError,
+                ) as exc:  # an answer refused: the test sees it in the record
                     out.write(json.dumps({"error": str(exc)}) + "\n")
                 out.write(json.dumps(update) + "\n")
                 out.flush()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]))

@@ -72,7 +72,7 @@ def chromium_missing() -> str | None:
 
 def new_browser(profile: Path, *, width: int = 1200, height: int = 800) -> Any:
     """A headless Chromium with a new empty profile in ``profile``, its network
-    log kept."""
+    log kept and its downloads in ``profile / "downloads"``."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
@@ -90,7 +90,15 @@ def new_browser(profile: Path, *, width: int = 1200, height: int = 800) -> Any:
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    downloads = profile / "downloads"
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     driver.set_page_load_timeout(wait_s(30))
     return driver
 
@@ -137,6 +145,10 @@ class Stage:
     tmp: Path
     browsers: list[Any] = field(default_factory=list)
 
+    def profile(self, name: str) -> Path:
+        """The profile directory of the browser called ``name``."""
+        return self.tmp / f"profile-{name}"
+
     def records(self) -> list[dict[str, Any]]:
         """What the agent has written: each update it handled, its errors."""
         if not self.record.exists():
@@ -154,9 +166,10 @@ class Stage:
             time.sleep(0.1)
         raise AssertionError(f"the agent never recorded it; it has: {self.records()[-5:]}")
 
-    def browser(self) -> Any:
-        """A new browser, with a profile of its own (closed at the module's end)."""
-        profile = self.tmp / f"profile{len(self.browsers)}"
+    def browser(self, name: str) -> Any:
+        """A new browser with a profile of its own, ``self.profile(name)`` (closed
+        at the module's end)."""
+        profile = self.profile(name)
         profile.mkdir()
         driver = new_browser(profile)
         self.browsers.append(driver)
@@ -201,7 +214,10 @@ def stage(
     log = (tmp / "agent.log").open("ab")
     env = process_env(stack.redis_url, BOTGW_TOKEN=bot.token)
     agent = subprocess.Popen(
-        [sys.executable, "-m", "tests.browser.agent", stack.ws_url, mini_app_url, str(record)],
+        [
+            *(sys.executable, "-m", "tests.browser.agent"),
+            *(stack.ws_url, mini_app_url, str(record), stack.rest_url),
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -29,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from botgw.admin import messenger_session
 from botgw.devstack import playground_link
 from shared.store.logins import LoginCodes
-from tests.browser.agent import GREETING
+from tests.browser.agent import DOCUMENT, GREETING
 from tests.browser.conftest import BOT_NAME, Stage, requested_urls
 from tests.conftest import wait_s
 
@@ -127,12 +127,12 @@ def screenshot(stage: Stage, driver: Driver, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def alice(stage: Stage) -> Iterator[Driver]:
-    yield stage.browser()
+    yield stage.browser("alice")
 
 
 @pytest.fixture(scope="module")
 def bob(stage: Stage) -> Iterator[Driver]:
-    yield stage.browser()
+    yield stage.browser("bob")
 
 
 def test_the_page_is_served_with_its_security_headers(stage: Stage) -> None:
@@ -285,6 +285,21 @@ def test_reply_edit_react_and_delete(stage: Stage, alice: Driver) -> None:
     assert doomed is not None
     button(doomed, "Delete message").click()
     wait_for(alice, lambda d: message_with(d, "a reply (edited)") is None)
+
+
+def test_photos_show_documents_download_and_the_pin_shows(stage: Stage, alice: Driver) -> None:
+    send(alice, "files")
+    photo = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "img.photo[alt='A picture']"))
+    wait_for(alice, lambda d: d.execute_script("return arguments[0].naturalWidth", photo) == 240)
+    assert photo.get_attribute("src").startswith("blob:")
+    document = wait_for(alice, lambda d: message_with(d, "notes.txt"))
+    pinned = wait_for(alice, lambda d: button(d, "Pinned message: notes.txt"))
+    assert pinned.is_displayed()
+    button(document, "Download notes.txt").click()
+    saved = stage.profile("alice") / "downloads" / "notes.txt"
+    wait_for(alice, lambda d: saved.exists() and saved.read_bytes() == DOCUMENT)
+    alice.execute_script("document.querySelector('ol[role=log]').scrollTop = 1e9")
+    screenshot(stage, alice, "media.png")
 
 
 def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> None:
