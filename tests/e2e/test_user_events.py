@@ -68,6 +68,15 @@ class EventStream:
                     return
         raise EOFError("the stream ended")
 
+    async def keepalive(self) -> None:
+        """Until the next comment line (a keepalive), with no event before it."""
+        async with asyncio.timeout(wait_s(30)):
+            async for line in self._lines:
+                if line.startswith(":"):
+                    return
+                assert line == "", f"an event before the keepalive: {line}"
+        raise EOFError("the stream ended")
+
     async def until(self, kind: str) -> tuple[Event, list[Event]]:
         """The next event of ``kind``, and the events before it."""
         before: list[Event] = []
@@ -328,10 +337,11 @@ async def test_a_drain_ends_the_streams_cleanly(
         assert _errors_logged(process.log_path) == []
 
 
-async def test_a_stream_ends_when_its_token_is_replaced(room: Scene, store: Store) -> None:
+async def test_keepalives_and_the_end_when_the_token_is_replaced(room: Scene, store: Store) -> None:
     async with _open(room.http, room.other) as stream:
         await room.as_user("sendMessage", chat_id=room.group, text="still yours")
         assert (await stream.next()).data["message"]["text"] == "still yours"
+        await stream.keepalive()  # 15 s without events: the connection is kept alive
         await store.entities.set_user_token(room.other.user_id, hash_secret("usr_1:replaced"))
         with pytest.raises(EOFError):  # at the next keepalive, at most 15 s later
             await stream.next()

@@ -15,7 +15,8 @@ import pytest
 from aiogram.utils.web_app import check_webapp_signature
 
 from shared.settings import Settings
-from tests.api import ApiFailure, Scene, error, scene_at
+from shared.store import Store
+from tests.api import ApiFailure, Scene, client_api, error, scene_at
 from tests.conftest import Stack
 from tests.e2e.test_user_events import _open
 
@@ -289,6 +290,7 @@ async def test_a_keyboard_buttons_web_app_sends_data_without_a_query(pair: Scene
         "sendMessage", chat_id=pair.bot_chat, text="r", reply_markup={"remove_keyboard": True}
     )
     assert removed["reply_markup"] == {"remove_keyboard": True}
+    bad: dict[str, Any]
     for bad in (
         {"keyboard": []},
         {"keyboard": [[{"text": "x", "web_app": {"url": "http://shop.example"}}]]},
@@ -299,3 +301,32 @@ async def test_a_keyboard_buttons_web_app_sends_data_without_a_query(pair: Scene
         assert await error(
             pair.as_bot, "sendMessage", chat_id=pair.bot_chat, text="x", reply_markup=bad
         ) == (400, "INVALID_PARAMETER")
+
+
+async def test_a_bot_without_a_key_gets_one_when_its_token_is_rotated(
+    pair: Scene, store: Store
+) -> None:
+    message = await _app_message(pair)
+    init_data = await _init_data(pair, message)
+    # a bot whose token was issued before mini apps: no key kept
+    await store.entities.update_bot(pair.bot.bot_id, {"webapp_key": ""})
+    assert await error(
+        pair.as_user,
+        "getWebAppInitData",
+        chat_id=pair.private,
+        source="inline_button",
+        message_id=message["message_id"],
+        url=APP,
+    ) == (409, "WEBAPP_KEY_MISSING")
+    manage = client_api(pair.http, pair.user)
+    manage.prefix = "manage"
+    rotated = await manage("rotateToken", bot_id=pair.bot.bot_id)
+    fresh = await _init_data(pair, message)
+    assert check_webapp_signature(rotated["token"].removeprefix("bot_"), fresh)
+    assert not check_webapp_signature(pair.bot.token.removeprefix("bot_"), fresh)
+    # init data signed with the old key is refused from then on
+    assert await error(pair.as_user, "sendWebAppData", init_data=init_data, data="x") == (
+        400,
+        "WEBAPP_DATA_INVALID",
+    )
+    assert (await pair.as_user("sendWebAppData", init_data=fresh, data="x"))["web_app_data"]
