@@ -34,6 +34,7 @@ from rest.object_schemas import ref
 from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, reaction_param
 from rest.services import UserCall
+from shared.errors import ApiError
 from shared.models import ChatRecord, UserRecord, member_key
 
 __all__ = ["CLIENT", "user_limited"]
@@ -185,6 +186,28 @@ async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, 
     return [await view.chat_member(m, info) for m, info in sorted(members.items())]
 
 
+async def get_bot_commands(call: UserCall, p: dict[str, Any]) -> list[dict[str, str]]:
+    """The commands of a bot of the chat as they apply to this user there: the most
+    specific scope the bot set (chat member, chat, all group or private chats),
+    else its default list (Telegram's order; the default language)."""
+    messenger, chat = await _user_chat(call, p)
+    bot_id = p["bot_id"] if p["bot_id"] is not None else chat.bot_id or None
+    if bot_id is None:
+        raise ApiError(400, "MISSING_PARAMETER", "parameter 'bot_id' is required in a group")
+    bot = await messenger.bot_in_chat(bot_id, chat)
+    if bot is None:
+        raise ApiError(400, "BOT_NOT_IN_CHAT", "the bot is not (or no longer) in this chat")
+    chat_id = messenger.bot_chat_id(bot.id, chat)
+    scopes = [f"chat:{chat_id}|", "all_private_chats|"]
+    if chat.type == "group":
+        member = f"chat_member:{chat_id}:{messenger.scoped(bot.id, call.user.id)}|"
+        scopes = [member, f"chat:{chat_id}|", "all_group_chats|"]
+    for scope in scopes:
+        if bot.command_sets.get(scope):
+            return list(bot.command_sets[scope])
+    return list(bot.commands)
+
+
 _CHAT_LIST = {"type": "array", "items": ref("Chat")}
 _TRUE = {"type": "boolean"}
 
@@ -256,6 +279,14 @@ CLIENT: tuple[Method, ...] = (
         getter=True,
         summary="The user's chats.",
         result=_CHAT_LIST,
+    ),
+    Method(
+        "getMyCommands",
+        get_bot_commands,
+        getter=True,
+        summary="A chat's bot's commands as they apply to the user there.",
+        params=(CHAT_ID, Param("bot_id", "id", doc="the bot (a private chat's by default)")),
+        result={"type": "array", "items": ref("BotCommand")},
     ),
     Method(
         "getChatMembers",

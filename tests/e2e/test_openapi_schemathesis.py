@@ -161,6 +161,7 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         await bot("setChatMenuButton", chat_id=chat, menu_button={"type": "commands"})
         await bot("getChatMenuButton", chat_id=chat)
         await user("getChatMenuButton", chat_id=private)
+        await user("getMyCommands", chat_id=private)
         opened = await user(
             "getWebAppInitData",
             chat_id=private,

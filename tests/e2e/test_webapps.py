@@ -330,3 +330,18 @@ async def test_a_bot_without_a_key_gets_one_when_its_token_is_rotated(
         "WEBAPP_DATA_INVALID",
     )
     assert (await pair.as_user("sendWebAppData", init_data=fresh, data="x"))["web_app_data"]
+
+
+async def test_users_read_the_commands_that_apply_to_them(pair: Scene) -> None:
+    everyone = [{"command": "help", "description": "Help"}]
+    here = [{"command": "order", "description": "Order here"}]
+    await pair.as_bot("setMyCommands", commands=everyone)
+    assert await pair.as_user("getMyCommands", chat_id=pair.private) == everyone
+    scope = {"type": "chat", "chat_id": pair.bot_chat}
+    await pair.as_bot("setMyCommands", commands=here, scope=scope)
+    assert await pair.as_user("getMyCommands", chat_id=pair.private) == here
+    assert await pair.as_user("getMyCommands", chat_id=pair.private, bot_id=pair.bot.bot_id) == here
+    assert await error(pair.as_other, "getMyCommands", chat_id=pair.private) == (
+        404,
+        "CHAT_NOT_FOUND",
+    )
