@@ -5,6 +5,7 @@
 import { ApiError, call, fileUrl, setToken, sleep, streamEvents, token } from "./api.js";
 import { Composer } from "./composer.js";
 import { loginView as showLogin, redeemFragment } from "./login.js";
+import { alertDialog, failed, toast } from "./notices.js";
 import { closeMiniApp, openMiniApp } from "./miniapp.js";
 import { el, messageView, senderName, summary } from "./render.js";
 
@@ -25,30 +26,6 @@ const state = {
   live: false,
 };
 let ui = {};
-
-// ---- notices -------------------------------------------------------------
-
-function toast(text, isError = false) {
-  const box = document.getElementById("toasts");
-  if (!box) return;
-  const item = el("div", { class: `toast${isError ? " error" : ""}`, role: isError ? "alert" : "status" }, text);
-  box.append(item);
-  setTimeout(() => item.remove(), 5000);
-}
-
-function alertDialog(text) {
-  const dialog = el("dialog", { class: "alert", role: "alertdialog", "aria-label": "Bot says", "aria-describedby": "alert-text" });
-  const ok = el("button", { type: "button", onclick: () => dialog.close() }, "OK");
-  dialog.append(el("p", { id: "alert-text" }, text), ok);
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
-  ok.focus();
-}
-
-function failed(error) {
-  toast(error instanceof ApiError ? `${error.code}: ${error.message}` : String(error.message || error), true);
-}
 
 // ---- logging in ----------------------------------------------------------
 
@@ -249,12 +226,28 @@ function upsert(message, { scroll = true } = {}) {
   const existing = document.getElementById(`m${message.message_id}`);
   if (existing) {
     existing.replaceWith(node);
+    showReplyKeyboard();
     return;
   }
+  showReplyKeyboard();
   const after = [...ui.list.children].find((li) => Number(li.dataset.messageId) > message.message_id);
   ui.list.insertBefore(node, after || null);
   if (scroll && !after) ui.list.scrollTop = ui.list.scrollHeight;
   if (state.pinned && state.pinned.message_id === message.message_id) renderPinned();
+}
+
+// The reply keyboard of the newest bot message that set or removed one.
+function showReplyKeyboard() {
+  let newest = null;
+  for (const message of state.messages.values()) {
+    const markup = message.reply_markup;
+    if (!markup || !(markup.keyboard || markup.remove_keyboard) || !message.from || !message.from.is_bot) continue;
+    if (!newest || Number(message.message_id) > Number(newest.message_id)) newest = message;
+  }
+  const markup = newest && newest.reply_markup.keyboard ? newest.reply_markup : null;
+  ui.composer.setKeyboard(markup, (button, node) =>
+    startMiniApp({ url: button.web_app.url, source: "keyboard_button", message: newest, buttonText: button.text, opener: node }),
+  );
 }
 
 function removeMessages(ids) {
@@ -263,6 +256,7 @@ function removeMessages(ids) {
     const node = document.getElementById(`m${id}`);
     if (node) node.remove();
   }
+  showReplyKeyboard();
 }
 
 async function loadHistory() {

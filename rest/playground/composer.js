@@ -1,6 +1,7 @@
 // The composer: a labelled text box and a "Send" button; Enter sends and
 // Shift+Enter starts a new line; Reply and Edit show what they act on (Escape
-// cancels); "/" opens the bots' commands as a listbox (arrows, Enter or Tab).
+// cancels); "/" opens the bots' commands as a listbox (arrows, Enter or Tab);
+// a bot's reply keyboard sits under it.
 
 import { el, senderName } from "./render.js";
 
@@ -15,10 +16,11 @@ export class Composer {
     this.matches = [];
     this.active = -1;
 
+    this.placeholder = `Message ${chatTitle}`;
     this.input = el("textarea", {
       id: "composer",
       rows: "1",
-      placeholder: `Message ${chatTitle}`,
+      placeholder: this.placeholder,
       "aria-label": "Message",
       "aria-autocomplete": "list",
       "aria-controls": "command-list",
@@ -34,7 +36,8 @@ export class Composer {
     });
     this.sendButton = el("button", { type: "submit", class: "send" }, "Send");
     this.form = el("form", { class: "composer", "aria-label": "Write a message" }, this.menuButton, this.input, this.sendButton);
-    this.node = el("div", { class: "composer-box" }, this.banner, this.list, this.form);
+    this.keyboard = el("div", { class: "reply-keyboard", role: "group", "aria-label": "Bot keyboard", hidden: true });
+    this.node = el("div", { class: "composer-box" }, this.banner, this.list, this.form, this.keyboard);
 
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -55,6 +58,47 @@ export class Composer {
     if (button) {
       this.menuButton.textContent = button.text || "Menu";
       this.menuButton.setAttribute("aria-label", `${button.text || "Menu"} (mini app)`);
+    }
+  }
+
+  // A bot's reply keyboard (rows of {text, web_app?}) under the composer, or
+  // none; a text button sends its text, `openApp(button, node)` opens a web_app one.
+  setKeyboard(markup, openApp) {
+    const rows = markup && Array.isArray(markup.keyboard) ? markup.keyboard : null;
+    this.keyboard.hidden = !rows;
+    if (!rows) {
+      this.keyboard.replaceChildren();
+      this.input.placeholder = this.placeholder;
+      return;
+    }
+    this.input.placeholder = markup.input_field_placeholder || this.placeholder;
+    this.keyboard.replaceChildren(
+      ...rows.map((row) =>
+        el(
+          "div",
+          { class: "row" },
+          ...row.map((raw) => {
+            const button = typeof raw === "string" ? { text: raw } : raw;
+            const app = button.web_app && button.web_app.url;
+            const node = el("button", { type: "button", class: `button${app ? " webapp" : ""}`, "aria-label": app ? `${button.text} (mini app)` : null }, button.text);
+            node.addEventListener("click", () => {
+              if (app) openApp(button, node);
+              else this.sendText(button.text, markup.one_time_keyboard);
+            });
+            return node;
+          }),
+        ),
+      ),
+    );
+  }
+
+  async sendText(text, oneTime) {
+    try {
+      await this.send({ text, replyTo: null, editing: null });
+      if (oneTime) this.setKeyboard(null);
+    } catch (error) {
+      const box = document.getElementById("toasts");
+      if (box) box.append(el("div", { class: "toast error", role: "alert" }, error.message));
     }
   }
 
