@@ -10,6 +10,7 @@ with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
 poll            a public poll
 think           "typing", a pause, then "Done thinking."
 files           a photo and a document (uploaded through REST), the document pinned
+keyboard        a reply keyboard: a text button and a web_app button
 any other text  "typing", then the text back with "echo" in bold
 a button        answerCallbackQuery "You pressed it!" (an alert for "alert")
 web_app_data    written to the record file (a JSON line), and acknowledged
@@ -97,7 +98,25 @@ def _keyboard(app_url: str) -> dict[str, Any]:
     }
 
 
-async def _setup(client: GatewayClient, app_url: str) -> None:
+class _Bot:
+    """The agent's Bot API calls over the socket, retried after a 429 as a
+    well-behaved bot does (the per-chat limits are real ones)."""
+
+    def __init__(self, client: GatewayClient) -> None:
+        self.client = client
+
+    async def request(self, method: str, **params: Any) -> Any:
+        for attempt in range(10):
+            try:
+                return await self.client.request(method, **params)
+            except GatewayError as exc:
+                if exc.code != 429 or attempt == 9:
+                    raise
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
+
+
+async def _setup(client: _Bot, app_url: str) -> None:
     commands = [
         {"command": "start", "description": "Say hello"},
         {"command": "poll", "description": "Ask a question"},
@@ -110,9 +129,7 @@ async def _setup(client: GatewayClient, app_url: str) -> None:
         print(f"agent: no chat menu button: {exc}", file=sys.stderr, flush=True)
 
 
-async def _handle(
-    client: GatewayClient, update: dict[str, Any], app_url: str, rest_url: str
-) -> None:
+async def _handle(client: _Bot, update: dict[str, Any], app_url: str, rest_url: str) -> None:
     query = update.get("callback_query")
     if query is not None:
         alert = query.get("data") == "alert"
@@ -146,6 +163,15 @@ async def _handle(
             options=["Tea", "Coffee"],
             is_anonymous=False,
         )
+    elif text == "keyboard":
+        keyboard = {
+            "keyboard": [[{"text": "Tea please"}, {"text": "Order", "web_app": {"url": app_url}}]],
+            "resize_keyboard": True,
+            "input_field_placeholder": "Tea, or open the app",
+        }
+        await client.request(
+            "sendMessage", chat_id=chat_id, text="What would you like?", reply_markup=keyboard
+        )
     elif text == "files":
         await _send_files(rest_url, chat_id)
     elif text == "think":
@@ -164,12 +190,13 @@ async def _handle(
 
 
 async def main(url: str, app_url: str, record: Path, rest_url: str) -> None:
-    async with GatewayClient(url, os.environ["BOTGW_TOKEN"]) as client:
+    async with GatewayClient(url, os.environ["BOTGW_TOKEN"]) as gateway:
+        client = _Bot(gateway)
         await _setup(client, app_url)
         with record.open("a") as out:
             out.write(json.dumps({"ready": True}) + "\n")
             out.flush()
-            async for update in client:
+            async for update in gateway:
                 try:
                     await _handle(client, update, app_url, rest_url)
                 except (

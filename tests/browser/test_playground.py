@@ -342,6 +342,28 @@ def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> 
     )
 
 
+def test_a_reply_keyboard_sends_text_and_opens_the_app(stage: Stage, alice: Driver) -> None:
+    send(alice, "keyboard")
+    keyboard = wait_for(
+        alice, lambda d: d.find_element(By.CSS_SELECTOR, "[aria-label='Bot keyboard']")
+    )
+    wait_for(alice, lambda d: keyboard.is_displayed())
+    assert composer(alice).get_attribute("placeholder") == "Tea, or open the app"
+    button(keyboard, "Tea please").click()
+    wait_for(alice, lambda d: message_with(d, "echo: Tea please"))
+    button(keyboard, "Order (mini app)").click()
+    frame = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, ".miniapp iframe"))
+    alice.switch_to.frame(frame)
+    try:
+        click(alice, lambda d: button(d, "Send data"))
+    finally:
+        alice.switch_to.default_content()
+    sent = stage.wait_record(
+        lambda e: (e.get("message") or {}).get("web_app_data", {}).get("button_text") == "Order"
+    )
+    assert sent["message"]["web_app_data"]["data"] == "hello from the app"
+
+
 def test_a_second_user_sees_the_groups_messages_live(
     stage: Stage, alice: Driver, bob: Driver
 ) -> None:
