@@ -246,7 +246,12 @@ async def answer_web_app_query(call: BotCall, p: dict[str, Any]) -> dict[str, st
         user, chat, text=text, entities=entities, extra={"_via_bot": call.bot.id}
     )
     shown = await messenger.view(None, user=user.id).message(chat, message)
-    event = {"chat_id": chat.id, "web_app_query_id": query_id, "message": shown}
+    event = {
+        "chat_id": chat.id,
+        "web_app_query_id": query_id,
+        "title": p["result"]["title"],
+        "message": shown,
+    }
     await messenger.events.to_user(user.id, "web_app_answer", chat.id, event)
     return {"inline_message_id": secrets.token_urlsafe(16)}
 

@@ -169,7 +169,7 @@ async def test_answer_web_app_query_sends_the_users_message(pair: Scene) -> None
         assert message.data["message"]["from"]["id"] == str(pair.user.user_id)
         answer = await stream.next()
         assert answer.type == "web_app_answer"
-        assert answer.data["web_app_query_id"] == query_id
+        assert answer.data["web_app_query_id"] == query_id and answer.data["title"] == "Order"
         assert answer.data["message"]["message_id"] == message.data["message"]["message_id"]
     assert await error(
         pair.as_bot, "answerWebAppQuery", web_app_query_id=query_id, result=result
