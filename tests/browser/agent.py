@@ -7,7 +7,7 @@ with ``BOTGW_TOKEN`` set. It sets its commands and menu button, and answers:
 ==============  ===========================================================
 /start          a greeting with an inline keyboard: two callback buttons, a
                 web_app button (the mini app) and a URL button
-poll            a public poll
+poll, /poll     a public poll
 think           "typing", a pause, then "Done thinking."
 files           a photo and a document (uploaded through REST), the document pinned
 keyboard        a reply keyboard: a text button and a web_app button
@@ -155,7 +155,7 @@ async def _handle(client: _Bot, update: dict[str, Any], app_url: str, rest_url: 
         await client.request(
             "sendMessage", chat_id=chat_id, text=GREETING, reply_markup=_keyboard(app_url)
         )
-    elif text == "poll":
+    elif text in ("poll", "/poll"):
         await client.request(
             "sendPoll",
             chat_id=chat_id,

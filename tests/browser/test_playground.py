@@ -364,6 +364,26 @@ def test_a_reply_keyboard_sends_text_and_opens_the_app(stage: Stage, alice: Driv
     assert sent["message"]["web_app_data"]["data"] == "hello from the app"
 
 
+def test_slash_lists_the_bots_commands(stage: Stage, alice: Driver) -> None:
+    box = composer(alice)
+    box.send_keys("/")
+    listbox = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, "[role=listbox]"))
+    wait_for(alice, lambda d: listbox.is_displayed())
+    options = [o.text for o in listbox.find_elements(By.CSS_SELECTOR, "[role=option]")]
+    assert options == ["/start Say hello", "/poll Ask a question"]
+    assert box.get_attribute("aria-expanded") == "true"
+    box.send_keys(Keys.ARROW_DOWN)
+    chosen = listbox.find_element(By.CSS_SELECTOR, "[aria-selected=true]")
+    assert chosen.text.startswith("/poll") and box.get_attribute(
+        "aria-activedescendant"
+    ) == chosen.get_attribute("id")
+    box.send_keys(Keys.ENTER)  # takes the command
+    assert box.get_attribute("value") == "/poll" and not listbox.is_displayed()
+    box.send_keys(Keys.ENTER)  # sends it
+    polls = "fieldset[aria-label='Poll: Tea or coffee?']"
+    wait_for(alice, lambda d: len(d.find_elements(By.CSS_SELECTOR, polls)) == 2)
+
+
 def test_a_second_user_sees_the_groups_messages_live(
     stage: Stage, alice: Driver, bob: Driver
 ) -> None:
