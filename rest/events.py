@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -55,6 +56,7 @@ READ_BATCH = 100
 EPHEMERAL_KEPT = 64  # ephemeral events a slow stream may have waiting (older ones drop)
 SUBSCRIBE_WAIT_SECONDS = 5.0
 _MAX_CURSOR = 2**63 - 1
+_CURSOR_RE = re.compile(r"[0-9]{1,19}")
 
 
 class Feed:
@@ -158,7 +160,7 @@ def _cursor(request: Request) -> int | None:
     if raw is None or not raw.strip():
         return None
     raw = raw.strip()
-    if not raw.isdigit() or int(raw) > _MAX_CURSOR:
+    if not _CURSOR_RE.fullmatch(raw) or int(raw) > _MAX_CURSOR:
         raise ApiError(
             400, "INVALID_CURSOR", f"{name} must be the id of an event this stream sent (digits)"
         )

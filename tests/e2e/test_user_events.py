@@ -313,10 +313,13 @@ async def test_bad_requests_get_the_envelope(room: Scene) -> None:
     )
     body = response.json()
     assert response.status_code == 400 and body["code"] == "INVALID_CURSOR" and not body["ok"]
-    response = await room.http.get(
-        "/client/events?after=-1", headers={"Authorization": f"Bearer {room.user.token}"}
-    )
-    assert response.status_code == 400
+    for after in ("-1", "²", "9" * 5000, "99999999999999999999"):
+        response = await room.http.get(
+            "/client/events",
+            params={"after": after},
+            headers={"Authorization": f"Bearer {room.user.token}"},
+        )
+        assert response.status_code == 400 and response.json()["code"] == "INVALID_CURSOR"
 
 
 async def test_a_drain_ends_the_streams_cleanly(
