@@ -149,6 +149,7 @@ async def test_send_web_app_data_reaches_the_bot(pair: Scene) -> None:
     assert await pair.updates() == []  # none of those reached the bot
 
 
+@pytest.mark.topologies("node", "cluster")  # launches, queries, chats in slots of their own
 async def test_answer_web_app_query_sends_the_users_message(pair: Scene) -> None:
     init_data = await _init_data(pair, await _app_message(pair))
     query_id = dict(parse_qsl(init_data))["query_id"]
