@@ -55,6 +55,7 @@ KEEPALIVE_SECONDS = 15.0
 READ_BATCH = 100
 EPHEMERAL_KEPT = 64  # ephemeral events a slow stream may have waiting (older ones drop)
 SUBSCRIBE_WAIT_SECONDS = 5.0
+LINGER_SECONDS = 60.0  # a user's channel stays watched this long after their last stream
 _MAX_CURSOR = 2**63 - 1
 _CURSOR_RE = re.compile(r"[0-9]{1,19}")
 
@@ -75,6 +76,7 @@ class UserFeeds:
 
     def __init__(self, wakeups: Wakeups) -> None:
         self._wakeups = wakeups
+        # watched users: their open feeds (none: lingering, unwatched later)
         self._feeds: dict[int, set[Feed]] = {}
         self._confirmed: set[int] = set()
         self.closing = asyncio.Event()
@@ -100,9 +102,15 @@ class UserFeeds:
             return
         feeds.discard(feed)
         if not feeds:
-            del self._feeds[feed.user_id]
-            self._confirmed.discard(feed.user_id)
-            self._wakeups.unwatch(keys.user_events_channel(feed.user_id))
+            # a page reloaded comes straight back: its channel stays subscribed a while
+            loop = asyncio.get_running_loop()
+            loop.call_later(LINGER_SECONDS, self._unwatch_idle, feed.user_id)
+
+    def _unwatch_idle(self, user_id: int) -> None:
+        if user_id in self._feeds and not self._feeds[user_id]:
+            del self._feeds[user_id]
+            self._confirmed.discard(user_id)
+            self._wakeups.unwatch(keys.user_events_channel(user_id))
 
     def _on_message(self, user_id: int, data: bytes) -> None:
         text = data.decode(errors="replace")
