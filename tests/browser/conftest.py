@@ -27,7 +27,7 @@ from botgw.admin import messenger_session
 from botgw.local_redis import free_port
 from shared.settings import Settings
 from tests.api import Account, BotAccount
-from tests.conftest import Stack, process_env, unique, wait_s
+from tests.conftest import Process, Stack, process_env, rest_process, unique, wait_s
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -143,6 +143,8 @@ class Stage:
     record: Path
     shots: Path
     tmp: Path
+    # a REST process of the module's own (same Redis) that a test may restart
+    second_rest: Process
     browsers: list[Any] = field(default_factory=list)
 
     def profile(self, name: str) -> Path:
@@ -226,13 +228,17 @@ def stage(
     log.close()
     shots = Path(os.environ.get("BOTGW_PLAYGROUND_SCREENSHOTS") or tmp / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    stage = Stage(stack, settings, bot, alice, bob, mini_app_url, record, shots, tmp)
+    second_rest = rest_process(stack.redis_url, tmp, "rest-second")
+    second_rest.start()
+    stage = Stage(stack, settings, bot, alice, bob, mini_app_url, record, shots, tmp, second_rest)
     try:
+        second_rest.wait_healthy()
         stage.wait_record(lambda entry: entry.get("ready") is True, timeout=30)
         yield stage
     finally:
         for driver in stage.browsers:
             driver.quit()
+        second_rest.stop()
         agent.terminate()
         try:
             agent.wait(timeout=wait_s(10))

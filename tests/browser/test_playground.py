@@ -396,7 +396,9 @@ def test_a_second_user_sees_the_groups_messages_live(
         labelled(alice, "Add member").send_keys(name, Keys.ENTER)
         wait_for(alice, notice(f"{name} was added"))
 
-    bob.get(f"{stage.stack.rest_url}/playground/")
+    # Bob's page comes from another REST process: the live events reach him from
+    # whichever process he is connected to
+    bob.get(f"{stage.second_rest.url}/playground/")
     # the dev stack's sign-up is open (playground_link opened it): one click makes a guest
     wait_for(bob, lambda d: button(d, "Create a guest user"))
     screenshot(stage, bob, "login.png")
@@ -412,12 +414,25 @@ def test_a_second_user_sees_the_groups_messages_live(
     screenshot(stage, alice, "group-alice.png")
     screenshot(stage, bob, "group-bob.png")
 
+    # Bob's process stops (its streams end) and comes back: what was said
+    # meanwhile reaches him, resumed from the last event he had
+    status = bob.find_element(By.CSS_SELECTOR, ".conn")
+    stage.second_rest.stop()
+    wait_for(bob, lambda d: status.text == "reconnecting…")
+    send(alice, "said while you were away")
+    stage.second_rest.start()
+    stage.second_rest.wait_healthy()
+    wait_for(bob, lambda d: status.text == "live", timeout=40)
+    wait_for(bob, lambda d: message_with(d, "said while you were away"))
+
     for driver, user in ((alice, stage.alice), (bob, stage.bob)):
         urls = requested_urls(driver)
         assert urls, "the network log is empty"
         leaked = [url for url in urls if user.token in url or "usr_" in url]
         assert not leaked, leaked
         assert user.token not in driver.current_url
+        for process in (stage.stack.rest, stage.stack.gateway):
+            assert user.token not in process.log_path.read_text()
         # the page keeps to its own Content-Security-Policy
         refused = [
             e["message"] for e in driver.get_log("browser") if "Security Policy" in e["message"]
