@@ -44,6 +44,9 @@ export async function openMiniApp({ chatId, botId, botName, url, source, message
   if (buttonText) params.button_text = buttonText;
   const launch = await call("getWebAppInitData", params);
   const appUrl = new URL(launch.url || url, location.href);
+  // a page on the web only: never javascript:, data: or blob:, which would run
+  // with an origin of the playground's
+  if (appUrl.protocol !== "https:" && appUrl.protocol !== "http:") throw new Error("a mini app must be an http(s) page");
   const crossOrigin = appUrl.origin !== location.origin;
   const fragment = new URLSearchParams({
     tgWebAppData: launch.init_data,
