@@ -11,6 +11,7 @@ poll, /poll     a public poll
 think           "typing", a pause, then "Done thinking."
 files           a photo and a document (uploaded through REST), the document pinned
 keyboard        a reply keyboard: a text button and a web_app button
+same origin     a web_app button for a page of the REST server itself
 any other text  "typing", then the text back with "echo" in bold
 a button        answerCallbackQuery "You pressed it!" (an alert for "alert")
 web_app_data    written to the record file (a JSON line), and acknowledged
@@ -171,6 +172,15 @@ async def _handle(client: _Bot, update: dict[str, Any], app_url: str, rest_url: 
         }
         await client.request(
             "sendMessage", chat_id=chat_id, text="What would you like?", reply_markup=keyboard
+        )
+    elif text == "same origin":
+        # a "mini app" of the playground's own origin (any page of the REST server)
+        button = {"text": "Own origin", "web_app": {"url": f"{rest_url}/healthz"}}
+        await client.request(
+            "sendMessage",
+            chat_id=chat_id,
+            text="An app on the page's own origin",
+            reply_markup={"inline_keyboard": [[button]]},
         )
     elif text == "files":
         await _send_files(rest_url, chat_id)

@@ -342,6 +342,27 @@ def test_a_mini_app_sends_data_the_bot_receives(stage: Stage, alice: Driver) -> 
     )
 
 
+def test_an_app_of_the_pages_own_origin_cannot_reach_its_storage(
+    stage: Stage, alice: Driver
+) -> None:
+    send(alice, "same origin")
+    wait_for(alice, lambda d: message_with(d, "An app on the page's own origin"))
+    click(alice, lambda d: button(message_with(d, "own origin"), "Own origin (mini app)"))
+    frame = wait_for(alice, lambda d: d.find_element(By.CSS_SELECTOR, ".miniapp iframe"))
+    assert set(frame.get_attribute("sandbox").split()) == {"allow-scripts", "allow-forms"}
+    alice.switch_to.frame(frame)
+    try:
+        reach = (
+            "try { return sessionStorage.length >= 0 ? 'reached' : '' } catch (e) { return e.name }"
+        )
+        assert wait_for(alice, lambda d: d.execute_script(reach)) == "SecurityError"
+        assert wait_for(alice, lambda d: d.execute_script("return window.origin")) == "null"
+    finally:
+        alice.switch_to.default_content()
+    button(alice, "Close mini app").click()
+    wait_for(alice, lambda d: not d.find_elements(By.CSS_SELECTOR, ".miniapp"))
+
+
 def test_a_reply_keyboard_sends_text_and_opens_the_app(stage: Stage, alice: Driver) -> None:
     send(alice, "keyboard")
     keyboard = wait_for(
