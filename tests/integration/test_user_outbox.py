@@ -43,7 +43,9 @@ async def test_a_crashed_writers_user_events_are_replayed_once(store: Store) -> 
     # the writer died before its drain: the message is stored, its events wait
     assert await store.entities.get_message(chat_id, written.message_id) is not None
     assert await _user_events(store, users[0]) == []
-    assert await store.outbox.replay(older_than_ms=-60_000) == 1
+    # (other tests' crashed writers may have left entries too: the replay takes all)
+    assert await store.outbox.replay(older_than_ms=-60_000) >= 1
+    assert await store.outbox.pending_count(chat_id) == 0
     for user_id in users:
         assert await _user_events(store, user_id) == [("message", chat_id, written.message_id)]
     assert len(await store.log.read_after(bot, 0, 10)) == 1
