@@ -411,10 +411,12 @@ class Messenger:
         extra: dict[str, Any] | None = None,
         to_bots: list[BotRecord] | None = None,
         idempotency_key: str | None = None,
+        limited: bool = True,
     ) -> MessageRecord:
         """Store a user's message (the caller checked ``reply_to``) with its updates in
         one step: to ``to_bots``, or else to the bots the chat rules give, and to the
-        chat's users. ``extra``: what a mini app adds (web_app_data, via_bot)."""
+        chat's users. ``extra``: what a mini app adds (web_app_data, via_bot).
+        ``limited``: the chat's users' send bucket applies (not to a bot's answer)."""
         sender = member_key("u", user.id)
         message = MessageRecord(
             id=MESSAGE_ID_PLACEHOLDER,
@@ -444,7 +446,7 @@ class Messenger:
             message=pack_open_map(fields, "i"),
             pending=pending,
             idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
-            send_rate=chat_send_rate(self.settings),
+            send_rate=chat_send_rate(self.settings) if limited else None,
         )
         refuse_chat_send(written.wait_ms)
         if written.replayed:

@@ -19,6 +19,7 @@ from typing import Any
 
 from rest.messenger import Messenger
 from rest.object_schemas import ref
+from rest.ratelimit import take_send_token
 from rest.schema import CHAT_ID, Method, Param, check_menu_button
 from rest.services import BotCall, UserCall
 from rest.text import formatted
@@ -240,10 +241,14 @@ async def answer_web_app_query(call: BotCall, p: dict[str, Any]) -> dict[str, st
     user = await messenger.db.get_user(int(query["user_id"]))
     if chat is None or user is None or await messenger.bot_in_chat(call.bot.id, chat) is None:
         raise ApiError(400, "QUERY_ID_INVALID", "the chat of this web app query is gone")
+    # the bot's send limits, as for sendMessage: a 429 here changes nothing
+    await take_send_token(call.services.store, call.services.settings, call.bot.id, chat)
     if not await webapps.answer_query(query_id, LAUNCH_SECONDS):
         raise ApiError(400, "QUERY_ALREADY_ANSWERED", "this web app query was answered already")
+    # marked answered first, so the message is sent once; the users' send bucket
+    # does not apply (the bot answers, under its own limits, taken above)
     message = await messenger.user_post(
-        user, chat, text=text, entities=entities, extra={"_via_bot": call.bot.id}
+        user, chat, text=text, entities=entities, extra={"_via_bot": call.bot.id}, limited=False
     )
     shown = await messenger.view(None, user=user.id).message(chat, message)
     event = {
