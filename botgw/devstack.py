@@ -6,6 +6,11 @@ the demo user and ``demo_bot`` (idempotently: a second run reuses the same token
 and chat), prints how to use them and writes ``demo.json``. Ctrl-C or SIGTERM
 stops every child.
 
+It also prints a link to the playground (``/playground/``) that logs the demo
+user in: a one-time login code in the link's fragment, which browsers do not
+send to servers, good once and for ten minutes (:mod:`shared.store.logins`); and
+it opens the playground's sign-up, so "Create a guest user" works there.
+
 The ports are settled before any child starts (a port of 0 becomes a free one;
 REST's metrics get a free port unless ``BOTGW_REST_METRICS_PORT`` names one) and
 every child gets all of them as ``BOTGW_*`` variables, so the gateway forwards
@@ -34,8 +39,9 @@ from rest.messenger import Messenger
 from shared.errors import ApiError
 from shared.ids import hash_secret, new_secret
 from shared.settings import Settings
+from shared.store.logins import CODE_TTL_SECONDS, LoginCodes
 
-__all__ = ["ensure_demo", "run_dev_stack", "wait_http_ok"]
+__all__ = ["ensure_demo", "playground_link", "run_dev_stack", "wait_http_ok"]
 
 DEMO_USER = "demo"
 DEMO_BOT = "demo_bot"
@@ -96,7 +102,18 @@ async def ensure_demo(settings: Settings, demo_file: Path) -> dict[str, Any]:
     return demo
 
 
-def _banner(demo: dict[str, Any], demo_file: Path, metrics: tuple[str, str]) -> str:
+async def playground_link(settings: Settings, demo: dict[str, Any]) -> str:
+    """A one-time link that opens the playground logged in as the demo user; and
+    sign-up opened, for this stack's playground."""
+    async with messenger_session(settings) as messenger:
+        codes = LoginCodes(wire=messenger.store.wire)
+        await codes.set_signup(True)
+        user = await messenger.accounts.authenticate_user(demo["user_token"])
+        code = await codes.issue(user.id, demo["user_token"])
+    return f"{demo['rest_url']}/playground/#login={code}"
+
+
+def _banner(demo: dict[str, Any], demo_file: Path, metrics: tuple[str, str], link: str) -> str:
     rest, bot_token, user_token = demo["rest_url"], demo["bot_token"], demo["user_token"]
     return f"""
 botgw is running.
@@ -107,6 +124,13 @@ botgw is running.
 
   bot token   {bot_token}
   user token  {user_token}
+
+Chat with the bot in the playground, logged in as the demo user (the link works
+once, within {CODE_TTL_SECONDS // 60} minutes; later, log in there with the user token):
+  {link}
+
+Make the demo bot answer there (it echoes every text):
+  BOTGW_TOKEN='{bot_token}' python examples/echo_agent.py {demo["gateway_url"]}
 
 Ask the Bot API who the bot is:
   curl -s -H 'Authorization: Bot {bot_token}' {rest}/bot/getMe
@@ -241,7 +265,8 @@ def run_dev_stack(settings: Settings) -> int:
             f"http://{settings.rest_metrics_host}:{settings.rest_metrics_port}/metrics",
             f"http://{settings.gateway_host}:{settings.gateway_port}/metrics",
         )
-        print(_banner(demo, data_dir / "demo.json", metrics), flush=True)
+        link = asyncio.run(playground_link(settings, demo))
+        print(_banner(demo, data_dir / "demo.json", metrics, link), flush=True)
         while not stopping:
             for proc in procs:
                 if proc.poll() is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest.webapps import webapp_key
 from shared.control import CredentialsChanged
 from shared.control import encode as encode_control
 from shared.errors import ApiError
@@ -150,6 +151,7 @@ class Accounts:
             description=description,
             owner_id=owner.id,
             token_hash=hash_secret(token),
+            webapp_key=webapp_key(token),
         ):
             raise ApiError(409, "USERNAME_TAKEN", f"the username '{username}' is taken")
         bot = await self.db.get_bot(bot_id)
@@ -171,7 +173,9 @@ class Accounts:
         if not bot.active:
             raise ApiError(412, "BOT_INACTIVE", f"the bot '{bot.username}' was revoked")
         token = f"bot_{bot.id}:{new_secret()}"
-        await self.db.update_bot(bot.id, {"token_hash": hash_secret(token)})
+        await self.db.update_bot(
+            bot.id, {"token_hash": hash_secret(token), "webapp_key": webapp_key(token)}
+        )
         await self.store.log.announce(bot.id, encode_control(CredentialsChanged(revoked=False)))
         return token
 

@@ -42,17 +42,20 @@ from rest.downloads import (
     presigned_download_route,
     presigned_upload_route,
 )
+from rest.events import UserFeeds, events_route
 from rest.messenger import Messenger
 from rest.methods import AUTH_METHODS, BOT_METHODS, CLIENT_METHODS, MANAGE_METHODS
 from rest.methods.auth import AnonymousCall
 from rest.methods.manage import ON_BEHALF_HEADER, system_bot_call
 from rest.methods.updates import end_waiting_polls
 from rest.openapi import SERVICE_PATHS, openapi_document
+from rest.playground import ROUTES as PLAYGROUND_ROUTES
 from rest.schema import Method
 from rest.serve import DRAIN_STATE, Drain, metrics_registry
 from rest.services import BotCall, Services, UserCall
 from rest.telegram import OPENAPI_PATHS as TELEGRAM_PATHS
 from rest.telegram import ROUTES as TELEGRAM_ROUTES
+from rest.webapps import bridge_route
 from shared import logs
 from shared.blob_stores import open_blob_store
 from shared.errors import ApiError
@@ -257,6 +260,8 @@ def _handler(exc: Exception) -> ExceptionHandler:
 
 # the API routes of every call: "/<api>/<method>", matched without the router
 _API_ENDPOINTS: dict[str, Endpoint] = {name: _api_endpoint(name, a) for name, a in _APIS.items()}
+# paths under an API that are routes of their own, not methods
+_ROUTED = frozenset({"/client/events"})
 
 
 class RestApp(Starlette):
@@ -293,7 +298,7 @@ class RestApp(Starlette):
                 path = path[len(root) :]
             api, slash, method = path[1:].partition("/")
             endpoint = _API_ENDPOINTS.get(api) if slash and method else None
-            if endpoint is not None and "/" not in method:
+            if endpoint is not None and "/" not in method and path not in _ROUTED:
                 scope["app"] = self
                 scope["path_params"] = {"method": method}
                 request = Request(scope, receive, send)
@@ -373,9 +378,11 @@ def create_app(settings: Settings) -> Starlette:
             files=open_blob_store(settings, secret=secret),
         )
         app.state.services = services
+        app.state.user_feeds = feeds = UserFeeds(wakeups)
 
         def start_drain() -> None:
             services.draining = True  # /readyz: 503; a poll that starts now waits not
+            feeds.closing.set()  # every user's event stream ends now
             answered = end_waiting_polls(services)
             log.info("draining: %d waiting long polls answered now", answered)
 
@@ -400,12 +407,15 @@ def create_app(settings: Settings) -> Starlette:
         Route("/bot/{method}", _API_ENDPOINTS["bot"], methods=["GET", "POST"]),
         Route("/client/file/{file_path:path}", client_download_route, methods=["GET"]),
         Route("/client/auth/{method}", _API_ENDPOINTS["client/auth"], methods=["POST"]),
+        Route("/client/events", events_route, methods=["GET"]),
+        Route("/webapp.js", bridge_route, methods=["GET"]),
         Route("/client/{method}", _API_ENDPOINTS["client"], methods=["GET", "POST"]),
         Route("/manage/{method}", _API_ENDPOINTS["manage"], methods=["GET", "POST"]),
         Route("/files/upload/{token}", presigned_upload_route, methods=["PUT"]),
         Route("/files/download/{token}", presigned_download_route, methods=["GET"]),
         *TELEGRAM_ROUTES,
         *DIALECT_ROUTES,
+        *PLAYGROUND_ROUTES,
     ]
     app = RestApp(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
     app.state.openapi = openapi_document(

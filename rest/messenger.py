@@ -27,6 +27,7 @@ from rest import visibility
 from rest.accounts import Accounts
 from rest.ratelimit import chat_send_rate, refuse_chat_send
 from rest.text import parse_entities
+from rest.userevents import UserEvents
 from rest.view import View
 from shared.codecs import pack, pack_open_map
 from shared.errors import ApiError
@@ -73,6 +74,8 @@ class Messenger:
         self._secret = secret
         # scoped ids never change: an HMAC per (bot, user) once, not on every request
         self._scoped: dict[tuple[int, int], int] = {}
+        # what the users of a chat hear (their /client/events logs)
+        self.events = UserEvents(store, lambda: self.view(None))
 
     # -- ids ------------------------------------------------------------------
 
@@ -90,9 +93,10 @@ class Messenger:
         """An opaque string naming a chat for callback queries (stable per bot)."""
         return str(scoped_user_id(self._secret, bot_id, -chat.id))
 
-    def view(self, viewer_bot: int | None) -> View:
-        """Renders records as ``viewer_bot`` sees them (``None``: the users' view)."""
-        return View(self.db, self.scoped, viewer_bot)
+    def view(self, viewer_bot: int | None, *, user: int | None = None) -> View:
+        """Renders records as ``viewer_bot`` sees them (``None``: the users' view; with
+        ``user``, as that user reads them: messages carry their reactions)."""
+        return View(self.db, self.scoped, viewer_bot, user=user)
 
     # -- chats ----------------------------------------------------------------
 
@@ -118,6 +122,10 @@ class Messenger:
             chat_id = await self.db.link_private_chat(
                 bot_id=bot.id, scoped_user=scoped, user_id=user.id, chat_id=candidate.id
             )
+            if chat_id == candidate.id:
+                await self.events.emit(
+                    candidate, "chat", {"chat": await self.view(None).chat(candidate)}
+                )
         chat = await self.db.get_chat(chat_id)
         assert chat is not None
         await self.user_send_message(user, chat, "/start")
@@ -131,6 +139,7 @@ class Messenger:
             member_key("u", user.id),
             {"status": "creator", "date": chat.created, "since": 0, "by": member_key("u", user.id)},
         )
+        await self.events.emit(chat, "chat", {"chat": await self.view(None).chat(chat)})
         return chat
 
     async def chat_for_user(self, user: UserRecord, chat_id: int) -> ChatRecord:
@@ -217,8 +226,13 @@ class Messenger:
             "since": await self.db.last_message_id(chat.id),
             "by": member_key("u", actor.id),
         }
-        if await self.db.add_member(chat.id, member, info) and member[0] == "b":
-            await self._my_chat_member(int(member[1:]), chat, member_key("u", actor.id), "member")
+        before = await self.events.members(chat)
+        if await self.db.add_member(chat.id, member, info):
+            if member[0] == "b":
+                await self._my_chat_member(
+                    int(member[1:]), chat, member_key("u", actor.id), "member"
+                )
+            await self.events.member_changed(chat, member, "member", before=before)
         return member
 
     async def remove_member(self, actor: UserRecord, chat: ChatRecord, username: str) -> str:
@@ -238,8 +252,11 @@ class Messenger:
                 "NOT_ENOUGH_RIGHTS",
                 "only the group's creator, or whoever added a member, may remove it",
             )
-        if await self.db.remove_member(chat.id, member) and member[0] == "b":
-            await self._my_chat_member(int(member[1:]), chat, me, "left")
+        before = await self.events.members(chat)
+        if await self.db.remove_member(chat.id, member):
+            if member[0] == "b":
+                await self._my_chat_member(int(member[1:]), chat, me, "left")
+            await self.events.member_changed(chat, member, "left", before=before)
         return member
 
     async def leave_chat(self, bot: BotRecord, chat: ChatRecord) -> None:
@@ -248,6 +265,7 @@ class Messenger:
         me = member_key("b", bot.id)
         if await self.db.remove_member(chat.id, me):
             await self._my_chat_member(bot.id, chat, me, "left")
+            await self.events.member_changed(chat, me, "left", before=[])
 
     async def _username_member(self, username: str) -> str:
         owner = await self.db.resolve_username(username.lower().lstrip("@"))
@@ -310,7 +328,7 @@ class Messenger:
         a retry with the call's ``idempotency_key`` gets the message stored the
         first time."""
         message = MessageRecord(
-            id=0,  # the store gives it the chat's next id
+            id=MESSAGE_ID_PLACEHOLDER,  # the store gives it the chat's next id
             chat_id=chat.id,
             sender=sender,
             date=now(),
@@ -320,10 +338,20 @@ class Messenger:
             reply_markup=reply_markup,
             extra=extra or {},
         )
-        message = await self.db.add_message(
-            message,
+        pending = await self.events.message_pending(chat, message, "message")
+        fields = message.to_storage()
+        del fields["i"]
+        written = await self.store.outbox.write(
+            chat.id,
+            mode="new",
+            message=pack_open_map(fields, "i"),
+            pending=pending,
             idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
         )
+        if written.replayed:
+            return await self.message_in(chat, written.message_id)
+        message.id = written.message_id
+        await self._drain(chat, written, pending)
         for file_id in _file_ids(message.extra):
             await self.db.note_file_chat(file_id, chat.id)
         return message
@@ -363,6 +391,32 @@ class Messenger:
         (see :mod:`shared.store.outbox`); a retry with the same ``idempotency_key``
         returns the message stored the first time."""
         reply_to = await self.check_reply(chat, reply_to)
+        return await self.user_post(
+            user,
+            chat,
+            text=text,
+            entities=parse_entities(text) or None,
+            reply_to=reply_to,
+            idempotency_key=idempotency_key,
+        )
+
+    async def user_post(
+        self,
+        user: UserRecord,
+        chat: ChatRecord,
+        *,
+        text: str | None,
+        entities: list[dict[str, Any]] | None,
+        reply_to: int | None = None,
+        extra: dict[str, Any] | None = None,
+        to_bots: list[BotRecord] | None = None,
+        idempotency_key: str | None = None,
+        limited: bool = True,
+    ) -> MessageRecord:
+        """Store a user's message (the caller checked ``reply_to``) with its updates in
+        one step: to ``to_bots``, or else to the bots the chat rules give, and to the
+        chat's users. ``extra``: what a mini app adds (web_app_data, via_bot).
+        ``limited``: the chat's users' send bucket applies (not to a bot's answer)."""
         sender = member_key("u", user.id)
         message = MessageRecord(
             id=MESSAGE_ID_PLACEHOLDER,
@@ -370,10 +424,20 @@ class Messenger:
             sender=sender,
             date=now(),
             text=text,
-            entities=parse_entities(text) or None,
+            entities=entities or None,
             reply_to=reply_to,
+            extra=extra or {},
         )
-        pending = await self._pending(chat, message, "message")
+        if to_bots is None:
+            pending = await self._pending(chat, message, "message")
+        else:
+            pending = []
+            for bot in to_bots:
+                body = {"message": await self.view(bot.id).message(chat, message)}
+                pending.append(
+                    Pending(bot.id, "message", self.bot_chat_id(bot.id, chat), pack(body))
+                )
+        pending += await self.events.message_pending(chat, message, "message")
         fields = message.to_storage()
         del fields["i"]
         written = await self.store.outbox.write(
@@ -382,7 +446,7 @@ class Messenger:
             message=pack_open_map(fields, "i"),
             pending=pending,
             idempotency_key=None if idempotency_key is None else f"{sender}:{idempotency_key}",
-            send_rate=chat_send_rate(self.settings),
+            send_rate=chat_send_rate(self.settings) if limited else None,
         )
         refuse_chat_send(written.wait_ms)
         if written.replayed:
@@ -405,6 +469,7 @@ class Messenger:
         message.entities = parse_entities(text) or None
         message.edit_date = now()
         pending = await self._pending(chat, message, "edited_message")
+        pending += await self.events.message_pending(chat, message, "edited_message")
         written = await self.store.outbox.write(
             chat.id,
             mode="save",
@@ -430,7 +495,31 @@ class Messenger:
                     "MESSAGE_CANT_BE_DELETED",
                     "in groups only the creator may delete other members' messages",
                 )
-        await self.db.delete_message(chat.id, message_id)
+        await self.delete_message(chat, message_id)
+
+    async def delete_message(self, chat: ChatRecord, message_id: int) -> None:
+        """Delete a message and tell the chat's users (``deleted_messages``), in one step."""
+        data = {"chat_id": chat.id, "message_ids": [message_id]}
+        pending = self.events.pending(
+            await self.events.members(chat), "deleted_messages", chat, data
+        )
+        written = await self.store.outbox.write(
+            chat.id, mode="delete", message_id=message_id, pending=pending
+        )
+        await self._drain(chat, written, pending)
+
+    async def save_edit(self, chat: ChatRecord, message: MessageRecord) -> None:
+        """Store a bot's edited message and tell the chat's users (``edited_message``),
+        in one step (bots never hear of other bots' messages)."""
+        pending = await self.events.message_pending(chat, message, "edited_message")
+        written = await self.store.outbox.write(
+            chat.id,
+            mode="save",
+            message=pack(message.to_storage()),
+            message_id=message.id,
+            pending=pending,
+        )
+        await self._drain(chat, written, pending)
 
     async def recipients(self, chat: ChatRecord, message: MessageRecord) -> list[BotRecord]:
         """The bots that receive a user's message (the chat rules of this module;

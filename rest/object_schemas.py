@@ -77,7 +77,28 @@ ENTITY = _object(
     language=_STR,
     custom_emoji_id=_STR,
 )
-BUTTON = _object(["text"], text=_STR, callback_data=_STR, url=_STR)
+WEB_APP_INFO = _object(["url"], url=_STR)
+BUTTON = _object(["text"], text=_STR, callback_data=_STR, url=_STR, web_app=ref("WebAppInfo"))
+MENU_BUTTON = _object(
+    ["type"],
+    type={"type": "string", "enum": ["commands", "web_app", "default"]},
+    text=_STR,
+    web_app=ref("WebAppInfo"),
+)
+SENT_WEB_APP_MESSAGE = _object([], inline_message_id=_STR)
+REPLY_KEYBOARD = _object(
+    ["keyboard"],
+    keyboard=_array(_array(_object(["text"], text=_STR, web_app=ref("WebAppInfo")))),
+    is_persistent=_BOOL,
+    resize_keyboard=_BOOL,
+    one_time_keyboard=_BOOL,
+    selective=_BOOL,
+    input_field_placeholder=_STR,
+)
+REPLY_KEYBOARD_REMOVE = _object(
+    ["remove_keyboard"], remove_keyboard={"type": "boolean", "enum": [True]}
+)
+REACTION_COUNT = _object(["emoji", "count", "chosen"], emoji=_STR, count=_INT, chosen=_BOOL)
 KEYBOARD = _object(["inline_keyboard"], inline_keyboard=_array(_array(ref("InlineKeyboardButton"))))
 PHOTO_SIZE = _object(
     ["file_id", "file_unique_id", "width", "height"],
@@ -142,8 +163,17 @@ MESSAGE = _object(
     forward_origin=_object(
         ["type", "date", "sender_user"], type=_STR, date=_INT, sender_user=ref("User")
     ),
-    reply_markup=ref("InlineKeyboardMarkup"),
+    reply_markup={
+        "oneOf": [
+            ref("InlineKeyboardMarkup"),
+            ref("ReplyKeyboardMarkup"),
+            ref("ReplyKeyboardRemove"),
+        ]
+    },
     reply_to_message={"type": "object"},
+    via_bot=ref("User"),
+    web_app_data=_object(["data", "button_text"], data=_STR, button_text=_STR),
+    reactions=_array(ref("ReactionCount")),
 )
 MESSAGE_ID = _object(["message_id"], message_id=ID)
 REACTION = _object(["type", "emoji"], type={"type": "string", "enum": ["emoji"]}, emoji=_STR)
@@ -219,6 +249,12 @@ SCHEMAS: dict[str, Any] = {
     "ChatFullInfo": CHAT_FULL_INFO,
     "MessageEntity": ENTITY,
     "InlineKeyboardButton": BUTTON,
+    "WebAppInfo": WEB_APP_INFO,
+    "MenuButton": MENU_BUTTON,
+    "ReplyKeyboardMarkup": REPLY_KEYBOARD,
+    "ReplyKeyboardRemove": REPLY_KEYBOARD_REMOVE,
+    "SentWebAppMessage": SENT_WEB_APP_MESSAGE,
+    "ReactionCount": REACTION_COUNT,
     "InlineKeyboardMarkup": KEYBOARD,
     "PhotoSize": PHOTO_SIZE,
     "Document": DOCUMENT,

@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import UploadFile
 
@@ -46,7 +47,13 @@ __all__ = [
 FILE_ID_PATTERN = r"[A-Za-z0-9_-]{8,128}"
 
 Validator = Callable[[str, Any], Any]
-REF_KEYBOARD: dict[str, Any] = {"$ref": "#/components/schemas/InlineKeyboardMarkup"}
+REF_KEYBOARD: dict[str, Any] = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/InlineKeyboardMarkup"},
+        {"$ref": "#/components/schemas/ReplyKeyboardMarkup"},
+        {"$ref": "#/components/schemas/ReplyKeyboardRemove"},
+    ]
+}
 
 
 def _bad(name: str, what: str) -> ApiError:
@@ -275,8 +282,51 @@ def _invalid(text: str) -> ApiError:
     return ApiError(400, "INVALID_PARAMETER", text)
 
 
+def _check_reply_keyboard(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A ReplyKeyboardMarkup: rows of buttons, each its text (sent as a message
+    when pressed) and maybe a ``web_app``; its options; or ReplyKeyboardRemove."""
+    if "keyboard" not in value:
+        if value.get("remove_keyboard") is not True:
+            raise _invalid(f"parameter '{name}' must have 'remove_keyboard': true")
+        return {"remove_keyboard": True}
+    rows = value["keyboard"]
+    if not isinstance(rows, list) or not rows or len(rows) > 100:
+        raise _invalid(f"{name}.keyboard must be an array of 1-100 rows")
+    clean_rows = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, list) or not row or len(row) > 12:
+            raise _invalid(f"{name}.keyboard[{r}] must be an array of 1-12 buttons")
+        clean_row = []
+        for c, button in enumerate(row):
+            where = f"{name}.keyboard[{r}][{c}]"
+            button = {"text": button} if isinstance(button, str) else button
+            text = button.get("text") if isinstance(button, dict) else None
+            if not isinstance(text, str) or not 1 <= len(text) <= 128:
+                raise _invalid(f"{where} must be a string or a KeyboardButton with a text")
+            clean: dict[str, Any] = {"text": text}
+            if button.get("web_app") is not None:
+                clean["web_app"] = check_web_app_info(f"{where}.web_app", button["web_app"])
+            clean_row.append(clean)
+        clean_rows.append(clean_row)
+    out: dict[str, Any] = {"keyboard": clean_rows}
+    for flag in ("is_persistent", "resize_keyboard", "one_time_keyboard", "selective"):
+        if value.get(flag) is not None:
+            if not isinstance(value[flag], bool):
+                raise _invalid(f"{name}.{flag} must be a boolean")
+            out[flag] = value[flag]
+    placeholder = value.get("input_field_placeholder")
+    if placeholder is not None:
+        if not isinstance(placeholder, str) or not 1 <= len(placeholder) <= 64:
+            raise _invalid(f"{name}.input_field_placeholder must be 1-64 characters")
+        out["input_field_placeholder"] = placeholder
+    return out
+
+
 def check_reply_markup(name: str, value: Any) -> Any:
-    """Validate an InlineKeyboardMarkup: rows of buttons with text and one action."""
+    """Validate an InlineKeyboardMarkup (rows of buttons with text and one action),
+    a ReplyKeyboardMarkup or a ReplyKeyboardRemove."""
+    if "inline_keyboard" not in value and ("keyboard" in value or "remove_keyboard" in value):
+        return _check_reply_keyboard(name, value)
     rows = value.get("inline_keyboard")
     if not isinstance(rows, list) or not rows:
         raise _invalid(f"parameter '{name}' must be an object with a non-empty 'inline_keyboard'")
@@ -296,6 +346,7 @@ def check_reply_markup(name: str, value: Any) -> Any:
                 raise _invalid(f"{where}.text must be a string of 1-128 characters")
             data = button.get("callback_data")
             url = button.get("url")
+            web_app = button.get("web_app")
             clean: dict[str, Any] = {"text": text}
             if data is not None:
                 if not isinstance(data, str) or not 1 <= len(data.encode()) <= 64:
@@ -305,11 +356,57 @@ def check_reply_markup(name: str, value: Any) -> Any:
                 if not isinstance(url, str) or not re.fullmatch(r"(https?|tg)://\S{1,2000}", url):
                     raise _invalid(f"{where}.url must be an http(s) URL")
                 clean["url"] = url
-            if (data is None) == (url is None):
-                raise _invalid(f"{where} must have exactly one of callback_data or url")
+            if web_app is not None:
+                clean["web_app"] = check_web_app_info(f"{where}.web_app", web_app)
+            if [data, url, web_app].count(None) != 2:
+                raise _invalid(f"{where} must have exactly one of callback_data, url or web_app")
             clean_row.append(clean)
         clean_rows.append(clean_row)
     return {"inline_keyboard": clean_rows}
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_web_app_url(name: str, url: Any) -> str:
+    """A mini app's URL: https, or http on this machine (a developer's own server)."""
+    if isinstance(url, str) and len(url) <= 2048 and not re.search(r"\s", url):
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:  # e.g. an unclosed [ in the host
+            host = ""
+        else:
+            if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in _LOOPBACK):
+                return url
+    raise _invalid(
+        f"{name} must be an https URL of at most 2048 characters "
+        "(http only on localhost, 127.0.0.1 or [::1])"
+    )
+
+
+def check_web_app_info(name: str, value: Any) -> dict[str, str]:
+    """A WebAppInfo object: ``{"url"}``."""
+    if not isinstance(value, dict):
+        raise _invalid(f'{name} must be a WebAppInfo object: {{"url": "https://..."}}')
+    return {"url": check_web_app_url(f"{name}.url", value.get("url"))}
+
+
+def check_menu_button(name: str, value: Any) -> dict[str, Any]:
+    """A MenuButton: ``commands``, ``default``, or ``web_app`` with text and web_app."""
+    kind = value.get("type")
+    if kind in ("commands", "default"):
+        return {"type": kind}
+    if kind != "web_app":
+        raise _invalid(f"{name}.type must be 'commands', 'web_app' or 'default'")
+    text = value.get("text")
+    if not isinstance(text, str) or not 1 <= len(text) <= 64:
+        raise _invalid(f"{name}.text must be a string of 1-64 characters")
+    return {
+        "type": "web_app",
+        "text": text,
+        "web_app": check_web_app_info(f"{name}.web_app", value.get("web_app")),
+    }
 
 
 def _check_reply_parameters(name: str, value: Any) -> Any:
@@ -370,7 +467,8 @@ REPLY_MARKUP = Param(
     "object",
     check=check_reply_markup,
     schema=REF_KEYBOARD,
-    doc="an InlineKeyboardMarkup (a JSON string in forms)",
+    doc="an InlineKeyboardMarkup, ReplyKeyboardMarkup or ReplyKeyboardRemove "
+    "(a JSON string in forms)",
 )
 REPLY_TO = Param("reply_to_message_id", "id", doc="the message to reply to")
 REPLY_PARAMETERS = Param(

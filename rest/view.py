@@ -22,7 +22,7 @@ from rest.object_schemas import GIFT_TYPES
 from shared.models import BotRecord, ChatRecord, MessageRecord, UserRecord, parse_member
 from shared.store.entities import Entities
 
-__all__ = ["MAX_REACTIONS", "Scoping", "View"]
+__all__ = ["MAX_REACTIONS", "Scoping", "View", "reaction_summary"]
 
 # (bot id, user id) -> the id under which that bot sees that user
 Scoping = Callable[[int, int], int]
@@ -33,14 +33,40 @@ MAX_REACTIONS = 3
 _GIFTS_NONE = dict.fromkeys(GIFT_TYPES, False)
 
 
+def reaction_summary(
+    reactions: dict[str, list[dict[str, Any]]], viewer: str | None
+) -> list[dict[str, Any]]:
+    """``{"emoji", "count", "chosen"}`` per reaction to a message (an emoji, or a
+    custom emoji's id), most chosen first, from every member's reactions;
+    ``chosen``: ``viewer`` (``u<id>``) is one of those who chose it."""
+    counts: dict[str, int] = {}
+    chosen: set[str] = set()
+    for member, chosen_by_member in reactions.items():
+        for reaction in chosen_by_member:
+            name = str(reaction.get("emoji") or reaction.get("custom_emoji_id") or "")
+            if not name:
+                continue
+            counts[name] = counts.get(name, 0) + 1
+            if member == viewer:
+                chosen.add(name)
+    order = sorted(counts, key=lambda name: (-counts[name], name))
+    return [{"emoji": name, "count": counts[name], "chosen": name in chosen} for name in order]
+
+
 class View:
     """Renders records as ``viewer_bot`` sees them; caches the people it looked up,
     what the viewer may see of each chat, and the replied-to messages it read."""
 
-    def __init__(self, db: Entities, scoped: Scoping, viewer_bot: int | None) -> None:
+    def __init__(
+        self, db: Entities, scoped: Scoping, viewer_bot: int | None, *, user: int | None = None
+    ) -> None:
         self.db = db
         self.scoped = scoped
         self.viewer = viewer_bot
+        # in the users' view, the user who reads: messages then carry "reactions"
+        # (chosen: whether this user chose it)
+        self.reader = user if viewer_bot is None else None
+        self._reactions: dict[tuple[int, int], dict[str, list[dict[str, Any]]]] = {}
         self._users: dict[int, UserRecord | None] = {}
         self._bots: dict[int, BotRecord | None] = {}
         self._sights: dict[int, visibility.Sight | None] = {}
@@ -193,6 +219,8 @@ class View:
         for key, value in message.extra.items():
             if key == "poll":
                 out["poll"] = await self.poll(chat, message)
+            elif key == "_via_bot":
+                out["via_bot"] = await self.user(f"b{value}")
             elif key == "_forward":
                 out["forward_origin"] = {
                     "type": "user",
@@ -203,6 +231,8 @@ class View:
                 out[key] = value
         if message.reply_markup is not None:
             out["reply_markup"] = message.reply_markup
+        if self.reader is not None:
+            out["reactions"] = await self.reactions(chat, message)
         if with_reply and message.reply_to is not None:
             await self._load_replied(chat, [message])
             replied = self._replied[(chat.id, message.reply_to)]
@@ -226,7 +256,21 @@ class View:
         reply to fetched together."""
         await self.load(m.sender for m in messages)
         await self._load_replied(chat, messages)
+        if self.reader is not None:
+            wanted = [m.id for m in messages if (chat.id, m.id) not in self._reactions]
+            found = await self.db.reactions_of(chat.id, wanted)
+            for message_id in wanted:
+                self._reactions[(chat.id, message_id)] = found.get(message_id, {})
         return [await self.message(chat, m) for m in messages]
+
+    async def reactions(self, chat: ChatRecord, message: MessageRecord) -> list[dict[str, Any]]:
+        """``{"emoji", "count", "chosen"}`` per reaction to ``message`` (the users' view)."""
+        key = (chat.id, message.id)
+        if key not in self._reactions:
+            found = await self.db.reactions_of(chat.id, [message.id])
+            self._reactions[key] = found.get(message.id, {})
+        me = None if self.reader is None else f"u{self.reader}"
+        return reaction_summary(self._reactions[key], me)
 
     async def poll(self, chat: ChatRecord, message: MessageRecord) -> dict[str, Any]:
         """The Poll object of a poll message, with its current votes."""

@@ -33,6 +33,7 @@ __all__ = [
     "bot_info",
     "bot_last_id",
     "bot_log",
+    "bot_menu_buttons",
     "bot_outbox_held",
     "bot_private_chats",
     "bot_rate",
@@ -64,14 +65,24 @@ __all__ = [
     "files",
     "idle_channel",
     "index_bucket",
+    "message_reactions",
     "outbox_index",
     "poll_state",
     "poll_votes",
     "server_secret",
+    "user_appended",
     "user_chats",
+    "user_epoch",
+    "user_events_channel",
     "user_info",
+    "user_last_event",
+    "user_log",
+    "user_log_idempotency",
+    "user_outbox_held",
     "user_rate",
     "username_owner",
+    "webapp_launch",
+    "webapp_query",
     "webhook_dispatchers",
     "webhook_dispatchers_channel",
     "webhook_index",
@@ -284,6 +295,13 @@ def chat_reactions(chat_id: int) -> str:
     return f"{PREFIX}{{c{chat_id}}}:reactions"
 
 
+def message_reactions(chat_id: int, message_id: int) -> str:
+    """Hash: member -> JSON list of ReactionType objects, for one message (beside
+    :func:`chat_reactions`, written in the same transaction), so that a message's
+    reactions are read without scanning the chat's."""
+    return f"{PREFIX}{{c{chat_id}}}:reactions:{message_id}"
+
+
 def poll_votes(chat_id: int, message_id: int) -> str:
     """Hash: member -> JSON list of option ids; field ``~closed`` once the poll is closed."""
     return f"{PREFIX}{{c{chat_id}}}:poll:{message_id}"
@@ -336,6 +354,42 @@ def user_chats(user_id: int) -> str:
     return f"{PREFIX}{{u{user_id}}}:chats"
 
 
+# A user's event log (shared/store/userlog.py): the same layout as a bot's update
+# log, in the user's slot, appended by ``append_update.lua`` as well.
+
+
+def user_log(user_id: int) -> str:
+    """Stream: the user's events (``/client/events``)."""
+    return f"{PREFIX}{{u{user_id}}}:events"
+
+
+def user_epoch(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:epoch"
+
+
+def user_last_event(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:last"
+
+
+def user_appended(user_id: int) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:n"
+
+
+def user_log_idempotency(user_id: int, key: str) -> str:
+    return f"{PREFIX}{{u{user_id}}}:events:idem:{key}"
+
+
+def user_outbox_held(user_id: int) -> str:
+    """Hash: chat id -> the newest outbox seq the user's log holds (as for bots)."""
+    return f"{PREFIX}{{u{user_id}}}:events:held"
+
+
+def user_events_channel(user_id: int) -> str:
+    """Channel: ``"<id> <prev>"`` per appended event, or an ephemeral event as
+    ``!<type> <json>`` (a chat action)."""
+    return f"{PREFIX}{{u{user_id}}}:events:wake"
+
+
 def username_owner(username: str) -> str:
     """String ``<owner> <ms>``: who holds a username (``u<id>`` or ``b<id>``: users
     and bots share one namespace) since when (Redis time). Usernames are
@@ -351,6 +405,21 @@ def call_result(caller: str, key: str) -> str:
     """String: the result of a call made with an Idempotency-Key, in the slot of its
     caller (``caller`` is ``b<id>`` or ``u<id>``)."""
     return f"{PREFIX}{{{caller}}}:call:{key}"
+
+
+def bot_menu_buttons(bot_id: int) -> str:
+    """Hash: the bot's MenuButton (JSON) by chat internal id, ``default`` for all."""
+    return f"{_bot(bot_id)}:menu"
+
+
+def webapp_query(query_id: str) -> str:
+    """Hash: a web app launch that answerWebAppQuery may answer once, with a TTL."""
+    return f"{PREFIX}{{wq{query_id}}}:webapp"
+
+
+def webapp_launch(init_hash: str) -> str:
+    """Hash: the launch behind a signed init data (by its hash), with a TTL."""
+    return f"{PREFIX}{{wl{init_hash}}}:webapp"
 
 
 def callback_answers(query_id: str) -> str:

@@ -55,6 +55,10 @@ class BotRecord:
     # names and descriptions per language: "name|<language>" -> text
     texts: dict[str, str] = field(default_factory=dict)
     avatar: str = ""  # the URL of the bot's picture, if it has one
+    # hex of HMAC-SHA256(key="WebAppData", msg=<the token in Telegram's form>): the
+    # key web app init data is signed with (rest/webapps.py); "" for a bot whose
+    # token was issued before web apps, until it is rotated
+    webapp_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

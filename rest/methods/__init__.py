@@ -18,6 +18,7 @@ updates     getUpdates, the long poll
 webhooks    setWebhook, deleteWebhook, getWebhookInfo
 client      the users' own: getMe, startBot, messages and reactions, groups, members
 auth        Ed25519 sign-in for users (``/client/auth/<method>``, no token)
+webapps     menu buttons, web app init data and data, answerWebAppQuery
 manage      a user's bots and their tokens
 ==========  ===============================================================
 """
@@ -38,6 +39,7 @@ from rest.methods import (
     polls,
     profile,
     updates,
+    webapps,
     webhooks,
 )
 from rest.schema import Method
@@ -61,6 +63,7 @@ BOT_METHODS: dict[str, Method] = _by_name(
         *history.BOT,
         *updates.BOT,
         *webhooks.BOT,
+        *webapps.BOT,
     )
 )
 
@@ -73,6 +76,7 @@ CLIENT_METHODS: dict[str, Method] = _by_name(
         *polls.CLIENT,
         *history.CLIENT,
         *media.CLIENT,
+        *webapps.CLIENT,
     )
 )
 

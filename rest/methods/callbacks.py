@@ -127,6 +127,18 @@ async def answer_callback_query(call: BotCall, p: dict[str, Any]) -> bool:
         raise ApiError(
             400, "QUERY_ALREADY_ANSWERED", "this callback query has been answered already"
         )
+    event = {
+        "callback_query_id": record.id,
+        "chat_id": record.chat_id,
+        "message_id": record.message_id,
+        "text": answer.get("text"),
+        "show_alert": answer["show_alert"],
+        "url": answer.get("url"),
+    }
+    # only the user who pressed the button hears the answer
+    await call.services.messenger.events.to_user(
+        record.user_id, "callback_answer", record.chat_id, event
+    )
     return True
 
 

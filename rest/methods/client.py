@@ -34,6 +34,7 @@ from rest.object_schemas import ref
 from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, reaction_param
 from rest.services import UserCall
+from shared.errors import ApiError
 from shared.models import ChatRecord, UserRecord, member_key
 
 __all__ = ["CLIENT", "user_limited"]
@@ -97,6 +98,7 @@ async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
     old = await messenger.db.set_reaction(chat.id, message.id, me, new)
     if old == new:
         return True
+    await messenger.events.reactions(chat, message.id)
     if chat.type == "private":
         candidates = [chat.bot_id]
     else:
@@ -157,12 +159,16 @@ remove_chat_member = _member_change(Messenger.remove_member)
 
 async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:
     messenger = call.services.messenger
-    view = messenger.view(None)
+    view = messenger.view(None, user=call.user.id)
     out = []
     for chat_id in await messenger.db.chats_of_user(call.user.id):
         chat = await messenger.db.get_chat(chat_id)
         if chat is not None:
-            out.append(await view.chat(chat))
+            shown = await view.chat(chat)
+            pinned = await view.pinned(chat)
+            if pinned is not None:  # the latest pin, as getChat shows it to bots
+                shown["pinned_message"] = await view.message(chat, pinned, with_reply=False)
+            out.append(shown)
     return out
 
 
@@ -178,6 +184,28 @@ async def get_chat_members(call: UserCall, p: dict[str, Any]) -> list[dict[str, 
         members = await messenger.db.members(chat.id)
     await view.load(members)
     return [await view.chat_member(m, info) for m, info in sorted(members.items())]
+
+
+async def get_bot_commands(call: UserCall, p: dict[str, Any]) -> list[dict[str, str]]:
+    """The commands of a bot of the chat as they apply to this user there: the most
+    specific scope the bot set (chat member, chat, all group or private chats),
+    else its default list (Telegram's order; the default language)."""
+    messenger, chat = await _user_chat(call, p)
+    bot_id = p["bot_id"] if p["bot_id"] is not None else chat.bot_id or None
+    if bot_id is None:
+        raise ApiError(400, "MISSING_PARAMETER", "parameter 'bot_id' is required in a group")
+    bot = await messenger.bot_in_chat(bot_id, chat)
+    if bot is None:
+        raise ApiError(400, "BOT_NOT_IN_CHAT", "the bot is not (or no longer) in this chat")
+    chat_id = messenger.bot_chat_id(bot.id, chat)
+    scopes = [f"chat:{chat_id}|", "all_private_chats|"]
+    if chat.type == "group":
+        member = f"chat_member:{chat_id}:{messenger.scoped(bot.id, call.user.id)}|"
+        scopes = [member, f"chat:{chat_id}|", "all_group_chats|"]
+    for scope in scopes:
+        if bot.command_sets.get(scope):
+            return list(bot.command_sets[scope])
+    return list(bot.commands)
 
 
 _CHAT_LIST = {"type": "array", "items": ref("Chat")}
@@ -251,6 +279,14 @@ CLIENT: tuple[Method, ...] = (
         getter=True,
         summary="The user's chats.",
         result=_CHAT_LIST,
+    ),
+    Method(
+        "getMyCommands",
+        get_bot_commands,
+        getter=True,
+        summary="A chat's bot's commands as they apply to the user there.",
+        params=(CHAT_ID, Param("bot_id", "id", doc="the bot (a private chat's by default)")),
+        result={"type": "array", "items": ref("BotCommand")},
     ),
     Method(
         "getChatMembers",

@@ -115,7 +115,7 @@ async def client_history(call: UserCall, p: dict[str, Any]) -> list[dict[str, An
         since=p["since"],
         sender=sender,
     )
-    return await messenger.view(None).messages(chat, messages)
+    return await messenger.view(None, user=call.user.id).messages(chat, messages)
 
 
 _PARAMS = (

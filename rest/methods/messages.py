@@ -114,7 +114,7 @@ async def _save_edit(
     messenger = call.services.messenger
     message.reply_markup = reply_markup  # as in Telegram: omitted removes the keyboard
     message.edit_date = _now()
-    await messenger.db.save_message(message)
+    await messenger.save_edit(chat, message)
     return await messenger.view(call.bot.id).message(chat, message)
 
 
@@ -170,7 +170,7 @@ async def delete_message(call: BotCall, p: dict[str, Any]) -> bool:
             "MESSAGE_CANT_BE_DELETED",
             "in groups a bot can delete only its own messages",
         )
-    await messenger.db.delete_message(chat.id, message.id)
+    await messenger.delete_message(chat, message.id)
     return True
 
 
@@ -266,6 +266,7 @@ async def pin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
     _check_pin_rights(call, chat, message)
     pinned = [m for m in chat.pinned if m != message.id] + [message.id]
     await messenger.db.update_chat(chat.id, {"pinned": pinned[-100:]})
+    await messenger.events.pinned(chat)
     return True
 
 
@@ -284,6 +285,7 @@ async def unpin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
     _check_pin_rights(call, chat, message)
     pinned = [m for m in chat.pinned if m != message.id]
     await messenger.db.update_chat(chat.id, {"pinned": pinned})
+    await messenger.events.pinned(chat)
     return True
 
 
@@ -294,13 +296,23 @@ async def set_message_reaction(call: BotCall, p: dict[str, Any]) -> bool:
     reaction = p["reaction"] or []
     if len(reaction) > 1:
         raise ApiError(400, "REACTIONS_TOO_MANY", "a bot can set at most one reaction")
-    await messenger.db.set_reaction(chat.id, message.id, _me(call), reaction)
+    old = await messenger.db.set_reaction(chat.id, message.id, _me(call), reaction)
+    if old != reaction:
+        await messenger.events.reactions(chat, message.id)
     return True
 
 
 async def send_chat_action(call: BotCall, p: dict[str, Any]) -> bool:
-    await call.services.messenger.chat_for_bot(call.bot, p["chat_id"])
-    return True  # nothing to store: the action is shown to users for a few seconds
+    messenger = call.services.messenger
+    chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
+    # nothing to store: the action is shown, live, to the chat's users for a few seconds
+    data = {
+        "chat_id": chat.id,
+        "from": await messenger.view(None).user(_me(call)),
+        "action": p["action"],
+    }
+    await messenger.events.ephemeral(chat, "chat_action", data)
+    return True
 
 
 def _now() -> int:

@@ -138,7 +138,8 @@ async def stop_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "POLL_ALREADY_CLOSED", "the poll is closed already")
     if p["reply_markup"] is not None:
         message.reply_markup = p["reply_markup"]
-        await messenger.db.save_message(message)
+        await messenger.save_edit(chat, message)
+    await messenger.events.poll(chat, message)
     poll = await messenger.view(call.bot.id).poll(chat, message)
     await messenger.publish(
         [
@@ -192,6 +193,8 @@ async def answer_poll(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
         # neither update names a chat: both go to shard 0 (docs/protocol.md §9)
         updates.append(Outgoing(bot.id, "poll", NO_CHAT, {"poll": poll}))
         await messenger.publish(updates)
+    if old != chosen:
+        await messenger.events.poll(chat, message)
     return await messenger.view(None).poll(chat, message)
 
 

@@ -4,6 +4,7 @@
 node, Sentinel or Cluster), ``store.redis`` (redis-py's commands on it) and the Lua
 scripts (``scripts.py``, one file each under ``lua/``), and exposes the domain
 operations as attributes: ``store.log`` (update logs and cursors),
+``store.userlog`` (the users' event logs), ``store.webapps`` (mini apps),
 ``store.outbox`` (message writes and the updates they cause, in one step),
 ``store.entities`` (users, bots, chats, messages), ``store.readers`` (getUpdates
 polls, webhooks and their dispatchers' leases), ``store.calls`` (results kept for
@@ -35,7 +36,9 @@ from shared.store.outbox import Outbox
 from shared.store.readers import ReaderStore
 from shared.store.scripts import Script, register_scripts
 from shared.store.tails import Tails
+from shared.store.userlog import UserLog
 from shared.store.wakeups import Wakeup, Wakeups
+from shared.store.webapps import WebApps
 from shared.store.wire import NotReplicated, StoreMisconfigured, StoreTimeout, Wire
 
 __all__ = [
@@ -72,6 +75,8 @@ class Store:
         self.tails = self.log.tails = Tails(wire, self.scripts["tail_check"])
         self.outbox = Outbox(wire=wire, scripts=self.scripts, settings=settings)
         self.outbox.tails = self.tails
+        self.userlog = UserLog(redis=redis, wire=wire, scripts=self.scripts, settings=settings)
+        self.webapps = WebApps(redis=redis)
         self.entities = Entities(redis=redis, wire=wire, outbox=self.outbox, scripts=self.scripts)
         self.readers = ReaderStore(redis=redis, scripts=self.scripts, log=self.log)
         self.calls = CallResults(wire=wire)

@@ -70,6 +70,7 @@ def _bot(h: dict[str, str]) -> BotRecord:
         command_sets=json_loads(h["command_sets"]) if h.get("command_sets") else {},
         texts=json_loads(h["texts"]) if h.get("texts") else {},
         avatar=h.get("avatar", ""),
+        webapp_key=h.get("webapp_key", ""),
     )
 
 
@@ -293,6 +294,7 @@ class Entities(Messages):
         description: str,
         owner_id: int,
         token_hash: str,
+        webapp_key: str = "",
     ) -> bool:
         """Create a bot owned by ``owner_id``; False (and nothing kept) if the name
         is taken. The record, the claim, then the lists (see the module docstring)."""
@@ -305,6 +307,7 @@ class Entities(Messages):
                 "description": description,
                 "owner_id": owner_id,
                 "token_hash": token_hash,
+                "webapp_key": webapp_key,
                 "privacy_mode": "1",
                 "active": "1",
                 "created": int(time.time()),

@@ -142,14 +142,36 @@ class Messages:
     ) -> list[dict[str, Any]]:
         """Replace ``member``'s reaction on a message; returns the previous one."""
         key, field_name = keys.chat_reactions(chat_id), f"{message_id}:{member}"
+        per_message = keys.message_reactions(chat_id, message_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(key, field_name)
             if reaction:
                 pipe.hset(key, field_name, json_dumps(reaction))
+                pipe.hset(per_message, member, json_dumps(reaction))
             else:
                 pipe.hdel(key, field_name)
-            old, _ = await pipe.execute()
+                pipe.hdel(per_message, member)
+            old = (await pipe.execute())[0]
         return list(json_loads(old)) if old else []
+
+    async def reactions_of(
+        self, chat_id: int, message_ids: list[int]
+    ) -> dict[int, dict[str, list[dict[str, Any]]]]:
+        """Every member's reactions to each of ``message_ids`` (member -> list), in
+        one round trip; messages nobody reacted to are left out."""
+        if not message_ids:
+            return {}
+        replies = await self._wire.calls(
+            [("HGETALL", keys.message_reactions(chat_id, mid)) for mid in message_ids], retry=True
+        )
+        found: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        for mid, flat in zip(message_ids, replies, strict=True):
+            if flat:
+                found[mid] = {
+                    as_text(k): list(json_loads(v))
+                    for k, v in zip(flat[::2], flat[1::2], strict=True)
+                }
+        return found
 
     async def reaction(self, chat_id: int, message_id: int, member: str) -> list[dict[str, Any]]:
         raw = await self._redis.hget(keys.chat_reactions(chat_id), f"{message_id}:{member}")

@@ -43,6 +43,7 @@ from shared.store.fields import as_text
 from shared.store.log import append_keys
 from shared.store.scripts import Script
 from shared.store.tails import Tails
+from shared.store.userlog import user_append_args, user_append_keys
 from shared.store.wire import Command, Wire
 
 __all__ = ["MESSAGE_ID_PLACEHOLDER", "OUTBOX_BUCKETS", "Outbox", "Pending", "Written"]
@@ -64,12 +65,15 @@ REPLAY_INTERVAL_SECONDS = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """An update waiting in an outbox for one bot: chat id as that bot sees it."""
+    """An update waiting in an outbox for one bot (chat id as that bot sees it) or,
+    with ``user``, an event for one user's log (``bot_id`` is then the user's id
+    and ``chat_id`` the chat's internal id; shared/store/userlog.py)."""
 
     bot_id: int
     kind: str
     chat_id: int
     payload: bytes  # msgpack of the update body, without update_id
+    user: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +86,24 @@ class Written:
 
 
 def _encode(pending: Sequence[Pending]) -> bytes:
-    return pack([[p.bot_id, p.kind, p.chat_id, p.payload] for p in pending])
+    # a user's event carries a fifth item, 1 (entries written before have four)
+    return pack(
+        [
+            [p.bot_id, p.kind, p.chat_id, p.payload, 1]
+            if p.user
+            else [p.bot_id, p.kind, p.chat_id, p.payload]
+            for p in pending
+        ]
+    )
 
 
 def _decode(raw: bytes) -> tuple[int, list[Pending]]:
     head, _, body = raw.partition(b"|")
     items = unpack(body)
-    return int(head), [Pending(int(b), str(k), int(c), bytes(d)) for b, k, c, d in items]
+    return int(head), [
+        Pending(int(item[0]), str(item[1]), int(item[2]), bytes(item[3]), len(item) > 4)
+        for item in items
+    ]
 
 
 def _with_id(payload: bytes, message_id: int) -> bytes:
@@ -210,9 +225,25 @@ class Outbox:
             return
         settings = self._settings
         commands: list[Command] = []
-        bots: list[int] = []
+        bots: list[int] = []  # the bots' appends come first, the users' after them
+        users: list[Command] = []
         for seq, message_id, pending in entries:
             for item in pending:
+                if item.user:
+                    users.append(
+                        self._append.command(
+                            keys=user_append_keys(item.bot_id, None, outbox=True),
+                            args=user_append_args(
+                                settings,
+                                item.bot_id,
+                                item.kind,
+                                item.chat_id,
+                                _with_id(item.payload, message_id),
+                                outbox=(chat_id, seq),
+                            ),
+                        )
+                    )
+                    continue
                 bots.append(item.bot_id)
                 commands.append(
                     self._append.command(
@@ -232,8 +263,8 @@ class Outbox:
                         ],
                     )
                 )
-        if commands:
-            replies = await self._calls(commands, self._append)
+        if commands or users:
+            replies = (await self._calls(commands + users, self._append))[: len(commands)]
             if self.tails is not None:
                 for bot_id, reply in zip(bots, replies, strict=True):
                     self.tails.note(bot_id, as_text(reply[1]), as_text(reply[0]), int(reply[4]))

@@ -231,6 +231,12 @@ class Wakeups:
         self._watched[channel.encode()] = (on_message, on_state)
         self._mark(channel.encode())
 
+    def unwatch(self, channel: str) -> None:
+        """Stop delivering the messages of a channel :meth:`watch` named."""
+        if self._watched.pop(channel.encode(), None) is not None:
+            self._confirmed.discard(channel.encode())
+            self._mark(channel.encode())
+
     def is_subscribed(self, bot_id: int) -> bool:
         """Whether every publish on the bot's channel reaches this process now."""
         channel = keys.bot_wakeup_channel(bot_id).encode()

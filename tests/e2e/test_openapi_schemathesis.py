@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest_asyncio
@@ -153,6 +154,31 @@ async def test_successful_answers_match_the_document(fuzz_rest: str, settings: S
         await user("getCallbackAnswer", callback_query_id=query["id"])
         await user(
             "setMessageReaction", chat_id=private, message_id=sent["message_id"], reaction=["👍"]
+        )
+        app = "https://app.example/"
+        markup = {"inline_keyboard": [[{"text": "App", "web_app": {"url": app}}]]}
+        shop = await bot("sendMessage", chat_id=chat, text="shop", reply_markup=markup)
+        await bot("setChatMenuButton", chat_id=chat, menu_button={"type": "commands"})
+        await bot("getChatMenuButton", chat_id=chat)
+        await user("getChatMenuButton", chat_id=private)
+        await user("getMyCommands", chat_id=private)
+        opened = await user(
+            "getWebAppInitData",
+            chat_id=private,
+            source="inline_button",
+            message_id=shop["message_id"],
+            url=app,
+        )
+        await user("sendWebAppData", init_data=opened["init_data"], data="d")
+        await bot(
+            "answerWebAppQuery",
+            web_app_query_id=dict(parse_qsl(opened["init_data"]))["query_id"],
+            result={
+                "type": "article",
+                "id": "1",
+                "title": "t",
+                "input_message_content": {"message_text": "done"},
+            },
         )
         group = (await user("createGroup", title="Docs"))["id"]
         await user("addChatMember", chat_id=group, username=other.username)

@@ -4,7 +4,8 @@
 -- KEYS[5] an idempotency key (read and written only when ARGV[5] ~= '')
 -- ARGV[1] 'new': ARGV[2] is a msgpack map whose last key, "i", still lacks its value
 --         (the new id, which this script appends); 'save': ARGV[2] is the whole
---         message stored under id ARGV[3]; 'none': nothing is stored
+--         message stored under id ARGV[3]; 'delete': the message ARGV[3] is
+--         deleted (nothing is queued if it was not there); 'none': nothing is stored
 -- ARGV[4] the pending updates (msgpack), '' when the write causes none
 -- ARGV[5] idempotency ttl in seconds, '' without a key
 -- KEYS[6] the chat's history hash (hour, horizon, target; see trim below)
@@ -160,6 +161,12 @@ elseif ARGV[1] == 'save' then
   if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then
     redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])  -- (one trimmed or deleted meanwhile stays gone)
   end
+elseif ARGV[1] == 'delete' then
+  id = tonumber(ARGV[3])
+  if redis.call('HDEL', KEYS[2], ARGV[3]) == 0 then
+    return {id, '', 0, 0, 0}
+  end
+  redis.call('ZREM', KEYS[9], ARGV[3])
 end
 if ARGV[5] ~= '' then
   redis.call('SET', KEYS[5], decimal(id), 'EX', tonumber(ARGV[5]))
