@@ -137,6 +137,26 @@ async def commands(redis: Redis, reset: bool) -> dict[str, int]:
     return total
 
 
+# the commands of restore_readers.lua, run by a worker's first lease renewal after
+# sockets of a bot came or went there (docs/operations.md, Redis cost model: churn)
+RESTORE = ("get", "exists")
+
+
+async def settle(redis: Redis) -> None:
+    """Wait until the churn of the sockets opened and closed ends: a renewal period
+    in which no worker restored reader marks. (What follows is idle; the wait is
+    for a condition, and fails only if the workers never stop restoring.)"""
+    period = INTERVALS["BOTGW_WS_READER_TTL_SECONDS"] / 3
+    seen: dict[str, int] = {}
+    for _ in range(int(wait_s(20))):
+        await commands(redis, reset=True)
+        await asyncio.sleep(period + 0.5)
+        seen = await commands(redis, reset=False)
+        if not any(seen.get(command) for command in RESTORE):
+            return
+    raise AssertionError(f"the workers kept restoring reader marks: {seen}")
+
+
 async def idle_commands(
     redis: Redis, workers: list[Process], bots: list[BotAccount], connections: int
 ) -> dict[str, int]:
@@ -154,7 +174,7 @@ async def idle_commands(
     try:
         for start in range(0, connections, 50):
             await asyncio.gather(*(connect(i) for i in range(start, min(start + 50, connections))))
-        await asyncio.sleep(wait_s(1))  # what identify started (marks, first commits) ends
+        await settle(redis)
         await commands(redis, reset=True)
         await asyncio.sleep(WINDOW_S)
         return await commands(redis, reset=False)
