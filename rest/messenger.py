@@ -120,16 +120,23 @@ class Messenger:
                 user_id=user.id,
                 bot_id=bot.id,
             )
-            await self.db.create_chat(candidate)
+            await self.db.create_chat(candidate, announce=True)
             chat_id = await self.db.link_private_chat(
                 bot_id=bot.id, scoped_user=scoped, user_id=user.id, chat_id=candidate.id
             )
-            if chat_id == candidate.id:
-                await self.events.emit(
-                    candidate, "chat", {"chat": await self.view(None).chat(candidate)}
-                )
         chat = await self.db.get_chat(chat_id)
         assert chat is not None
+        # The link is in the bot's slot, the chat and its event in the chat's: the
+        # event is queued with the chat's mark that it was, in one step, once the
+        # link is made. A start that failed in between (a crash) left the mark
+        # unset, and the user's next start queues the event (chats made before the
+        # mark existed have none, and are not announced again).
+        entry = self.events.pending(
+            [user.id], "chat", chat, {"chat": await self.view(None).chat(chat)}
+        )
+        written = await self.db.announce_chat(chat.id, [entry])
+        if written is not None:
+            await self.events.drain(chat, written, entry)
         await self.user_send_message(user, chat, "/start")
         return chat
 

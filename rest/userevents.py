@@ -79,27 +79,6 @@ class UserEvents:
             found.append(Pending(uid, kind, chat.id, pack(data), user=True))
         return found
 
-    async def emit(
-        self,
-        chat: ChatRecord,
-        kind: str,
-        data: dict[str, Any] | Callable[[int], dict[str, Any]],
-        *,
-        users: list[int] | None = None,
-    ) -> None:
-        """Queue one event of ``chat`` for its users (or ``users``) in the chat's
-        outbox and append it; ``data`` may be a function of the user's id."""
-        if users is None:
-            users = await self.members(chat)
-        if not users:
-            return
-        if callable(data):
-            pending = [Pending(uid, kind, chat.id, pack(data(uid)), user=True) for uid in users]
-        else:
-            pending = self.pending(users, kind, chat, data)
-        written = await self.store.outbox.write(chat.id, mode="none", pending=pending)
-        await self.drain(chat, written, pending)
-
     async def drain(self, chat: ChatRecord, written: Any, pending: list[Pending]) -> None:
         """Append what a write queued; if Redis fails now the entry stays in the
         outbox, and a later write or the replay appends it."""

@@ -391,13 +391,17 @@ class Entities(Messages):
 
     # -- chats ----------------------------------------------------------------
 
-    async def create_chat(self, chat: ChatRecord) -> None:
+    async def create_chat(self, chat: ChatRecord, *, announce: bool = False) -> None:
+        """Store a new chat; ``announce``: its ``chat`` event is still to be queued
+        (:meth:`announce_chat`)."""
         mapping: Fields = {
             "id": chat.id,
             "type": chat.type,
             "title": chat.title,
             "created": chat.created,
         }
+        if announce:
+            mapping["announced"] = 0
         if chat.type == "private":
             mapping["user_id"] = chat.user_id
             mapping["bot_id"] = chat.bot_id
@@ -435,6 +439,19 @@ class Entities(Messages):
         if written is not None:
             await self._changed("c", chat_id)
         return written
+
+    async def announce_chat(self, chat_id: int, entries: list[list[Pending]]) -> Written | None:
+        """Queue ``entries`` (a new chat's ``chat`` event) and mark the chat as
+        announced, in one step, if it was made with ``announce`` and is not marked
+        yet; None when nothing was to be queued."""
+        while True:  # (a change of the chat meanwhile: read it again)
+            snapshot = await self._outbox.read(keys.chat_info(chat_id))
+            if snapshot.fields.get(b"announced") != b"0":
+                return None
+            write = ("set", snapshot.key, "announced", "1")
+            written = await self._outbox.change(chat_id, snapshot, [write], entries)
+            if written is not None:
+                return written
 
     async def private_chat_of(self, bot_id: int, scoped_user: int) -> int | None:
         # a link never changes once made: only found ones are kept

@@ -53,6 +53,8 @@ async def test_each_change_reaches_each_member_once_after_a_replay(
         await room.as_user("removeChatMember", chat_id=group, username=name)
         await room.as_user("addChatMember", chat_id=group, username=name)
     new_group = await room.as_user("createGroup", title="Atomic too")
+    private = await room.as_other("startBot", username=room.bot.username)
+    await room.as_other("startBot", username=room.bot.username)  # started again
 
     # what a crashed writer would have left is appended by the replay: nothing twice
     await store.outbox.replay(older_than_ms=-60_000)
@@ -94,6 +96,8 @@ async def test_each_change_reaches_each_member_once_after_a_replay(
         ]
     created = await _heard(store, room.user.user_id, int(new_group["id"]))
     assert [kind for kind, _ in created] == ["chat"]
+    started = await _heard(store, room.other.user_id, int(private["id"]))
+    assert [kind for kind, _ in started] == ["chat", "message", "message"]  # two /start
 
     updates = await room.updates()
     kinds = [next(k for k in update if k != "update_id") for update in updates]
@@ -104,6 +108,8 @@ async def test_each_change_reaches_each_member_once_after_a_replay(
         "poll",
         "my_chat_member",
         "my_chat_member",
+        "message",
+        "message",
     ]
-    statuses = [u["my_chat_member"]["new_chat_member"]["status"] for u in updates[4:]]
+    statuses = [u["my_chat_member"]["new_chat_member"]["status"] for u in updates[4:6]]
     assert statuses == ["left", "member"]

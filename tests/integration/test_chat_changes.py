@@ -157,3 +157,23 @@ async def test_a_membership_and_its_events_are_one_step_its_user_set_repaired(
     await store.outbox.drain(chat_id, again, entries[0])
     assert chat_id not in await db.chats_of_user(user_id)
     assert await store.outbox.pending_count(chat_id) == 0
+
+
+async def test_a_new_chats_event_is_queued_once_with_its_mark(store: Store) -> None:
+    db, chat_id, user_id = store.entities, random_id(), random_id()
+    chat = ChatRecord(id=chat_id, type="private", title="", created=1, user_id=user_id, bot_id=2)
+    await db.create_chat(chat, announce=True)
+    entry = [Pending(user_id, "chat", chat_id, pack({"chat": {"id": chat_id}}), user=True)]
+    # a start that crashed after the link left the chat unannounced: the next one
+    # queues the event, in the same call that marks the chat
+    written = await db.announce_chat(chat_id, [entry])
+    assert written is not None
+    assert await _queued(store, chat_id) == [[(user_id, "chat", True)]]
+    assert await db.announce_chat(chat_id, [entry]) is None  # once
+    await _replayed(store, chat_id)
+    assert [kind for kind, _ in await _heard(store, user_id, chat_id)] == ["chat"]
+    # a chat made before the mark existed is never announced
+    older = random_id()
+    await db.create_chat(ChatRecord(id=older, type="group", title="old", created=1))
+    assert await db.announce_chat(older, [entry]) is None
+    assert await store.outbox.pending_count(older) == 0
