@@ -366,8 +366,9 @@ class Outbox:
         try:
             return await self._wire.calls(commands)
         except NoScriptError:
-            # Redis lost its scripts: load and run again (both scripts are safe to
-            # repeat: a write with its idempotency key, an append by its seq)
+            # Redis lost its scripts: load and run again (the write and the append
+            # are safe to repeat, by idempotency key and by seq; a change made
+            # already no longer matches its fingerprint and writes nothing)
             await script.load()
             return await self._wire.calls(commands)
 
