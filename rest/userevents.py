@@ -4,10 +4,11 @@ Every member of a chat who is a user (in a private chat: its user) gets the
 chat's events in their own log (:mod:`shared.store.userlog`), rendered as the
 client API renders objects (real ids, a chat by its internal id). Events of a
 message are queued in the chat's outbox in the same step that stores, edits or
-deletes it (:class:`shared.store.outbox.Pending` with ``user``); the other
-events of a chat (reactions, pins, polls, members) through the outbox as well,
-so that each user's log holds a chat's events in the order they happened. An
-event for one user only (a callback answer) is appended to that user's log.
+deletes it (:class:`shared.store.outbox.Pending` with ``user``), and those of
+the other changes of a chat (reactions, pins, polls, members) in the same step
+that makes the change (:mod:`rest.changes`), so that each user's log holds a
+chat's events in the order they happened and none is lost in a crash. An event
+for one user only (a callback answer) is appended to that user's log.
 
 Event types and their data are in docs/api.md (User events).
 """
@@ -78,27 +79,6 @@ class UserEvents:
             found.append(Pending(uid, kind, chat.id, pack(data), user=True))
         return found
 
-    async def emit(
-        self,
-        chat: ChatRecord,
-        kind: str,
-        data: dict[str, Any] | Callable[[int], dict[str, Any]],
-        *,
-        users: list[int] | None = None,
-    ) -> None:
-        """Queue one event of ``chat`` for its users (or ``users``) in the chat's
-        outbox and append it; ``data`` may be a function of the user's id."""
-        if users is None:
-            users = await self.members(chat)
-        if not users:
-            return
-        if callable(data):
-            pending = [Pending(uid, kind, chat.id, pack(data(uid)), user=True) for uid in users]
-        else:
-            pending = self.pending(users, kind, chat, data)
-        written = await self.store.outbox.write(chat.id, mode="none", pending=pending)
-        await self.drain(chat, written, pending)
-
     async def drain(self, chat: ChatRecord, written: Any, pending: list[Pending]) -> None:
         """Append what a write queued; if Redis fails now the entry stays in the
         outbox, and a later write or the replay appends it."""
@@ -114,38 +94,3 @@ class UserEvents:
     async def ephemeral(self, chat: ChatRecord, kind: str, data: dict[str, Any]) -> None:
         """An event shown live and never stored (a chat action)."""
         await self.store.userlog.publish_ephemeral(await self.members(chat), kind, data)
-
-    async def reactions(self, chat: ChatRecord, message_id: int) -> None:
-        """A ``message_reaction`` event: the message's reactions now."""
-        raw = (await self.db.reactions_of(chat.id, [message_id])).get(message_id, {})
-
-        def data(uid: int) -> dict[str, Any]:
-            summary = reaction_summary(raw, member_key("u", uid))
-            return {"chat_id": chat.id, "message_id": message_id, "reactions": summary}
-
-        await self.emit(chat, "message_reaction", data)
-
-    async def pinned(self, chat: ChatRecord) -> None:
-        """A ``pinned_message`` event: the chat's latest pin now (None: none)."""
-        fresh = await self.db.get_chat(chat.id)
-        pinned = None if fresh is None else await self._view().pinned(fresh)
-        data = {"chat_id": chat.id, "message_id": None if pinned is None else pinned.id}
-        await self.emit(chat, "pinned_message", data)
-
-    async def poll(self, chat: ChatRecord, message: MessageRecord) -> None:
-        """A ``poll`` event: the poll with its counts now."""
-        poll = await self._view().poll(chat, message)
-        await self.emit(chat, "poll", {"chat_id": chat.id, "message_id": message.id, "poll": poll})
-
-    async def member_changed(
-        self, chat: ChatRecord, member: str, status: str, *, before: list[int]
-    ) -> None:
-        """A ``chat_member`` event to the users who were or are in the chat, and a
-        ``chat`` event to a user who was just added."""
-        view = self._view()
-        now = await self.members(chat)
-        kind, member_id = parse_member(member)
-        if kind == "u" and status == "member" and member_id not in before:
-            await self.emit(chat, "chat", {"chat": await view.chat(chat)}, users=[member_id])
-        data = {"chat_id": chat.id, "member": await view.user(member), "status": status}
-        await self.emit(chat, "chat_member", data, users=sorted(set(before) | set(now)))

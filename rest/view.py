@@ -272,10 +272,19 @@ class View:
         me = None if self.reader is None else f"u{self.reader}"
         return reaction_summary(self._reactions[key], me)
 
-    async def poll(self, chat: ChatRecord, message: MessageRecord) -> dict[str, Any]:
-        """The Poll object of a poll message, with its current votes."""
+    async def poll(
+        self,
+        chat: ChatRecord,
+        message: MessageRecord,
+        *,
+        state: tuple[dict[str, list[int]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """The Poll object of a poll message, with its current votes (or ``state``:
+        member -> option ids, closed)."""
         spec: dict[str, Any] = message.extra["poll"]
-        votes, closed = await self.db.poll_votes(chat.id, message.id)
+        if state is None:
+            state = await self.db.poll_votes(chat.id, message.id)
+        votes, closed = state
         options: list[str] = spec["options"]
         counts = [0] * len(options)
         for chosen in votes.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest import changes
 from rest.object_schemas import ref
 from rest.schema import CHAT_ID, Method, Param
 from rest.services import BotCall
@@ -34,7 +35,7 @@ async def get_chat_member_count(call: BotCall, p: dict[str, Any]) -> int:
 async def leave_chat(call: BotCall, p: dict[str, Any]) -> bool:
     messenger = call.services.messenger
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
-    await messenger.leave_chat(call.bot, chat)
+    await changes.leave_chat(messenger, call.bot, chat)
     return True
 
 

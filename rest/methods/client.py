@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from rest import visibility
-from rest.messenger import Messenger, Outgoing, now
+from rest import changes
+from rest.messenger import Messenger
 from rest.object_schemas import ref
 from rest.ratelimit import take_user_token
 from rest.schema import CHAT_ID, MESSAGE_ID, Method, Param, reaction_param
@@ -95,48 +95,13 @@ async def set_message_reaction(call: UserCall, p: dict[str, Any]) -> bool:
     message = await messenger.message_in(chat, p["message_id"])
     me = member_key("u", call.user.id)
     new: list[dict[str, str]] = p["reaction"]
-    old = await messenger.db.set_reaction(chat.id, message.id, me, new)
-    if old == new:
-        return True
-    await messenger.events.reactions(chat, message.id)
-    if chat.type == "private":
-        candidates = [chat.bot_id]
-    else:
-        candidates = [int(m[1:]) for m in await messenger.db.members(chat.id) if m[0] == "b"]
-    bots = await messenger.db.get_bots(candidates)
-    updates = []
-    for bot in bots.values():
-        own = message.sender == member_key("b", bot.id)
-        if not bot.active or (chat.type == "group" and bot.privacy_mode and not own):
-            continue  # in privacy mode a bot hears about reactions to its own messages only
-        if chat.type == "group" and not own:
-            seen = await visibility.sight(messenger.db, bot, chat)
-            if not await visibility.visible(messenger.db, seen, [message]):
-                continue  # nor about messages it may not see (another bot's, older ones)
-        view = messenger.view(bot.id)
-        body = {
-            "chat": await view.chat(chat),
-            "message_id": message.id,
-            "user": await view.user(me),
-            "date": now(),
-            "old_reaction": old,
-            "new_reaction": new,
-        }
-        updates.append(
-            Outgoing(
-                bot.id,
-                "message_reaction",
-                messenger.bot_chat_id(bot.id, chat),
-                {"message_reaction": body},
-            )
-        )
-    await messenger.publish(updates)
+    await changes.set_reaction(messenger, chat, message, me, new)
     return True
 
 
 async def create_group(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     messenger = call.services.messenger
-    chat = await messenger.create_group(call.user, p["title"])
+    chat = await changes.create_group(messenger, call.user, p["title"])
     return await messenger.view(None).chat(chat)
 
 
@@ -153,8 +118,8 @@ def _member_change(
     return handler
 
 
-add_chat_member = _member_change(Messenger.add_member)
-remove_chat_member = _member_change(Messenger.remove_member)
+add_chat_member = _member_change(changes.add_member)
+remove_chat_member = _member_change(changes.remove_member)
 
 
 async def get_chats(call: UserCall, p: dict[str, Any]) -> list[dict[str, Any]]:

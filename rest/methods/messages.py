@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rest import visibility
+from rest import changes, visibility
 from rest.methods.polls import copy_poll
 from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
@@ -264,9 +264,10 @@ async def pin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
     chat = await messenger.chat_for_bot(call.bot, p["chat_id"])
     message = await _message(call, chat, p["message_id"])
     _check_pin_rights(call, chat, message)
-    pinned = [m for m in chat.pinned if m != message.id] + [message.id]
-    await messenger.db.update_chat(chat.id, {"pinned": pinned[-100:]})
-    await messenger.events.pinned(chat)
+    pin = message.id  # the latest of at most 100 pins
+    await changes.set_pins(
+        messenger, chat, lambda pins: ([m for m in pins if m != pin] + [pin])[-100:]
+    )
     return True
 
 
@@ -283,9 +284,8 @@ async def unpin_chat_message(call: BotCall, p: dict[str, Any]) -> bool:
         if message.id not in chat.pinned:
             raise ApiError(400, "MESSAGE_NOT_PINNED", f"message {message.id} is not pinned")
     _check_pin_rights(call, chat, message)
-    pinned = [m for m in chat.pinned if m != message.id]
-    await messenger.db.update_chat(chat.id, {"pinned": pinned})
-    await messenger.events.pinned(chat)
+    pin = message.id
+    await changes.set_pins(messenger, chat, lambda pins: [m for m in pins if m != pin])
     return True
 
 
@@ -296,9 +296,7 @@ async def set_message_reaction(call: BotCall, p: dict[str, Any]) -> bool:
     reaction = p["reaction"] or []
     if len(reaction) > 1:
         raise ApiError(400, "REACTIONS_TOO_MANY", "a bot can set at most one reaction")
-    old = await messenger.db.set_reaction(chat.id, message.id, _me(call), reaction)
-    if old != reaction:
-        await messenger.events.reactions(chat, message.id)
+    await changes.set_reaction(messenger, chat, message, _me(call), reaction)
     return True
 
 

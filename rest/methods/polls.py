@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rest import visibility
-from rest.messenger import NO_CHAT, Messenger, Outgoing
+from rest import changes, visibility
+from rest.messenger import Messenger
 from rest.object_schemas import ref
 from rest.ratelimit import take_send_token
 from rest.schema import (
@@ -134,19 +134,12 @@ async def stop_poll(call: BotCall, p: dict[str, Any]) -> dict[str, Any]:
     message = _poll_of(await visibility.find_message(messenger.db, call.bot, chat, p["message_id"]))
     if message.sender != member_key("b", call.bot.id):
         raise ApiError(400, "MESSAGE_CANT_BE_EDITED", "a bot can only stop its own polls")
-    if _closed_now(message.extra["poll"]) or not await messenger.db.close_poll(chat.id, message.id):
+    if _closed_now(message.extra["poll"]) or not await changes.close_poll(messenger, chat, message):
         raise ApiError(400, "POLL_ALREADY_CLOSED", "the poll is closed already")
     if p["reply_markup"] is not None:
         message.reply_markup = p["reply_markup"]
         await messenger.save_edit(chat, message)
-    await messenger.events.poll(chat, message)
     poll = await messenger.view(call.bot.id).poll(chat, message)
-    await messenger.publish(
-        [
-            # a poll update names no chat: it goes to shard 0 (docs/protocol.md §9)
-            Outgoing(bot_id=call.bot.id, kind="poll", chat_id=NO_CHAT, body={"poll": poll})
-        ]
-    )
     return poll
 
 
@@ -166,35 +159,7 @@ async def answer_poll(call: UserCall, p: dict[str, Any]) -> dict[str, Any]:
     if len(chosen) > 1 and not spec["allows_multiple_answers"]:
         raise ApiError(400, "INVALID_PARAMETER", "this poll allows only one answer")
     me = member_key("u", call.user.id)
-    if spec["type"] == "quiz":
-        votes, _ = await messenger.db.poll_votes(chat.id, message.id)
-        if votes.get(me):
-            raise ApiError(400, "POLL_ANSWER_FINAL", "an answer to a quiz cannot be changed")
-    closed = ApiError(400, "POLL_CLOSED", "the poll is closed")
-    if _closed_now(spec):
-        raise closed
-    accepted, old = await messenger.db.cast_vote(chat.id, message.id, me, chosen)
-    if not accepted:
-        raise closed
-    bot_id = int(message.sender[1:]) if message.sent_by_bot else None
-    bot = await messenger.bot_in_chat(bot_id, chat) if bot_id is not None else None
-    if bot is not None and old != chosen:
-        view = messenger.view(bot.id)
-        updates = []
-        if not spec["is_anonymous"]:
-            answer = {
-                "poll_id": spec["id"],
-                "user": await view.user(me),
-                "option_ids": chosen,
-                "option_persistent_ids": [str(i) for i in chosen],
-            }
-            updates.append(Outgoing(bot.id, "poll_answer", NO_CHAT, {"poll_answer": answer}))
-        poll = await view.poll(chat, message)
-        # neither update names a chat: both go to shard 0 (docs/protocol.md §9)
-        updates.append(Outgoing(bot.id, "poll", NO_CHAT, {"poll": poll}))
-        await messenger.publish(updates)
-    if old != chosen:
-        await messenger.events.poll(chat, message)
+    await changes.vote(messenger, chat, message, me, chosen, expired=_closed_now(spec))
     return await messenger.view(None).poll(chat, message)
 
 

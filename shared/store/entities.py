@@ -37,7 +37,7 @@ from shared.store.cache import ABSENT, RecordCache
 from shared.store.client import Client
 from shared.store.fields import Fields, as_bytes, as_text, text_fields
 from shared.store.messages import Messages
-from shared.store.outbox import Outbox
+from shared.store.outbox import MEMBERSHIP, Outbox, Pending, Snapshot, Written
 from shared.store.scripts import lua_source
 from shared.store.wire import Wire
 
@@ -391,13 +391,17 @@ class Entities(Messages):
 
     # -- chats ----------------------------------------------------------------
 
-    async def create_chat(self, chat: ChatRecord) -> None:
+    async def create_chat(self, chat: ChatRecord, *, announce: bool = False) -> None:
+        """Store a new chat; ``announce``: its ``chat`` event is still to be queued
+        (:meth:`announce_chat`)."""
         mapping: Fields = {
             "id": chat.id,
             "type": chat.type,
             "title": chat.title,
             "created": chat.created,
         }
+        if announce:
+            mapping["announced"] = 0
         if chat.type == "private":
             mapping["user_id"] = chat.user_id
             mapping["bot_id"] = chat.bot_id
@@ -419,6 +423,35 @@ class Entities(Messages):
             for k, v in fields.items()
         }
         await self._changed("c", chat_id, ("hset", (keys.chat_info(chat_id), None, None, mapping)))
+
+    async def read_chat(self, chat_id: int) -> tuple[Snapshot, ChatRecord | None]:
+        """A chat as stored, to change its pins from."""
+        snapshot = await self._outbox.read(keys.chat_info(chat_id))
+        return snapshot, _chat(text_fields(snapshot.fields)) if snapshot.fields else None
+
+    async def change_pins(
+        self, snapshot: Snapshot, chat_id: int, pinned: list[int], entries: list[list[Pending]]
+    ) -> Written | None:
+        """Set the chat's pins and queue ``entries`` (:meth:`Outbox.change`), in
+        one step; None if the chat changed since ``snapshot`` read it."""
+        write = ("set", snapshot.key, "pinned", json_dumps(pinned))
+        written = await self._outbox.change(chat_id, snapshot, [write], entries)
+        if written is not None:
+            await self._changed("c", chat_id)
+        return written
+
+    async def announce_chat(self, chat_id: int, entries: list[list[Pending]]) -> Written | None:
+        """Queue ``entries`` (a new chat's ``chat`` event) and mark the chat as
+        announced, in one step, if it was made with ``announce`` and is not marked
+        yet; None when nothing was to be queued."""
+        while True:  # (a change of the chat meanwhile: read it again)
+            snapshot = await self._outbox.read(keys.chat_info(chat_id))
+            if snapshot.fields.get(b"announced") != b"0":
+                return None
+            write = ("set", snapshot.key, "announced", "1")
+            written = await self._outbox.change(chat_id, snapshot, [write], entries)
+            if written is not None:
+                return written
 
     async def private_chat_of(self, bot_id: int, scoped_user: int) -> int | None:
         # a link never changes once made: only found ones are kept
@@ -485,6 +518,35 @@ class Entities(Messages):
         else:
             await self._redis.srem(keys.bot_chats(member_id), chat_id)
         return bool(removed)
+
+    async def read_members(self, chat_id: int) -> tuple[Snapshot, dict[str, dict[str, Any]]]:
+        """A chat's members as stored, to change them from."""
+        snapshot = await self._outbox.read(keys.chat_members(chat_id))
+        return snapshot, {as_text(k): json_loads(v) for k, v in snapshot.fields.items()}
+
+    async def change_member(
+        self,
+        snapshot: Snapshot,
+        chat_id: int,
+        member: str,
+        info: dict[str, Any] | None,
+        entries: list[list[Pending]],
+    ) -> Written | None:
+        """Add ``member`` with ``info`` (None: remove it) and queue ``entries``, in one
+        step; None if the members changed since ``snapshot`` read them. ``entries``
+        hold a :data:`MEMBERSHIP` item for ``member``: the drain brings the
+        member's own set of chats (another slot) in line."""
+        items = [p for entry in entries for p in entry]
+        assert any(p.kind == MEMBERSHIP and p.payload == member.encode() for p in items)
+        write: tuple[str, str, str, bytes | str]
+        if info is None:
+            write = ("del", snapshot.key, member, "")
+        else:
+            write = ("set", snapshot.key, member, json_dumps(info))
+        written = await self._outbox.change(chat_id, snapshot, [write], entries)
+        if written is not None:
+            await self._changed("m", chat_id)
+        return written
 
     async def members(self, chat_id: int) -> dict[str, dict[str, Any]]:
         hit, generation = self._cached("m", chat_id)

@@ -8,7 +8,9 @@ causes (``lua/chat_write.lua``), which gives it its id: strictly increasing per
 chat and time-ordered (``ms * 1024 + n``), so sparse, and never issued twice,
 even by a primary that lost the newest writes in a failover. Reactions and poll
 votes live in their own hashes (one field per voter) so concurrent voters never
-overwrite each other. :class:`Messages` is the part of ``store.entities`` that
+overwrite each other; a change to them is written with the updates it causes in
+one step (``read_*`` then ``change_*``, :meth:`Outbox.change`). :class:`Messages`
+is the part of ``store.entities`` that
 keeps them.
 """
 
@@ -26,7 +28,7 @@ from shared.codecs import json_dumps, json_loads, pack, pack_open_map, unpack
 from shared.models import CallbackRecord, FileRecord, MessageRecord
 from shared.store.client import Client
 from shared.store.fields import as_bytes, as_text, text_fields
-from shared.store.outbox import Outbox
+from shared.store.outbox import Outbox, Pending, Snapshot, Written
 from shared.store.scripts import lua_source
 from shared.store.wire import Wire
 
@@ -154,6 +156,42 @@ class Messages:
             old = (await pipe.execute())[0]
         return list(json_loads(old)) if old else []
 
+    async def read_reactions(
+        self, chat_id: int, message_id: int
+    ) -> tuple[Snapshot, dict[str, list[dict[str, Any]]]]:
+        """A message's reactions (member -> list), to change them from."""
+        snapshot = await self._outbox.read(keys.message_reactions(chat_id, message_id))
+        found = {as_text(k): list(json_loads(v)) for k, v in snapshot.fields.items()}
+        return snapshot, found
+
+    async def change_reaction(
+        self,
+        snapshot: Snapshot,
+        chat_id: int,
+        message_id: int,
+        member: str,
+        reaction: list[dict[str, Any]],
+        entries: list[list[Pending]],
+    ) -> Written | None:
+        """Replace ``member``'s reaction on the message ``snapshot`` read and queue
+        ``entries`` (:meth:`Outbox.change`), in one step; None if its reactions
+        changed since the read."""
+        chat_key, field = keys.chat_reactions(chat_id), f"{message_id}:{member}"
+        if reaction:
+            value = json_dumps(reaction)
+            return await self._outbox.change(
+                chat_id,
+                snapshot,
+                [("set", snapshot.key, member, value), ("set", chat_key, field, value)],
+                entries,
+            )
+        return await self._outbox.change(
+            chat_id,
+            snapshot,
+            [("del", snapshot.key, member, ""), ("del", chat_key, field, "")],
+            entries,
+        )
+
     async def reactions_of(
         self, chat_id: int, message_ids: list[int]
     ) -> dict[int, dict[str, list[dict[str, Any]]]]:
@@ -191,6 +229,40 @@ class Messages:
             else:
                 votes[name] = list(json_loads(v))
         return votes, closed
+
+    async def read_poll(
+        self, chat_id: int, message_id: int
+    ) -> tuple[Snapshot, dict[str, list[int]], bool]:
+        """(snapshot, member -> chosen option ids, closed) of a poll, to change it from."""
+        snapshot = await self._outbox.read(keys.poll_votes(chat_id, message_id))
+        votes = {
+            as_text(k): list(json_loads(v))
+            for k, v in snapshot.fields.items()
+            if k != POLL_CLOSED_FIELD.encode()
+        }
+        return snapshot, votes, POLL_CLOSED_FIELD.encode() in snapshot.fields
+
+    async def change_poll(
+        self,
+        snapshot: Snapshot,
+        chat_id: int,
+        entries: list[list[Pending]],
+        *,
+        member: str | None = None,
+        option_ids: list[int] | None = None,
+    ) -> Written | None:
+        """Record ``member``'s vote (none: retract it), or with no ``member`` close
+        the poll ``snapshot`` read, and queue ``entries`` (:meth:`Outbox.change`),
+        in one step; None if the poll changed since the read (the caller checked
+        that it was open)."""
+        write: tuple[str, str, str, bytes | str]
+        if member is None:
+            write = ("set", snapshot.key, POLL_CLOSED_FIELD, "1")
+        elif option_ids:
+            write = ("set", snapshot.key, member, json_dumps(option_ids))
+        else:
+            write = ("del", snapshot.key, member, "")
+        return await self._outbox.change(chat_id, snapshot, [write], entries)
 
     async def cast_vote(
         self, chat_id: int, message_id: int, member: str, option_ids: list[int]

@@ -18,6 +18,15 @@ chat, entries of a chat reach a log in seq order, and each log keeps the newest
 seq it holds per chat (``append_update.lua``), so an entry at or below it is
 skipped. Order per chat is kept in every bot's log, even for concurrent writers.
 
+Other changes of a chat's state (a reaction, a pin, a poll's votes, a member) are
+made by ``lua/chat_change.lua`` with their entry in the same way
+(:meth:`Outbox.change`): the caller reads the hash it changes (a
+:class:`Snapshot`), renders the updates from it, and the script writes only if the
+hash is still as read. A membership also lives in the member's own set of chats,
+in another slot: the entry carries a :data:`MEMBERSHIP` item, and the drain makes
+that set agree with the chat's members, so a crash before it is repaired by the
+next drain or the replay.
+
 Updates of a new message are rendered before the message has its id: the id is
 written as :data:`MESSAGE_ID_PLACEHOLDER`, which packs to nine fixed bytes that the
 drain replaces with the id the script chose.
@@ -26,6 +35,7 @@ drain replaces with the id the script chose.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -46,7 +56,15 @@ from shared.store.tails import Tails
 from shared.store.userlog import user_append_args, user_append_keys
 from shared.store.wire import Command, Wire
 
-__all__ = ["MESSAGE_ID_PLACEHOLDER", "OUTBOX_BUCKETS", "Outbox", "Pending", "Written"]
+__all__ = [
+    "MEMBERSHIP",
+    "MESSAGE_ID_PLACEHOLDER",
+    "OUTBOX_BUCKETS",
+    "Outbox",
+    "Pending",
+    "Snapshot",
+    "Written",
+]
 
 log = logging.getLogger("botgw.outbox")
 
@@ -61,6 +79,9 @@ INDEX_REFRESH_SECONDS = 1.0
 REPLAY_AFTER_MS = 10_000
 REPLAY_BATCH = 200
 REPLAY_INTERVAL_SECONDS = 2.0
+# the kind of an entry's item that is no update: the drain makes the member's set
+# of chats (``payload``: the member key) agree with the chat's members
+MEMBERSHIP = "~membership"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +104,24 @@ class Written:
     queued: int  # entries in the chat's outbox after the write
     replayed: bool  # an earlier write with the same idempotency key stored it
     wait_ms: int = 0  # > 0: the send bucket refused the write, which wrote nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A hash of a chat as read before changing it: :meth:`Outbox.change` writes
+    only if it is still the same."""
+
+    key: str
+    fields: dict[bytes, bytes]
+
+    @property
+    def fingerprint(self) -> str:
+        """What ``lua/chat_change.lua`` computes of the hash to compare."""
+        parts = [
+            b"%d:%s%d:%s" % (len(name), name, len(self.fields[name]), self.fields[name])
+            for name in sorted(self.fields)
+        ]
+        return hashlib.sha1(b"".join(parts)).hexdigest()
 
 
 def _encode(pending: Sequence[Pending]) -> bytes:
@@ -119,6 +158,7 @@ class Outbox:
         self._write = scripts["chat_write"]
         self._append = scripts["append_update"]
         self._forget = scripts["outbox_forget"]
+        self._change = scripts["chat_change"]
         self._indexed: dict[int, float] = {}
         # the newest entry appended per bot, checked after a failover (tails.py)
         self.tails: Tails | None = None
@@ -183,6 +223,40 @@ class Outbox:
             wait_ms=int(reply[4]),
         )
 
+    async def read(self, key: str) -> Snapshot:
+        """A hash of a chat, to compute a change from (:meth:`change`)."""
+        flat = await self._wire.call("HGETALL", key, retry=True)
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return Snapshot(key, {bytes(k): bytes(v) for k, v in pairs})
+
+    async def change(
+        self,
+        chat_id: int,
+        snapshot: Snapshot,
+        writes: Sequence[tuple[str, str, str | int, bytes | str]],
+        entries: Sequence[Sequence[Pending]],
+    ) -> Written | None:
+        """Make ``writes`` (``("set" | "del", key, field, value)`` on hashes of the
+        chat) and queue ``entries`` (each a list of pending updates, at most one
+        per log) in the chat's outbox, in one step, if the hash ``snapshot`` read
+        is unchanged; None (nothing written) if it changed."""
+        entries = [entry for entry in entries if entry]
+        assert entries, "a change without updates needs no outbox"
+        names = [keys.chat_outbox(chat_id), keys.chat_outbox_clock(chat_id), snapshot.key]
+        args: list[Any] = [len(entries), *map(_encode, entries), snapshot.fingerprint]
+        for op, key, field, value in writes:
+            if key not in names:
+                names.append(key)
+            args += [f"{op}:{names.index(key) + 1}", field, value]
+        commands: list[Command] = [self._change.command(keys=names, args=args)]
+        index = self._index_command(chat_id)
+        if index is not None:
+            commands.insert(0, index)
+        reply = (await self._calls(commands, self._change))[-1]
+        if not int(reply[0]):
+            return None
+        return Written(message_id=0, seq=int(reply[1]), queued=int(reply[2]), replayed=False)
+
     def _index_command(self, chat_id: int) -> Command | None:
         """Name the chat in the index (refreshed at most once a second) before an
         entry is written, so that a crash right after the write leaves it findable."""
@@ -227,8 +301,12 @@ class Outbox:
         commands: list[Command] = []
         bots: list[int] = []  # the bots' appends come first, the users' after them
         users: list[Command] = []
+        members: list[str] = []
         for seq, message_id, pending in entries:
             for item in pending:
+                if item.kind == MEMBERSHIP:
+                    members.append(item.payload.decode())
+                    continue
                 if item.user:
                     users.append(
                         self._append.command(
@@ -268,14 +346,29 @@ class Outbox:
             if self.tails is not None:
                 for bot_id, reply in zip(bots, replies, strict=True):
                     self.tails.note(bot_id, as_text(reply[1]), as_text(reply[0]), int(reply[4]))
+        if members:
+            await self._repair_memberships(chat_id, list(dict.fromkeys(members)))
         await self._wire.call("HDEL", keys.chat_outbox(chat_id), *[e[0] for e in entries])
+
+    async def _repair_memberships(self, chat_id: int, members: list[str]) -> None:
+        """Make each member's set of chats (in the member's slot) say what the chat's
+        members say now: idempotent, whichever entry and however often it runs (a
+        change racing it is repaired again by the drain of its own entry)."""
+        found = await self._wire.call("HMGET", keys.chat_members(chat_id), *members, retry=True)
+        commands: list[Command] = []
+        for member, info in zip(members, found, strict=True):
+            ident = int(member[1:])
+            key = keys.user_chats(ident) if member[0] == "u" else keys.bot_chats(ident)
+            commands.append(("SADD" if info is not None else "SREM", key, chat_id))
+        await self._wire.calls(commands, retry=True)
 
     async def _calls(self, commands: list[Command], script: Any) -> list[Any]:
         try:
             return await self._wire.calls(commands)
         except NoScriptError:
-            # Redis lost its scripts: load and run again (both scripts are safe to
-            # repeat: a write with its idempotency key, an append by its seq)
+            # Redis lost its scripts: load and run again (the write and the append
+            # are safe to repeat, by idempotency key and by seq; a change made
+            # already no longer matches its fingerprint and writes nothing)
             await script.load()
             return await self._wire.calls(commands)
 
