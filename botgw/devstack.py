@@ -113,6 +113,15 @@ async def playground_link(settings: Settings, demo: dict[str, Any]) -> str:
     return f"{demo['rest_url']}/playground/#login={code}"
 
 
+def _python() -> str:
+    """The interpreter to run the examples with: this one (it has their packages),
+    named relative to the working directory when it lies inside it."""
+    try:
+        return str(Path(sys.executable).relative_to(Path.cwd()))
+    except ValueError:
+        return sys.executable
+
+
 def _banner(demo: dict[str, Any], demo_file: Path, metrics: tuple[str, str], link: str) -> str:
     rest, bot_token, user_token = demo["rest_url"], demo["bot_token"], demo["user_token"]
     return f"""
@@ -130,7 +139,10 @@ once, within {CODE_TTL_SECONDS // 60} minutes; later, log in there with the user
   {link}
 
 Make the demo bot answer there (it echoes every text):
-  BOTGW_TOKEN='{bot_token}' python examples/echo_agent.py {demo["gateway_url"]}
+  BOTGW_TOKEN='{bot_token}' {_python()} examples/echo_agent.py {demo["gateway_url"]}
+
+Make and manage bots of your own by chatting with @{demo["system_bot_username"]}
+there: /newbot, /mybots, /help.
 
 Ask the Bot API who the bot is:
   curl -s -H 'Authorization: Bot {bot_token}' {rest}/bot/getMe
