@@ -195,5 +195,9 @@ async def test_a_sentinel_failover_under_load(
         assert lost_live == [] and lost_audit == []
         assert markers == 0 and tail_gaps == []
     else:
-        assert lost_audit == [] or counted >= len(lost_audit), (lost_audit, counted)
+        # every loss is told; the count is what the processes knew they had appended:
+        # an append whose answer the failover cut off is lost unknown to them, so
+        # the count may fall short of the losses by the appends in flight then
+        assert lost_audit == [] or (markers >= 1 and counted >= 1), (lost_audit, counted)
+        assert len(lost_audit) - counted <= SENDERS, (lost_audit, counted)
         assert lost_live == [] or tail_gaps, lost_live
