@@ -62,6 +62,14 @@ app.ready();
 """
 
 
+def require_chromium() -> None:
+    """Fail, saying what to install, unless selenium, Chromium and its driver are
+    here (`.ci/run` installs them): a browser test that cannot run is not passed."""
+    missing = chromium_missing()
+    if missing:
+        pytest.fail(f"{missing} (.ci/run installs what the suite needs)", pytrace=False)
+
+
 def chromium_missing() -> str | None:
     if webdriver is None:
         return "the browser tests need selenium: pip install selenium"
@@ -201,9 +209,7 @@ async def _accounts(settings: Settings) -> tuple[Account, Account, BotAccount]:
 def stage(
     stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stage]:
-    missing = chromium_missing()
-    if missing:
-        pytest.skip(missing)
+    require_chromium()
     tmp = tmp_path_factory.mktemp("browser")
     alice, bob, bot = asyncio.run(_accounts(settings))
 

@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from botgw.local_redis import free_port
-from tests.browser.conftest import ROOT, chromium_missing, new_browser
+from tests.browser.conftest import ROOT, new_browser, require_chromium
 from tests.conftest import wait_s
 
 _LINK = re.compile(r"(http://127\.0\.0\.1:\d+/playground/#login=[A-Za-z0-9_-]+)")
@@ -35,9 +35,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture
 def dev_stack(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """``botgw run`` on free ports: the link it printed and its demo.json."""
-    missing = chromium_missing()
-    if missing:
-        pytest.skip(missing)
+    require_chromium()
     log = tmp_path / "run.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(

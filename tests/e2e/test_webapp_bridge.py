@@ -11,28 +11,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from botgw.local_redis import free_port
+from tests.browser.conftest import CHROMEDRIVER, CHROMIUM, require_chromium
 from tests.conftest import Stack, wait_s
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-except ImportError:  # pragma: no cover - selenium is in the dev extra
-    webdriver = None  # type: ignore[assignment]
-
-pytestmark = pytest.mark.skipif(
-    webdriver is None or not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs selenium and Debian's chromium and chromium-driver",
-)
 
 APP = """<!doctype html><html><head><meta charset="utf-8">
 <script src="{rest}/webapp.js"></script></head><body><script>
@@ -95,6 +83,7 @@ def pages() -> Iterator[tuple[int, dict[str, bytes]]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
+    require_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     profile = tempfile.mkdtemp(prefix="botgw-bridge-")
