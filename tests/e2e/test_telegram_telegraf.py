@@ -23,9 +23,7 @@ import base64
 import contextlib
 import json
 import os
-import re
 import secrets
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -38,34 +36,18 @@ from botgw.local_redis import free_port
 from shared.settings import Settings
 from tests.conftest import Process, Stack, wait_s
 from tests.e2e.telegram_bots import PNG, Seen, chatting, conversation, eventually, until
+from tests.e2e.test_typescript_client import INSTALL, node_problem
 from tests.e2e.test_webhooks_receiver import dispatcher, scrape
 
 pytestmark = pytest.mark.asyncio
 
 BOTS = Path(__file__).resolve().parent / "js_bots"
-INSTALL = "install Node.js 18 or newer (Debian: apt-get install nodejs npm)"
-
-
-def node_problem() -> str | None:
-    """Why the JavaScript bots cannot run here, or None."""
-    node = shutil.which("node")
-    if node is None:
-        return "node is not installed"
-    version = subprocess.run(
-        [node, "--version"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout.strip()
-    match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+.*", version)
-    if match is None or int(match.group(1)) < 18:
-        return f"node {version or '(no version)'} is older than 18"
-    if not (BOTS / "node_modules").is_dir() and shutil.which("npm") is None:
-        return "npm is not installed (needed once for npm ci)"
-    return None
 
 
 @pytest.fixture(scope="module")
 def installed() -> Path:
     """The pinned libraries installed (``npm ci`` once, from package-lock.json)."""
-    problem = node_problem()
+    problem = node_problem(BOTS)
     if problem is not None:
         pytest.fail(f"JavaScript bots cannot be tested: {problem}; {INSTALL}", pytrace=False)
     if not (BOTS / "node_modules" / "telegraf").is_dir():

@@ -40,8 +40,9 @@ INSTALL = "install Node.js 18 or newer (Debian: apt-get install nodejs npm; .ci/
 SCHEMA_TESTS = 2
 
 
-def node_problem() -> str | None:
-    """Why the TypeScript client cannot be tested here, or None."""
+def node_problem(package: Path = PACKAGE) -> str | None:
+    """Why the JavaScript package at ``package`` (by default the TypeScript client)
+    cannot be tested here, or None."""
     node = shutil.which("node")
     if node is None:
         return "node is not installed"
@@ -51,7 +52,7 @@ def node_problem() -> str | None:
     match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+.*", version)
     if match is None or int(match.group(1)) < 18:
         return f"node {version or '(no version)'} is older than 18"
-    if not (PACKAGE / "node_modules").is_dir() and shutil.which("npm") is None:
+    if not (package / "node_modules").is_dir() and shutil.which("npm") is None:
         return "npm is not installed (needed once for npm ci)"
     return None
 
